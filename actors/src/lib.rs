@@ -1,0 +1,184 @@
+//! The shard runtime of the cloud zone: a ractor supervision tree (shard -> partition
+//! actors), each partition hosting the virtual actors of its customers, fed from the
+//! bus in stream order, emitting matches to the matches stream, and checkpointing each
+//! customer's state together with the partition's position in one atomic sled batch.
+//! See docs/runtime-semantics.md for ordering, failure and delivery guarantees.
+
+mod partition;
+mod shard;
+mod store;
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use persona_bus::MemoryBus;
+use persona_event::Token;
+use persona_offers::{Engine, Explanation};
+use persona_placement::partition_of;
+use ractor::{Actor, ActorRef, call};
+use tokio::task::JoinHandle;
+
+pub use partition::{CustomerFeatures, PartitionStats};
+use partition::{PartitionArgs, PartitionMsg};
+use shard::{ShardActor, ShardArgs};
+use store::Store;
+
+/// What can go wrong in the shard runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("shard store: {0}")]
+    Store(#[source] sled::Error),
+    #[error("{0}: {1}")]
+    Io(String, #[source] std::io::Error),
+    #[error("corrupt shard state: {0}")]
+    Corrupt(String),
+    #[error("actor: {0}")]
+    Actor(String),
+    #[error("snapshot: {0}")]
+    Snapshot(#[from] persona_offers::Error),
+}
+
+/// How a shard runs.
+#[derive(Clone, Debug)]
+pub struct ShardConfig {
+    /// A name unique in the process (actor names are global).
+    pub name: String,
+    /// The shard's data directory (sled).
+    pub dir: PathBuf,
+    /// Checkpoint a partition after this many applied stream entries.
+    pub checkpoint_every: u64,
+    /// Bus entries handed to a partition actor per message.
+    pub batch: usize,
+}
+
+/// A running shard that owns every partition of its bus.
+#[derive(Debug)]
+pub struct Shard {
+    engine: Arc<Engine>,
+    bus: Arc<MemoryBus>,
+    store: Store,
+    supervisor: ActorRef<()>,
+    supervisor_done: Option<JoinHandle<()>>,
+    partitions: Vec<ActorRef<PartitionMsg>>,
+    feeders: Vec<JoinHandle<Result<(), Error>>>,
+    failure: Arc<Mutex<Option<String>>>,
+    progress: Arc<AtomicU64>,
+}
+
+impl Shard {
+    /// Opens the store, starts the supervision tree and one feeder per partition,
+    /// each resuming from its partition's checkpoint.
+    pub async fn start(config: ShardConfig, engine: Arc<Engine>, bus: Arc<MemoryBus>) -> Result<Shard, Error> {
+        let store = Store::open(&config.dir)?;
+        engine.catalog.restore_budget_used(&store.budget_used()?);
+        let mut partitions = Vec::new();
+        let progress = Arc::new(AtomicU64::new(0));
+        for p in 0..bus.partitions() {
+            partitions.push(PartitionArgs {
+                partition: p,
+                engine: engine.clone(),
+                store: store.partition(p)?,
+                bus: bus.clone(),
+                checkpoint_every: config.checkpoint_every.max(1),
+                progress: progress.clone(),
+            });
+        }
+        let children = Arc::new(Mutex::new(Vec::new()));
+        let failure = Arc::new(Mutex::new(None));
+        let args = ShardArgs { name: config.name.clone(), partitions, children: children.clone(), failure: failure.clone() };
+        let (supervisor, done) = Actor::spawn(Some(config.name.clone()), ShardActor, args)
+            .await
+            .map_err(|e| Error::Actor(e.to_string()))?;
+        let partitions = std::mem::take(&mut *children.lock().expect("children lock"));
+        let feeders = partitions
+            .iter()
+            .enumerate()
+            .map(|(p, actor)| tokio::spawn(feed(p as u32, actor.clone(), bus.clone(), config.batch.max(1))))
+            .collect();
+        Ok(Shard { engine, bus, store, supervisor, supervisor_done: Some(done), partitions, feeders, failure, progress })
+    }
+
+    /// Waits until the bus is closed and every partition has applied and checkpointed
+    /// all of it.
+    pub async fn drain(&mut self) -> Result<(), Error> {
+        let feeders = std::mem::take(&mut self.feeders);
+        for f in feeders {
+            let result = f.await.map_err(|e| Error::Actor(e.to_string()))?;
+            if let Err(e) = result {
+                return Err(self.failure().unwrap_or(e));
+            }
+        }
+        self.store.save_budget_used(&self.engine.catalog.budget_used())?;
+        Ok(())
+    }
+
+    /// Bus entries handled so far (applied or recognised as already applied).
+    pub fn progress(&self) -> Arc<AtomicU64> {
+        self.progress.clone()
+    }
+
+    fn failure(&self) -> Option<Error> {
+        self.failure.lock().expect("failure lock").clone().map(Error::Actor)
+    }
+
+    /// Counters summed over partitions.
+    pub async fn stats(&self) -> Result<PartitionStats, Error> {
+        let mut total = PartitionStats::default();
+        for p in &self.partitions {
+            let s = call!(p, PartitionMsg::Stats).map_err(actor_err)?;
+            total.applied += s.applied;
+            total.duplicates += s.duplicates;
+            total.matches += s.matches;
+            total.activations += s.activations;
+        }
+        Ok(total)
+    }
+
+    /// Every customer's features as of `at` (default: each customer's clock), sorted
+    /// by token.
+    pub async fn features(&self, at: Option<DateTime<Utc>>) -> Result<Vec<CustomerFeatures>, Error> {
+        let mut all = Vec::new();
+        for p in &self.partitions {
+            all.extend(call!(p, PartitionMsg::Features, at).map_err(actor_err)?.map_err(Error::Actor)?);
+        }
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(all)
+    }
+
+    /// Explains `offer` for the customer behind `token`; `None` when either is unknown.
+    pub async fn explain(&self, token: &Token, offer: &str, at: Option<DateTime<Utc>>) -> Result<Option<Explanation>, Error> {
+        let p = &self.partitions[partition_of(token, self.bus.partitions()) as usize];
+        call!(p, PartitionMsg::Explain, token.clone(), offer.to_owned(), at).map_err(actor_err)
+    }
+
+    /// Stops the supervision tree.
+    pub async fn stop(mut self) {
+        self.supervisor.stop(None);
+        if let Some(done) = self.supervisor_done.take() {
+            let _ = done.await;
+        }
+    }
+}
+
+fn actor_err<E: std::fmt::Display>(e: E) -> Error {
+    Error::Actor(e.to_string())
+}
+
+/// Reads a partition's stream from just after its checkpoint and hands batches to its
+/// actor, then makes the end durable.
+async fn feed(p: u32, actor: ActorRef<PartitionMsg>, bus: Arc<MemoryBus>, batch: usize) -> Result<(), Error> {
+    let mut next = call!(actor, PartitionMsg::Position).map_err(actor_err)? + 1;
+    while let Some(entries) = bus.partition(p).read(next, batch).await {
+        let last = entries.last().map_or(next - 1, |(pos, _)| *pos);
+        let applied = call!(actor, PartitionMsg::Apply, entries).map_err(actor_err)?.map_err(Error::Actor)?;
+        debug_assert_eq!(applied.max(last), applied);
+        next = applied.max(last) + 1;
+    }
+    call!(actor, PartitionMsg::Checkpoint).map_err(actor_err)?.map_err(Error::Actor)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

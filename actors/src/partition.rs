@@ -1,0 +1,198 @@
+//! The partition actor: owns one partition of the token space and hosts the virtual
+//! actors of its customers as entities in its state. Events of a partition arrive in
+//! stream order and are applied one at a time, so each customer sees her events in
+//! order. A customer is activated (read from the store) on her first event and stays
+//! in memory; her state and the partition's position are checkpointed together.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+use persona_bus::{MemoryBus, Position};
+use persona_event::{Event, Token, Value};
+use persona_offers::{Customer, Engine, Explanation};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use crate::Error;
+use crate::store::PartitionStore;
+
+/// The features of one customer as of an instant.
+pub type CustomerFeatures = (Token, DateTime<Utc>, BTreeMap<String, Value>);
+
+/// Counters of one partition.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PartitionStats {
+    pub applied: u64,
+    pub duplicates: u64,
+    pub matches: u64,
+    pub activations: u64,
+}
+
+pub(crate) enum PartitionMsg {
+    /// Apply a batch read from the bus; replies with the last applied position.
+    Apply(Vec<(Position, Arc<Event>)>, RpcReplyPort<Result<Position, String>>),
+    /// Make everything applied durable; replies with the position checkpointed.
+    Checkpoint(RpcReplyPort<Result<Position, String>>),
+    /// The last checkpointed position.
+    Position(RpcReplyPort<Position>),
+    Stats(RpcReplyPort<PartitionStats>),
+    /// Every customer's features as of `at` (default: each customer's clock).
+    Features(Option<DateTime<Utc>>, RpcReplyPort<Result<Vec<CustomerFeatures>, String>>),
+    /// Explain an offer for a customer.
+    Explain(Token, String, Option<DateTime<Utc>>, RpcReplyPort<Option<Explanation>>),
+}
+
+pub(crate) struct PartitionActor;
+
+pub(crate) struct PartitionArgs {
+    pub(crate) partition: u32,
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) store: PartitionStore,
+    pub(crate) bus: Arc<MemoryBus>,
+    pub(crate) checkpoint_every: u64,
+    /// Stream entries handled by every partition of the shard, for progress reports.
+    pub(crate) progress: Arc<AtomicU64>,
+}
+
+pub(crate) struct PartitionState {
+    args: PartitionArgs,
+    customers: HashMap<Token, Customer>,
+    dirty: HashSet<Token>,
+    applied_to: Position,
+    checkpointed: Position,
+    stats: PartitionStats,
+}
+
+impl PartitionState {
+    /// The customer's entity, activated from the store on first use.
+    fn activate(&mut self, token: &Token) -> Result<&mut Customer, Error> {
+        if !self.customers.contains_key(token) {
+            let customer = match self.args.store.load(token)? {
+                Some(bytes) => Customer::decode(&bytes, &self.args.engine).map_err(|e| Error::Corrupt(e.to_string()))?,
+                None => Customer::default(),
+            };
+            self.stats.activations += 1;
+            self.customers.insert(token.clone(), customer);
+        }
+        Ok(self.customers.get_mut(token).expect("just inserted"))
+    }
+
+    fn apply(&mut self, batch: Vec<(Position, Arc<Event>)>) -> Result<Position, Error> {
+        let engine = self.args.engine.clone();
+        self.args.progress.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        for (pos, event) in batch {
+            if pos <= self.applied_to {
+                // Re-read after a restart from the checkpoint: already applied.
+                continue;
+            }
+            let customer = self.activate(&event.token)?;
+            if customer.apply(&engine, &event) {
+                let decision = customer.decide(&engine, &event.token, &event);
+                self.stats.applied += 1;
+                self.dirty.insert(event.token.clone());
+                if let Some(m) = decision {
+                    self.stats.matches += 1;
+                    self.args.bus.matches().append(Arc::new(m));
+                }
+            } else {
+                self.stats.duplicates += 1;
+            }
+            self.applied_to = pos;
+        }
+        if self.applied_to - self.checkpointed >= self.args.checkpoint_every {
+            self.checkpoint()?;
+        }
+        Ok(self.applied_to)
+    }
+
+    fn checkpoint(&mut self) -> Result<Position, Error> {
+        if self.applied_to == self.checkpointed && self.dirty.is_empty() {
+            return Ok(self.checkpointed);
+        }
+        let engine = &self.args.engine;
+        let customers = &self.customers;
+        let snapshots = self.dirty.iter().map(|t| (t, customers[t].encode(engine)));
+        self.args.store.checkpoint(snapshots, self.applied_to)?;
+        self.dirty.clear();
+        self.checkpointed = self.applied_to;
+        // Only what is durable may leave the stream.
+        self.args.bus.partition(self.args.partition).trim(self.checkpointed);
+        Ok(self.checkpointed)
+    }
+
+    fn features(&self, at: Option<DateTime<Utc>>) -> Result<Vec<CustomerFeatures>, Error> {
+        let engine = &self.args.engine;
+        let mut out = Vec::new();
+        for entry in self.args.store.customers() {
+            let (token, bytes) = entry?;
+            let decoded;
+            let customer = match self.customers.get(&token) {
+                Some(c) => c,
+                None => {
+                    decoded = Customer::decode(&bytes, engine).map_err(|e| Error::Corrupt(e.to_string()))?;
+                    &decoded
+                }
+            };
+            let view = customer.features.view(&engine.features, at);
+            out.push((token, view.at(), view.all()));
+        }
+        Ok(out)
+    }
+}
+
+impl Actor for PartitionActor {
+    type Msg = PartitionMsg;
+    type State = PartitionState;
+    type Arguments = PartitionArgs;
+
+    async fn pre_start(&self, _me: ActorRef<PartitionMsg>, args: PartitionArgs) -> Result<PartitionState, ActorProcessingErr> {
+        let position = args.store.position()?;
+        Ok(PartitionState {
+            args,
+            customers: HashMap::new(),
+            dirty: HashSet::new(),
+            applied_to: position,
+            checkpointed: position,
+            stats: PartitionStats::default(),
+        })
+    }
+
+    async fn handle(&self, _me: ActorRef<PartitionMsg>, msg: PartitionMsg, state: &mut PartitionState) -> Result<(), ActorProcessingErr> {
+        match msg {
+            PartitionMsg::Apply(batch, reply) => {
+                let result = state.apply(batch);
+                let failed = result.as_ref().err().map(ToString::to_string);
+                let _ = reply.send(result.map_err(|e| e.to_string()));
+                if let Some(e) = failed {
+                    // A partition that cannot apply must stop: its supervisor decides.
+                    return Err(e.into());
+                }
+            }
+            PartitionMsg::Checkpoint(reply) => {
+                let _ = reply.send(state.checkpoint().map_err(|e| e.to_string()));
+            }
+            PartitionMsg::Position(reply) => {
+                let _ = reply.send(state.checkpointed);
+            }
+            PartitionMsg::Stats(reply) => {
+                let _ = reply.send(state.stats);
+            }
+            PartitionMsg::Features(at, reply) => {
+                let _ = reply.send(state.features(at).map_err(|e| e.to_string()));
+            }
+            PartitionMsg::Explain(token, offer, at, reply) => {
+                let engine = &state.args.engine;
+                let explanation = match state.customers.get(&token) {
+                    Some(c) => c.explain(engine, &token, &offer, None, at),
+                    None => match state.args.store.load(&token)? {
+                        Some(bytes) => Customer::decode(&bytes, engine)?.explain(engine, &token, &offer, None, at),
+                        None => None,
+                    },
+                };
+                let _ = reply.send(explanation);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,102 @@
+//! The shard's durable state in sled: one tree per partition holding each customer's
+//! snapshot under her token, and the partition's last applied stream position under
+//! a key no token can take. A checkpoint writes both in one atomic batch.
+
+use std::path::Path;
+
+use persona_bus::Position;
+use persona_event::Token;
+
+use crate::Error;
+
+/// Key of the last applied position; tokens start with `tk_`, so it cannot collide.
+const POSITION_KEY: &[u8] = b"\0position";
+/// Key of persisted offer budget use, in the `meta` tree.
+const BUDGET_KEY: &[u8] = b"budget_used";
+
+#[derive(Clone, Debug)]
+pub(crate) struct Store {
+    db: sled::Db,
+}
+
+impl Store {
+    pub(crate) fn open(dir: &Path) -> Result<Store, Error> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::Io(dir.display().to_string(), e))?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(256 << 20)
+            .open()
+            .map_err(Error::Store)?;
+        Ok(Store { db })
+    }
+
+    pub(crate) fn partition(&self, p: u32) -> Result<PartitionStore, Error> {
+        Ok(PartitionStore { tree: self.db.open_tree(format!("p{p:05}")).map_err(Error::Store)? })
+    }
+
+    pub(crate) fn budget_used(&self) -> Result<Vec<(String, u64)>, Error> {
+        let meta = self.db.open_tree("meta").map_err(Error::Store)?;
+        match meta.get(BUDGET_KEY).map_err(Error::Store)? {
+            None => Ok(Vec::new()),
+            Some(bytes) => postcard::from_bytes(&bytes).map_err(|e| Error::Corrupt(e.to_string())),
+        }
+    }
+
+    pub(crate) fn save_budget_used(&self, used: &[(String, u64)]) -> Result<(), Error> {
+        let meta = self.db.open_tree("meta").map_err(Error::Store)?;
+        let bytes = postcard::to_stdvec(used).expect("budget serializes");
+        meta.insert(BUDGET_KEY, bytes).map_err(Error::Store)?;
+        meta.flush().map_err(Error::Store)?;
+        Ok(())
+    }
+}
+
+/// One partition's tree.
+#[derive(Clone, Debug)]
+pub(crate) struct PartitionStore {
+    tree: sled::Tree,
+}
+
+impl PartitionStore {
+    pub(crate) fn position(&self) -> Result<Position, Error> {
+        Ok(match self.tree.get(POSITION_KEY).map_err(Error::Store)? {
+            Some(b) => u64::from_be_bytes(b.as_ref().try_into().map_err(|_| Error::Corrupt("position".into()))?),
+            None => 0,
+        })
+    }
+
+    pub(crate) fn load(&self, token: &Token) -> Result<Option<sled::IVec>, Error> {
+        self.tree.get(token.as_str()).map_err(Error::Store)
+    }
+
+    /// Writes the snapshots and the position atomically, then makes them durable.
+    pub(crate) fn checkpoint<'a>(
+        &self,
+        snapshots: impl Iterator<Item = (&'a Token, Vec<u8>)>,
+        position: Position,
+    ) -> Result<(), Error> {
+        let mut batch = sled::Batch::default();
+        for (token, bytes) in snapshots {
+            batch.insert(token.as_str(), bytes);
+        }
+        batch.insert(POSITION_KEY, &position.to_be_bytes());
+        self.tree.apply_batch(batch).map_err(Error::Store)?;
+        self.tree.flush().map_err(Error::Store)?;
+        Ok(())
+    }
+
+    /// Every stored customer: (token, snapshot).
+    pub(crate) fn customers(&self) -> impl Iterator<Item = Result<(Token, sled::IVec), Error>> + '_ {
+        self.tree.iter().filter_map(|kv| match kv {
+            Err(e) => Some(Err(Error::Store(e))),
+            Ok((k, _)) if k.as_ref() == POSITION_KEY => None,
+            Ok((k, v)) => Some(
+                std::str::from_utf8(&k)
+                    .ok()
+                    .and_then(|s| Token::parse(s).ok())
+                    .map(|t| (t, v))
+                    .ok_or_else(|| Error::Corrupt("customer key".into())),
+            ),
+        })
+    }
+}

@@ -1,0 +1,107 @@
+//! The commands other than `demo`: `run`, `vault resolve`, `offer check`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use persona_event::Token;
+use persona_features::FeatureSet;
+
+use crate::args::{Cli, Command, OfferCommand, RunArgs, VaultCommand};
+use crate::pipeline::{self, RunOptions};
+use crate::progress::Progress;
+use crate::specs;
+
+pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
+    let progress = Progress::new(cli.quiet);
+    match cli.command {
+        Command::Demo(args) => crate::demo::run(args, &progress).await,
+        Command::Run(args) => run_files(args, &progress).await,
+        Command::Vault(VaultCommand::Resolve { data, tokens }) => resolve(data, tokens),
+        Command::Offer(OfferCommand::Check { files, features }) => check(files, features),
+    }
+}
+
+/// Reports refused specs on stderr (specs hold no customer data).
+pub(crate) fn report_problems(specs: &specs::Specs) {
+    for p in &specs.problems {
+        eprintln!("{}", p.rendered);
+        tracing::warn!(kind = %p.kind, name = %p.name, "spec refused; the run goes on without it");
+    }
+}
+
+async fn run_files(args: RunArgs, progress: &Progress) -> Result<ExitCode> {
+    let specs = specs::load(&args.specs)?;
+    report_problems(&specs);
+    let opts = RunOptions { sources: &args.sources, data: &args.data, out: &args.out, as_of: args.as_of };
+    let finished = pipeline::run(specs, opts, progress).await?;
+    println!("{}", finished.summary);
+    println!("outputs in {}", args.out.display());
+    finished.shard.stop().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `persona vault resolve`: a trusted-zone admin look-up; every look-up is audited
+/// (token and whether it resolved, never the key) in DATA/trusted/audit/admin.jsonl.
+fn resolve(data: PathBuf, tokens: Vec<String>) -> Result<ExitCode> {
+    let vault = pipeline::open_vault(&data)?;
+    let audit_dir = data.join("trusted").join("audit");
+    std::fs::create_dir_all(&audit_dir)?;
+    let audit_path = audit_dir.join("admin.jsonl");
+    let mut audit = std::fs::OpenOptions::new().create(true).append(true).open(&audit_path)
+        .with_context(|| format!("opening {}", audit_path.display()))?;
+    let mut out = std::io::stdout().lock();
+    for t in tokens {
+        let key = match Token::parse(&t) {
+            Ok(token) => vault.resolve(&token)?,
+            Err(e) => {
+                tracing::warn!(error = %e, "not a token");
+                None
+            }
+        };
+        let record = serde_json::json!({
+            "ts": persona_event::time::format_ts(&chrono::Utc::now()),
+            "action": "resolve",
+            "token": t,
+            "resolved": key.is_some(),
+            "user": std::env::var("USER").unwrap_or_default(),
+        });
+        writeln!(audit, "{record}")?;
+        match key {
+            Some(k) => writeln!(out, "{t}\t{}", k.expose_secret())?,
+            None => writeln!(out, "{t}\t-")?,
+        }
+    }
+    audit.sync_all()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `persona offer check`: diagnostics for every offer; exit 1 on any error.
+fn check(files: Vec<PathBuf>, features: Option<PathBuf>) -> Result<ExitCode> {
+    let mut all = files.clone();
+    all.extend(features.iter().cloned());
+    let (docs, mut problems) = specs::documents(&all)?;
+    let set: FeatureSet = match specs::feature_set(&docs) {
+        Ok(set) => set,
+        Err(e) => {
+            eprintln!("{e:#}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let mut checked = 0;
+    for doc in docs.iter().filter(|d| d.kind == "Offer") {
+        checked += 1;
+        if let Err(p) = specs::offer(doc, &set) {
+            problems.push(p);
+        }
+    }
+    for doc in docs.iter().filter(|d| d.kind != "Offer" && d.kind != "FeatureSet") {
+        eprintln!("warning: {}:{}: `{}` is not an Offer; skipped", doc.file.display(), doc.line, doc.kind);
+    }
+    for p in &problems {
+        eprintln!("{}", p.rendered);
+    }
+    println!("{checked} offer(s) checked against FeatureSet `{}`: {} error(s)", set.name, problems.len());
+    Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

@@ -1,0 +1,588 @@
+//! Who each customer is: identity, contact data and habits, drawn once per customer.
+//!
+//! The first four customers are the demo's personas, whose habits are fixed so that
+//! their story shows for any seed; everyone else is drawn from a few archetypes so
+//! that a few percent of the crowd look like each persona too.
+
+use chrono::{Datelike, Days, NaiveDate};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use super::catalog::{
+    BENGALURU, CHENNAI, CITIES, EMAIL_DOMAINS, EVERYDAY_WEIGHTS, FIRST_NAMES, KOLKATA, LAST_NAMES,
+    MUMBAI, PHOENIX_BENGALURU, SAVER_WEIGHTS,
+};
+
+/// How many leading customers are personas.
+pub(super) const PERSONAS: u32 = 4;
+
+/// Everyday weights for a young earner: no bills or gadgets of his own yet.
+const YOUNG_WEIGHTS: [u16; 8] = [30, 10, 25, 15, 12, 8, 0, 0];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Segment {
+    Mass,
+    Affluent,
+    Premium,
+}
+
+impl Segment {
+    pub(super) fn code(self) -> &'static str {
+        match self {
+            Segment::Mass => "MS",
+            Segment::Affluent => "AF",
+            Segment::Premium => "PR",
+        }
+    }
+}
+
+/// A monthly salary: paid on `day` (or the month's last day when shorter).
+#[derive(Debug)]
+pub(super) struct Salary {
+    pub day: u32,
+    pub rupees: (u32, u32),
+    pub employer: usize,
+}
+
+/// How often a customer buys fuel.
+#[derive(Debug)]
+pub(super) enum Fuel {
+    Never,
+    /// A chance each day, averaging `per_30d` fill-ups a month.
+    Rate {
+        per_30d: f64,
+    },
+    /// Exactly every `period` days: any 30-day window then holds 30 / period fill-ups.
+    Every {
+        period: i32,
+        phase: i32,
+    },
+}
+
+/// How often a customer goes to a mall on purpose (beyond chance swipes).
+#[derive(Debug)]
+pub(super) enum MallHabit {
+    Never,
+    Rate {
+        mall: usize,
+        per_week: f64,
+    },
+    /// Three fixed weekdays (residues 0, 2, 4 of the day number mod 7) plus the odd
+    /// extra visit: any 7-day window then holds at least three visits.
+    Weekly {
+        mall: usize,
+        phase: i32,
+        extra: f64,
+    },
+}
+
+/// Where end-of-day balances sit, in rupees.
+#[derive(Debug)]
+pub(super) enum Balance {
+    /// Around a median, each snapshot off by a few percent.
+    Around(f64),
+    /// Uniform within bounds: used for personas whose story needs a hard floor.
+    Between(f64, f64),
+}
+
+impl Balance {
+    pub(super) fn typical(&self) -> f64 {
+        match *self {
+            Balance::Around(m) => m,
+            Balance::Between(lo, hi) => (lo + hi) / 2.0,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct Habits {
+    pub salary: Option<Salary>,
+    pub debits_per_day: f64,
+    pub weights: &'static [u16; 8],
+    pub fuel: Fuel,
+    pub fuel_rupees: (u32, u32),
+    pub swipes_per_day: f64,
+    /// Share of chance swipes that happen in a mall of the home city.
+    pub mall_share: f64,
+    pub mall: MallHabit,
+    pub balance: Balance,
+    /// Inclusive bounds of the monthly bureau score.
+    pub score: (u32, u32),
+}
+
+#[derive(Debug)]
+pub(super) struct Profile {
+    pub idx: u32,
+    pub cust_id: String,
+    pub full_name: String,
+    /// The name as card networks and narrations print it.
+    pub upper_name: String,
+    pub gender: char,
+    pub dob: NaiveDate,
+    pub email: String,
+    pub mobile: String,
+    pub pan: String,
+    pub city: usize,
+    pub segment: Segment,
+    pub push: String,
+    /// Seconds after local midnight of the KYC update on the first calendar day.
+    pub kyc_secs: u32,
+    pub acct: String,
+    pub card: String,
+    pub branch: String,
+    pub habits: Habits,
+}
+
+impl Profile {
+    pub(super) fn is_persona(&self) -> bool {
+        self.idx < PERSONAS
+    }
+}
+
+/// Seed-dependent offsets of the identifier permutations.
+#[derive(Debug)]
+pub(super) struct IdSpace {
+    email_mod: u64,
+    offsets: [u64; 5],
+}
+
+/// Multiplies by about 0.618 of the modulus (made coprime with it), so `idx * a + b`
+/// is a permutation of the modulus that scatters neighbouring indices: identifiers
+/// look random yet are unique by construction.
+pub(super) fn multiplier(modulus: u64) -> u64 {
+    let mut a = (modulus as f64 * 0.618_033_988_7) as u64 | 1;
+    while gcd(a, modulus) != 1 {
+        a += 2;
+    }
+    a
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+pub(super) const PAN_SPACE: u64 = 26 * 26 * 26 * 10_000;
+
+impl IdSpace {
+    pub(super) fn new(seed: u64, customers: u32) -> Self {
+        let mut email_mod = 10_000;
+        while email_mod < u64::from(customers) {
+            email_mod *= 10;
+        }
+        let mut s = seed;
+        let offsets = std::array::from_fn(|_| splitmix(&mut s));
+        IdSpace { email_mod, offsets }
+    }
+}
+
+pub(super) fn permute(idx: u32, modulus: u64, offset: u64) -> u64 {
+    let a = u128::from(multiplier(modulus));
+    ((u128::from(idx) * a + u128::from(offset)) % u128::from(modulus)) as u64
+}
+
+pub(super) fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+struct Identity {
+    first: usize,
+    last: usize,
+    city: usize,
+    segment: Segment,
+    age: i32,
+    email: bool,
+    mobile: bool,
+    push: bool,
+}
+
+/// Draws customer `idx` from its own generator, so no customer depends on another.
+pub(super) fn profile(idx: u32, end: NaiveDate, ids: &IdSpace, rng: &mut ChaCha8Rng) -> Profile {
+    let (who, habits) = match idx {
+        0..PERSONAS => persona(idx, rng),
+        _ => crowd(rng),
+    };
+    let first = &FIRST_NAMES[who.first];
+    let last = LAST_NAMES[who.last];
+    let full_name = format!("{} {}", first.name, last);
+    let upper_name = full_name.to_uppercase();
+    let email = if who.email {
+        email(idx, first.name, last, ids, rng)
+    } else {
+        String::new()
+    };
+    let lead = rng.gen_range(6..=9);
+    let tail = permute(idx, 1_000_000_000, ids.offsets[1]);
+    let mobile = if who.mobile {
+        format!("+91{lead}{tail:09}")
+    } else {
+        String::new()
+    };
+    let pan = pan(idx, last, ids, rng);
+    let push = if who.push {
+        push_token(rng)
+    } else {
+        String::new()
+    };
+    let acct = format!("50{:010}", permute(idx, 10_000_000_000, ids.offsets[3]));
+    let card = card(idx, ids);
+    let branch = format!("{}{:04}", CITIES[who.city].branch, rng.gen_range(1..=60));
+    let back = rng.gen_range(0..365);
+    let dob = birthday(end, who.age, back);
+    Profile {
+        idx,
+        cust_id: format!("C{:08}", u64::from(idx) + 1),
+        full_name,
+        upper_name,
+        gender: first.gender,
+        dob,
+        email,
+        mobile,
+        pan,
+        city: who.city,
+        segment: who.segment,
+        push,
+        kyc_secs: rng.gen_range(9 * 3600..18 * 3600),
+        acct,
+        card,
+        branch,
+        habits,
+    }
+}
+
+/// A birth date that makes the customer exactly `age` on `end`.
+fn birthday(end: NaiveDate, age: i32, back: u64) -> NaiveDate {
+    let year = end.year() - age;
+    let anniversary = end
+        .with_year(year)
+        .or_else(|| NaiveDate::from_ymd_opt(year, end.month(), 28))
+        .expect("day 28 exists in every month");
+    anniversary - Days::new(back)
+}
+
+fn name_index(first: &str) -> usize {
+    FIRST_NAMES
+        .iter()
+        .position(|n| n.name == first)
+        .expect("persona first name listed")
+}
+
+fn last_index(last: &str) -> usize {
+    LAST_NAMES
+        .iter()
+        .position(|n| *n == last)
+        .expect("persona last name listed")
+}
+
+fn persona(idx: u32, rng: &mut ChaCha8Rng) -> (Identity, Habits) {
+    let id = |first, last, city, segment, age, (email, mobile, push)| Identity {
+        first: name_index(first),
+        last: last_index(last),
+        city,
+        segment,
+        age,
+        email,
+        mobile,
+        push,
+    };
+    match idx {
+        // Early salary, regular fuel, a comfortable floor: a car buyer in the making.
+        0 => (
+            id(
+                "Saanvi",
+                "Sarkar",
+                MUMBAI,
+                Segment::Affluent,
+                31,
+                (true, true, true),
+            ),
+            Habits {
+                salary: Some(Salary {
+                    day: rng.gen_range(1..=7),
+                    rupees: (85_000, 95_000),
+                    employer: 0,
+                }),
+                debits_per_day: 1.0,
+                weights: &EVERYDAY_WEIGHTS,
+                fuel: Fuel::Every {
+                    period: 6,
+                    phase: rng.gen_range(0..6),
+                },
+                fuel_rupees: (900, 1600),
+                swipes_per_day: 0.3,
+                mall_share: 0.0,
+                mall: MallHabit::Never,
+                balance: Balance::Between(350_000.0, 600_000.0),
+                score: (795, 845),
+            },
+        ),
+        // A mall regular: Phoenix Marketcity three or more evenings a week.
+        1 => (
+            id(
+                "Arjun",
+                "Mehta",
+                BENGALURU,
+                Segment::Mass,
+                27,
+                (true, false, true),
+            ),
+            Habits {
+                salary: Some(Salary {
+                    day: 25,
+                    rupees: (38_000, 45_000),
+                    employer: 1,
+                }),
+                debits_per_day: 1.2,
+                weights: &EVERYDAY_WEIGHTS,
+                fuel: Fuel::Never,
+                fuel_rupees: (0, 0),
+                swipes_per_day: 0.2,
+                mall_share: 0.0,
+                mall: MallHabit::Weekly {
+                    mall: PHOENIX_BENGALURU,
+                    phase: rng.gen_range(0..7),
+                    extra: 0.15,
+                },
+                balance: Balance::Around(45_000.0),
+                score: (728, 770),
+            },
+        ),
+        // A retired-leaning saver: a large idle balance and interest, little spending.
+        2 => (
+            id(
+                "Meera",
+                "Iyer",
+                CHENNAI,
+                Segment::Premium,
+                58,
+                (true, true, false),
+            ),
+            Habits {
+                salary: None,
+                debits_per_day: 0.25,
+                weights: &SAVER_WEIGHTS,
+                fuel: Fuel::Never,
+                fuel_rupees: (0, 0),
+                swipes_per_day: 0.08,
+                mall_share: 0.0,
+                mall: MallHabit::Never,
+                balance: Balance::Between(1_500_000.0, 2_500_000.0),
+                score: (800, 860),
+            },
+        ),
+        // The contrast: young, month-end salary, thin balance, weak credit.
+        _ => (
+            id(
+                "Rohan",
+                "Das",
+                KOLKATA,
+                Segment::Mass,
+                22,
+                (false, true, false),
+            ),
+            Habits {
+                salary: Some(Salary {
+                    day: rng.gen_range(28..=30),
+                    rupees: (18_000, 22_000),
+                    employer: 2,
+                }),
+                debits_per_day: 1.0,
+                weights: &YOUNG_WEIGHTS,
+                fuel: Fuel::Never,
+                fuel_rupees: (0, 0),
+                swipes_per_day: 0.2,
+                mall_share: 0.0,
+                mall: MallHabit::Never,
+                balance: Balance::Between(5_000.0, 40_000.0),
+                score: (605, 650),
+            },
+        ),
+    }
+}
+
+/// A standard normal draw (Box-Muller): rand 0.8 alone has no normal distribution.
+pub(super) fn normal(rng: &mut ChaCha8Rng) -> f64 {
+    let u: f64 = 1.0 - rng.r#gen::<f64>();
+    let v: f64 = rng.r#gen();
+    (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+}
+
+fn score_around(rng: &mut ChaCha8Rng, mean: f64, sd: f64) -> (u32, u32) {
+    let base = (mean + sd * normal(rng)).clamp(310.0, 890.0) as u32;
+    (base - 8, base + 8)
+}
+
+fn crowd(rng: &mut ChaCha8Rng) -> (Identity, Habits) {
+    let archetype: f64 = rng.r#gen();
+    let mut who = Identity {
+        first: rng.gen_range(0..FIRST_NAMES.len()),
+        last: rng.gen_range(0..LAST_NAMES.len()),
+        city: rng.gen_range(0..CITIES.len()),
+        segment: match rng.r#gen::<f64>() {
+            x if x < 0.65 => Segment::Mass,
+            x if x < 0.92 => Segment::Affluent,
+            _ => Segment::Premium,
+        },
+        age: rng.gen_range(19..=70),
+        email: rng.gen_bool(0.85),
+        mobile: rng.gen_bool(0.97),
+        push: rng.gen_bool(0.70),
+    };
+    let salary_rupees = match who.segment {
+        Segment::Mass => (15_000, 60_000),
+        Segment::Affluent => (50_000, 150_000),
+        Segment::Premium => (120_000, 400_000),
+    };
+    let base_salary = rng.gen_range(salary_rupees.0..=salary_rupees.1);
+    // Salaries vary a little month to month around the customer's own level.
+    let salary_band = (base_salary * 97 / 100, base_salary * 103 / 100);
+    let employer = rng.gen_range(0..5);
+    let salary_day = if rng.gen_bool(0.4) {
+        rng.gen_range(1..=14)
+    } else {
+        rng.gen_range(15..=31)
+    };
+    let median = match who.segment {
+        Segment::Mass => 35_000.0 * (0.9 * normal(rng)).exp(),
+        Segment::Affluent => 300_000.0 * (0.6 * normal(rng)).exp(),
+        Segment::Premium => 1_200_000.0 * (0.5 * normal(rng)).exp(),
+    };
+    let mut habits = Habits {
+        salary: rng.gen_bool(0.88).then_some(Salary {
+            day: salary_day,
+            rupees: salary_band,
+            employer,
+        }),
+        debits_per_day: rng.gen_range(0.5..2.0),
+        weights: &EVERYDAY_WEIGHTS,
+        fuel: if rng.gen_bool(0.3) {
+            Fuel::Rate {
+                per_30d: rng.gen_range(1.0..6.0),
+            }
+        } else {
+            Fuel::Never
+        },
+        fuel_rupees: (500, 2500),
+        swipes_per_day: rng.gen_range(0.15..0.45),
+        mall_share: 0.3,
+        mall: MallHabit::Never,
+        balance: Balance::Around(median.max(1_000.0)),
+        score: score_around(rng, 715.0, 70.0),
+    };
+    if archetype < 0.03 {
+        // Looks like Saanvi: early salary, frequent fuel, high balance, good credit.
+        who.segment = if rng.gen_bool(0.7) {
+            Segment::Affluent
+        } else {
+            Segment::Premium
+        };
+        who.age = rng.gen_range(26..=45);
+        habits.salary = Some(Salary {
+            day: rng.gen_range(1..=10),
+            rupees: (60_000, rng.gen_range(70_000..=150_000)),
+            employer,
+        });
+        habits.fuel = Fuel::Rate {
+            per_30d: rng.gen_range(5.0..8.0),
+        };
+        habits.fuel_rupees = (800, 2000);
+        habits.balance = Balance::Around(rng.gen_range(400_000.0..900_000.0));
+        habits.score = score_around(rng, 795.0, 25.0);
+    } else if archetype < 0.07 {
+        // Looks like Arjun: a mall of the home city several times a week.
+        let malls = CITIES[who.city].malls;
+        let mall = malls[rng.gen_range(0..malls.len())];
+        habits.mall = MallHabit::Rate {
+            mall,
+            per_week: rng.gen_range(3.0..5.0),
+        };
+        who.age = rng.gen_range(20..=40);
+    } else if archetype < 0.10 {
+        // Looks like Meera: a large idle balance and little spending.
+        who.segment = if rng.gen_bool(0.7) {
+            Segment::Premium
+        } else {
+            Segment::Affluent
+        };
+        who.age = rng.gen_range(50..=70);
+        if rng.gen_bool(0.7) {
+            habits.salary = None;
+        }
+        habits.debits_per_day = rng.gen_range(0.1..0.4);
+        habits.weights = &SAVER_WEIGHTS;
+        habits.fuel = Fuel::Never;
+        habits.swipes_per_day = rng.gen_range(0.05..0.15);
+        habits.mall_share = 0.1;
+        habits.balance = Balance::Around(rng.gen_range(1_000_000.0..3_000_000.0));
+        habits.score = score_around(rng, 800.0, 30.0);
+    }
+    (who, habits)
+}
+
+/// A lowercase address unique by construction: the digit suffix is a permutation of
+/// the customer index, and names hold no digits, so the local part determines it.
+fn email(idx: u32, first: &str, last: &str, ids: &IdSpace, rng: &mut ChaCha8Rng) -> String {
+    let n = permute(idx, ids.email_mod, ids.offsets[0]);
+    let first = first.to_lowercase();
+    let last = last.to_lowercase();
+    let domain = EMAIL_DOMAINS[rng.gen_range(0..EMAIL_DOMAINS.len())];
+    match rng.gen_range(0..4) {
+        0 => format!("{first}.{last}{n}@{domain}"),
+        1 => format!("{first}{last}{n}@{domain}"),
+        2 => format!("{}{last}{n}@{domain}", &first[..1]),
+        _ => format!("{last}.{first}{n}@{domain}"),
+    }
+}
+
+/// `AAAPS1234X`: the fourth letter is P (an individual) and the fifth the surname's
+/// initial, as on real PANs; letters 1-3 and the digits encode a permuted index.
+fn pan(idx: u32, last: &str, ids: &IdSpace, rng: &mut ChaCha8Rng) -> String {
+    let n = permute(idx, PAN_SPACE, ids.offsets[2]);
+    let letters = n / 10_000;
+    let l = |k: u64| char::from(b'A' + (letters / k % 26) as u8);
+    let check = char::from(b'A' + rng.gen_range(0..26u8));
+    format!(
+        "{}{}{}P{}{:04}{check}",
+        l(676),
+        l(26),
+        l(1),
+        &last[..1],
+        n % 10_000
+    )
+}
+
+fn push_token(rng: &mut ChaCha8Rng) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut token = String::with_capacity(26);
+    token.push_str("fcm:");
+    for _ in 0..22 {
+        token.push(char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]));
+    }
+    token
+}
+
+/// A 16-digit Visa-like number with a valid Luhn check digit.
+fn card(idx: u32, ids: &IdSpace) -> String {
+    let body = format!("438628{:09}", permute(idx, 1_000_000_000, ids.offsets[4]));
+    let sum: u32 = body
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| {
+            let d = u32::from(b - b'0');
+            if i % 2 == 0 {
+                let x = d * 2;
+                if x > 9 { x - 9 } else { x }
+            } else {
+                d
+            }
+        })
+        .sum();
+    format!("{body}{}", (10 - sum % 10) % 10)
+}

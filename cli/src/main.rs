@@ -1,0 +1,31 @@
+//! The `persona` command: wires telemetry and arguments to the commands.
+
+mod args;
+mod commands;
+mod demo;
+mod outputs;
+mod pipeline;
+mod progress;
+mod specs;
+mod summary;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let args = args::Cli::parse();
+    // Logs go to stderr and follow the cloud rule: tokens and counts, never a
+    // protected value. RUST_LOG overrides the default level.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(args.log_level()));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(commands::run(args)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

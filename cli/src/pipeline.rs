@@ -1,0 +1,143 @@
+//! The embedded pipeline behind `persona run` and `persona demo`: sources -> scrub ->
+//! tokenize (gateway) -> in-process bus -> shard of partition actors -> matches ->
+//! de-tokenizer -> file channel adapter, with every output file of DESIGN.md §6.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use persona_actors::{Shard, ShardConfig};
+use persona_bus::MemoryBus;
+use persona_detokenizer::{Detokenizer, FileAdapter};
+use persona_event::{Event, Match};
+use persona_gateway::{Gateway, IngestReport};
+use persona_offers::Engine;
+use persona_privacy::{LocalKms, Vault};
+
+use crate::progress::Progress;
+use crate::specs::Specs;
+use crate::summary::Summary;
+
+/// Partitions of the embedded bus: enough to keep both cores busy, few enough that
+/// each partition's checkpoints stay large.
+pub(crate) const EMBEDDED_PARTITIONS: u32 = 16;
+
+pub(crate) struct RunOptions<'a> {
+    pub(crate) sources: &'a Path,
+    pub(crate) data: &'a Path,
+    pub(crate) out: &'a Path,
+    pub(crate) as_of: Option<DateTime<Utc>>,
+}
+
+/// A finished run, with the shard still up so the caller can ask it questions.
+pub(crate) struct Finished {
+    pub(crate) summary: Summary,
+    pub(crate) shard: Shard,
+    pub(crate) vault: Arc<Vault>,
+    pub(crate) matches: Vec<Match>,
+}
+
+/// The trusted zone's vault under `DATA/trusted/`, with the development-only local KMS.
+pub(crate) fn open_vault(data: &Path) -> Result<Arc<Vault>> {
+    let trusted = data.join("trusted");
+    let kms = Arc::new(LocalKms::open(&trusted.join("kms")).context("opening the local KMS")?);
+    Ok(Arc::new(Vault::open(&trusted.join("vault"), kms).context("opening the vault")?))
+}
+
+pub(crate) async fn run(specs: Specs, opts: RunOptions<'_>, progress: &Progress) -> Result<Finished> {
+    let started = Instant::now();
+    std::fs::create_dir_all(opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
+    let vault = open_vault(opts.data)?;
+
+    // Trusted zone: read, scrub, tokenize. Events are then fed in event-time order
+    // (a merge across all sources), as DESIGN.md §6 asks of `persona run`.
+    let bar = progress.counter("ingest", "records");
+    let gateway = Gateway::new(specs.sources, vault.clone());
+    let sources = opts.sources.to_owned();
+    let (mut events, ingest) = tokio::task::spawn_blocking(move || -> Result<(Vec<Event>, IngestReport)> {
+        let mut events = Vec::new();
+        let report = gateway.ingest_dir(&sources, &mut |e| {
+            events.push(e);
+            if events.len() % 65_536 == 0 {
+                bar.set(events.len() as u64);
+            }
+        })?;
+        bar.finish(report.records_read);
+        Ok((events, report))
+    })
+    .await??;
+    vault.flush()?;
+    events.sort_unstable_by(|a, b| (a.ts, &a.id).cmp(&(b.ts, &b.id)));
+    let latest = events.last().map(|e| e.ts);
+    let ingest_secs = started.elapsed().as_secs_f64();
+    tracing::info!(records = ingest.records_read, events = events.len(), dead_lettered = ingest.dead_letters.len(), secs = ingest_secs, "trusted zone: ingest done");
+
+    // Cloud zone: the shard applies every event to its customer's actor.
+    let cloud_started = Instant::now();
+    let engine = Arc::new(Engine::new(specs.features, specs.offers));
+    let bus = Arc::new(MemoryBus::new(EMBEDDED_PARTITIONS));
+    let config = ShardConfig {
+        name: format!("shard-0-{}", std::process::id()),
+        dir: opts.data.join("cloud").join("shard-0"),
+        checkpoint_every: 50_000,
+        batch: 512,
+    };
+    let mut shard = Shard::start(config, engine.clone(), bus.clone()).await?;
+
+    // Trusted zone again: the de-tokenizer consumes matches as they come.
+    let mut detokenizer = Detokenizer::new(vault.clone(), FileAdapter::new(&opts.out.join("deliveries.jsonl")));
+    let consumer = {
+        let bus = bus.clone();
+        tokio::spawn(async move {
+            let mut matches = Vec::new();
+            let mut next = 1;
+            while let Some(batch) = bus.matches().read(next, 1024).await {
+                for (pos, m) in batch {
+                    detokenizer.deliver(&m)?;
+                    matches.push(m.decision.clone());
+                    next = pos + 1;
+                }
+                bus.matches().trim(next - 1);
+            }
+            anyhow::Ok((detokenizer, matches))
+        })
+    };
+
+    let total = events.len() as u64;
+    for e in events {
+        bus.publish(e);
+    }
+    bus.close_events();
+    let bar = progress.counter("actors", "events");
+    let seen = shard.progress();
+    let watch = async {
+        loop {
+            bar.set(seen.load(Ordering::Relaxed));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::select! {
+        r = shard.drain() => r?,
+        () = watch => unreachable!("the progress watch never ends"),
+    }
+    let stats = shard.stats().await?;
+    bar.finish(stats.applied + stats.duplicates);
+    let cloud_secs = cloud_started.elapsed().as_secs_f64();
+    bus.matches().close();
+    let (detokenizer, mut matches) = consumer.await??;
+    let (_, delivery) = detokenizer.finish(&opts.out.join("audit.jsonl"))?;
+
+    let as_of = opts.as_of.or(latest);
+    let features = shard.features(as_of).await?;
+    matches.sort_by(|a, b| (a.ts, &a.token, &a.offer).cmp(&(b.ts, &b.token, &b.offer)));
+    crate::outputs::write_matches(&opts.out.join("matches.jsonl"), &matches)?;
+    crate::outputs::write_features(&opts.out.join("features.jsonl"), &features)?;
+    crate::outputs::write_dead_letters(&opts.out.join("dead_letter.jsonl"), &ingest.dead_letters)?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let summary = Summary::new(&ingest, &stats, &matches, &delivery, total, elapsed, cloud_secs, &specs.problems);
+    summary.write(&opts.out.join("summary.json"))?;
+    Ok(Finished { summary, shard, vault, matches })
+}

@@ -1,0 +1,28 @@
+//! The shared vocabulary of persona: the canonical event, the customer token, event
+//! ids, attribute values, matches, channels and the time helpers every zone agrees on.
+
+mod channel;
+mod event;
+pub mod hash;
+mod ids;
+pub mod spec;
+pub mod time;
+mod value;
+
+pub use channel::{Channel, ContactKind};
+pub use event::{Event, Match, MatchMessage};
+pub use ids::{EventId, IdError, MatchId, Token};
+pub use value::Value;
+
+/// Event types persona understands out of the box (DESIGN.md §2). Other types are
+/// allowed; these names have a meaning to the actor.
+pub mod kinds {
+    pub const TRANSACTION: &str = "transaction";
+    pub const BALANCE: &str = "balance";
+    pub const CARD_SWIPE: &str = "card_swipe";
+    pub const APP_EVENT: &str = "app_event";
+    pub const PROFILE: &str = "profile";
+    pub const PREFERENCE: &str = "preference";
+    pub const OFFER_RESPONSE: &str = "offer_response";
+    pub const CONTEXT: &str = "context";
+}

@@ -1,0 +1,218 @@
+//! Evaluation: the compiled tree the checker produces, the [`Scope`] it reads from,
+//! and the tree-walking evaluator.
+//!
+//! The compiled tree is resolved ahead of time (roots, features, family keys and
+//! functions are enums and boxed names, constant lists are folded), and evaluation
+//! hands out borrowed constants, so a typical offer clause allocates only what the
+//! scope returns.
+
+mod arith;
+mod call;
+#[cfg(test)]
+mod tests;
+
+use std::borrow::Cow;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use persona_event::Value;
+
+pub(crate) use arith::{arith, neg};
+
+use crate::func::Func;
+use crate::schema::Root;
+
+/// Where an expression reads its values from. Only `event` is required, so the
+/// scope of a feature's `where` needs one method; the rest default to "missing".
+pub trait Scope {
+    /// `event.name`: the scope maps `ts`, `type`, `id` and the event's attributes.
+    fn event(&self, name: &str) -> Value;
+
+    /// `features.name`; a family returns a `Value::Map` of its members.
+    fn feature(&self, _name: &str) -> Value {
+        Value::Null
+    }
+
+    /// `features.name["key"]`. The default reads the whole family through
+    /// [`Scope::feature`]; a scope that holds families can answer without a copy.
+    fn feature_member(&self, name: &str, key: &str) -> Value {
+        match self.feature(name) {
+            Value::Map(mut members) => members.remove(key).unwrap_or(Value::Null),
+            _ => Value::Null,
+        }
+    }
+
+    /// `profile.name`: the latest value of the profile attribute.
+    fn profile(&self, _name: &str) -> Value {
+        Value::Null
+    }
+
+    /// `prefs.name`: the customer's preferences.
+    fn prefs(&self, _name: &str) -> Value {
+        Value::Null
+    }
+
+    /// The evaluation instant, for `days_since`.
+    fn now(&self) -> Option<DateTime<Utc>> {
+        None
+    }
+
+    /// The time zone of `day_of_month` and `hour`.
+    fn timezone(&self) -> chrono_tz::Tz {
+        chrono_tz::Tz::UTC
+    }
+
+    /// Whether `offer` was sent to the customer within `within` before now.
+    fn sent(&self, _offer: &str, _within: TimeDelta) -> bool {
+        false
+    }
+
+    /// Whether the customer responded to `offer` with `outcome` within `within`.
+    fn responded(&self, _offer: &str, _outcome: &str, _within: TimeDelta) -> bool {
+        false
+    }
+}
+
+/// A checked, resolved expression.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Node {
+    Const(Value),
+    /// `root.name`; for `features`, the whole feature (a map for a family).
+    Path(Root, Box<str>),
+    /// `features.family["key"]` with a literal key.
+    FeatureKey(Box<str>, Box<str>),
+    /// `features.family[expr]`.
+    FeatureIndex(Box<str>, Box<Node>),
+    /// `map.name` on a computed map.
+    Field(Box<Node>, Box<str>),
+    Index(Box<Node>, Box<Node>),
+    List(Vec<Node>),
+    Not(Box<Node>),
+    Neg(Box<Node>),
+    And(Vec<Node>),
+    Or(Vec<Node>),
+    Cmp(CmpOp, Box<Node>, Box<Node>),
+    In(Box<Node>, Box<Node>),
+    Arith(ArithOp, Box<Node>, Box<Node>),
+    Call(Func, Vec<Node>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ArithOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+/// The language's truth: only `true` is true; null and every other value are false.
+pub(crate) fn truthy(v: &Value) -> bool {
+    matches!(v, Value::Bool(true))
+}
+
+impl Node {
+    pub(crate) fn eval<'a>(&'a self, s: &dyn Scope) -> Cow<'a, Value> {
+        let owned = match self {
+            Node::Const(v) => return Cow::Borrowed(v),
+            Node::Path(root, name) => match root {
+                Root::Event => s.event(name),
+                Root::Features => s.feature(name),
+                Root::Profile => s.profile(name),
+                Root::Prefs => s.prefs(name),
+            },
+            Node::FeatureKey(name, key) => s.feature_member(name, key),
+            Node::FeatureIndex(name, key) => match &*key.eval(s) {
+                Value::Null => Value::Null,
+                key => s.feature_member(name, &key.to_key()),
+            },
+            Node::Field(base, name) => return field(base.eval(s), name),
+            Node::Index(base, index) => return index_into(base.eval(s), &index.eval(s)),
+            Node::List(items) => {
+                Value::List(items.iter().map(|n| n.eval(s).into_owned()).collect())
+            }
+            Node::Not(x) => Value::Bool(!truthy(&x.eval(s))),
+            Node::Neg(x) => neg(&x.eval(s)),
+            Node::And(xs) => Value::Bool(xs.iter().all(|x| truthy(&x.eval(s)))),
+            Node::Or(xs) => Value::Bool(xs.iter().any(|x| truthy(&x.eval(s)))),
+            Node::Cmp(op, l, r) => Value::Bool(arith::compare(*op, &l.eval(s), &r.eval(s))),
+            Node::In(x, set) => Value::Bool(member_of(&x.eval(s), &set.eval(s))),
+            Node::Arith(op, l, r) => arith::arith(*op, &l.eval(s), &r.eval(s)),
+            Node::Call(f, args) => return call::call(*f, args, s),
+        };
+        Cow::Owned(owned)
+    }
+
+    /// Calls `f` on every feature this node reads, whole or by member.
+    pub(crate) fn visit_features<'a>(&'a self, f: &mut impl FnMut(&'a str)) {
+        match self {
+            Node::Path(Root::Features, name) | Node::FeatureKey(name, _) => f(name),
+            Node::FeatureIndex(name, key) => {
+                f(name);
+                key.visit_features(f);
+            }
+            Node::Const(_) | Node::Path(..) => {}
+            Node::Field(x, _) | Node::Not(x) | Node::Neg(x) => x.visit_features(f),
+            Node::Index(a, b) | Node::Cmp(_, a, b) | Node::In(a, b) | Node::Arith(_, a, b) => {
+                a.visit_features(f);
+                b.visit_features(f);
+            }
+            Node::List(xs) | Node::And(xs) | Node::Or(xs) | Node::Call(_, xs) => {
+                xs.iter().for_each(|x| x.visit_features(f));
+            }
+        }
+    }
+}
+
+/// `map.name`: a missing field, or a base that is not a map, is null.
+fn field<'a>(base: Cow<'a, Value>, name: &str) -> Cow<'a, Value> {
+    match base {
+        Cow::Borrowed(Value::Map(m)) => m.get(name).map_or(Cow::Owned(Value::Null), Cow::Borrowed),
+        Cow::Owned(Value::Map(mut m)) => Cow::Owned(m.remove(name).unwrap_or(Value::Null)),
+        _ => Cow::Owned(Value::Null),
+    }
+}
+
+/// `list[i]` (0-based; out of range is null) and `map[key]`.
+fn index_into<'a>(base: Cow<'a, Value>, key: &Value) -> Cow<'a, Value> {
+    let pos = |len: usize| match *key {
+        Value::Int(i) => usize::try_from(i).ok().filter(|&i| i < len),
+        _ => None,
+    };
+    match base {
+        Cow::Borrowed(Value::List(l)) => {
+            pos(l.len()).map_or(Cow::Owned(Value::Null), |i| Cow::Borrowed(&l[i]))
+        }
+        Cow::Owned(Value::List(mut l)) => {
+            Cow::Owned(pos(l.len()).map_or(Value::Null, |i| l.swap_remove(i)))
+        }
+        Cow::Borrowed(Value::Map(_)) | Cow::Owned(Value::Map(_)) if key.is_null() => {
+            Cow::Owned(Value::Null)
+        }
+        Cow::Borrowed(Value::Map(m)) => m
+            .get(&key.to_key())
+            .map_or(Cow::Owned(Value::Null), Cow::Borrowed),
+        Cow::Owned(Value::Map(mut m)) => Cow::Owned(m.remove(&key.to_key()).unwrap_or(Value::Null)),
+        _ => Cow::Owned(Value::Null),
+    }
+}
+
+/// `x in set`: an element of a list (loose equality) or a key of a map. Null is in
+/// nothing, and nothing is in null.
+pub(crate) fn member_of(x: &Value, set: &Value) -> bool {
+    match (x, set) {
+        (Value::Null, _) => false,
+        (_, Value::List(items)) => items.iter().any(|item| x.loose_eq(item) == Some(true)),
+        (Value::Str(k), Value::Map(m)) => m.contains_key(k),
+        (Value::Int(_), Value::Map(m)) => m.contains_key(&x.to_key()),
+        _ => false,
+    }
+}

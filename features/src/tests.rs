@@ -1,0 +1,198 @@
+//! Tests of the compiled FeatureSet and the state over whole event streams.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use persona_event::time::parse_ts;
+use persona_event::{Event, EventId, Token, Value};
+
+use crate::{FeatureSet, FeatureSetDocument, FeatureState};
+
+const SET: &str = r#"
+kind: FeatureSet
+metadata: {name: retail-banking}
+spec:
+  timezone: Asia/Kolkata
+  features:
+    - {name: avg_balance_90d, on: balance, value: event.balance, agg: avg, window: 90d}
+    - {name: min_balance_90d, on: balance, value: event.balance, agg: min, window: 90d}
+    - name: fuel_spend_30d
+      on: transaction
+      where: event.category == "fuel" and event.direction == "debit"
+      value: event.amount
+      agg: sum
+      window: 30d
+    - name: early_salary_months_6m
+      on: transaction
+      where: event.direction == "credit" and event.amount >= 50000 and day_of_month(event.ts) <= 14
+      agg: distinct_months
+      window: 180d
+    - {name: spend_30d, on: transaction, value: event.amount, agg: sum, window: 30d, by: event.category}
+    - {name: last_mall, on: card_swipe, value: event.mall, agg: last}
+    - {name: txn_count_2h, on: [transaction, card_swipe], agg: count, window: 2h}
+  derived:
+    - {name: car_intent, expr: "features.fuel_spend_30d > 3000 and features.early_salary_months_6m >= 2"}
+    - {name: strong_car_intent, expr: "features.car_intent and features.min_balance_90d >= 300000"}
+"#;
+
+fn set() -> FeatureSet {
+    FeatureSet::compile(&FeatureSetDocument::from_yaml(SET).unwrap()).unwrap()
+}
+
+fn ev(n: u8, kind: &str, ts: &str, attrs: &[(&str, Value)]) -> Event {
+    Event {
+        id: EventId::from_bytes([n; 16]),
+        token: Token::from_bytes([1; 16]),
+        kind: kind.into(),
+        ts: parse_ts(ts).unwrap(),
+        attrs: attrs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+    }
+}
+
+fn txn(n: u8, ts: &str, amount: f64, dir: &str, cat: &str) -> Event {
+    ev(n, "transaction", ts, &[("amount", amount.into()), ("direction", dir.into()), ("category", cat.into())])
+}
+
+fn at(s: &str) -> Option<DateTime<Utc>> {
+    Some(parse_ts(s).unwrap())
+}
+
+fn stream() -> Vec<Event> {
+    vec![
+        txn(1, "2026-08-03T05:00:00Z", 85000.0, "credit", "salary"),
+        txn(2, "2026-09-02T05:00:00Z", 85000.0, "credit", "salary"),
+        txn(3, "2026-09-20T05:00:00Z", 1500.0, "debit", "fuel"),
+        txn(4, "2026-10-01T05:00:00Z", 85000.0, "credit", "salary"),
+        txn(5, "2026-10-05T05:00:00Z", 1200.0, "debit", "fuel"),
+        txn(6, "2026-10-15T05:00:00Z", 1400.0, "debit", "fuel"),
+        txn(7, "2026-10-16T05:00:00Z", 700.0, "debit", "dining"),
+        ev(8, "balance", "2026-09-30T18:30:00Z", &[("balance", Value::Int(350000))]),
+        ev(9, "balance", "2026-10-15T18:30:00Z", &[("balance", Value::Int(410000))]),
+        ev(10, "card_swipe", "2026-10-16T10:00:00Z", &[("mall", "Phoenix Marketcity".into())]),
+        ev(11, "card_swipe", "2026-10-16T09:00:00Z", &[("mall", "Inorbit Mall".into())]),
+    ]
+}
+
+#[test]
+fn hand_computed_features() {
+    let set = set();
+    let mut st = FeatureState::default();
+    for e in stream() {
+        st.apply(&set, &e);
+    }
+    let v = st.view(&set, at("2026-10-16T12:00:00Z")).all();
+    // 30 calendar days ending 2026-10-16 (Kolkata): from 2026-09-17; all three fuel debits.
+    assert_eq!(v["fuel_spend_30d"], Value::Float(4100.0));
+    assert_eq!(v["early_salary_months_6m"], Value::Int(3));
+    assert_eq!(v["min_balance_90d"], Value::Int(350000));
+    assert_eq!(v["avg_balance_90d"], Value::Float(380000.0));
+    assert_eq!(v["last_mall"], Value::from("Phoenix Marketcity"));
+    assert_eq!(v["car_intent"], Value::Bool(true));
+    assert_eq!(v["strong_car_intent"], Value::Bool(true));
+    // At 12:00Z (17:30 Kolkata) the 2h window is the clock hours 16:00-17:59 local:
+    // the swipe at 10:00Z (15:30 local) is outside.
+    assert_eq!(v["txn_count_2h"], Value::Int(0));
+    // At 11:00Z (16:30 local) it is 15:00-16:59: the 10:00Z swipe is in, 09:00Z
+    // (14:30 local) is not.
+    assert_eq!(st.view(&set, at("2026-10-16T11:00:00Z")).get("txn_count_2h"), Value::Int(1));
+    let Value::Map(spend) = &v["spend_30d"] else { panic!("family is a map") };
+    assert_eq!(spend["fuel"], Value::Float(4100.0));
+    assert_eq!(spend["dining"], Value::Float(700.0));
+    assert_eq!(spend["salary"], Value::Float(85000.0)); // Sep 2 is outside
+    // A month later the 30-day windows are empty: 0 for sums, null for min.
+    let later = st.view(&set, at("2027-02-20T00:00:00Z")).all();
+    assert_eq!(later["fuel_spend_30d"], Value::Int(0));
+    assert_eq!(later["min_balance_90d"], Value::Null);
+    assert_eq!(later["car_intent"], Value::Bool(false));
+}
+
+#[test]
+fn arrival_order_inside_the_window_does_not_change_values() {
+    let set = set();
+    let mut forward = FeatureState::default();
+    let mut backward = FeatureState::default();
+    let events = stream();
+    for e in &events {
+        forward.apply(&set, e);
+    }
+    // Latest first: every other event arrives late, but inside its windows.
+    let mut rev = events.clone();
+    rev.sort_by_key(|e| std::cmp::Reverse(e.ts));
+    for e in &rev {
+        backward.apply(&set, e);
+    }
+    let t = at("2026-10-20T00:00:00Z");
+    assert_eq!(forward.view(&set, t).all(), backward.view(&set, t).all());
+}
+
+#[test]
+fn an_event_older_than_the_window_is_ignored() {
+    let set = set();
+    let mut st = FeatureState::default();
+    st.apply(&set, &txn(1, "2026-10-30T05:00:00Z", 100.0, "debit", "fuel"));
+    st.apply(&set, &txn(2, "2026-09-01T05:00:00Z", 100.0, "debit", "fuel"));
+    assert_eq!(st.view(&set, None).get("fuel_spend_30d"), Value::Float(100.0));
+    // The clock is the latest event: evaluating "before" it is evaluating at it.
+    assert_eq!(st.view(&set, at("2026-01-01T00:00:00Z")).at(), parse_ts("2026-10-30T05:00:00Z").unwrap());
+}
+
+#[test]
+fn snapshots_round_trip_and_survive_a_changed_set() {
+    let set = set();
+    let mut st = FeatureState::default();
+    for e in stream() {
+        st.apply(&set, &e);
+    }
+    let bytes = st.encode(&set);
+    let back = FeatureState::decode(&bytes, &set).unwrap();
+    let t = at("2026-10-20T00:00:00Z");
+    assert_eq!(back.view(&set, t).all(), st.view(&set, t).all());
+
+    // Edit one feature, add another: the edited and new ones start empty, the others keep state.
+    let edited = SET
+        .replace("value: event.balance, agg: min, window: 90d", "value: event.balance, agg: min, window: 60d")
+        .replace("  derived:\n", "    - {name: swipes, on: card_swipe, agg: count}\n  derived:\n");
+    let set2 = FeatureSet::compile(&FeatureSetDocument::from_yaml(&edited).unwrap()).unwrap();
+    let moved = FeatureState::decode(&bytes, &set2).unwrap();
+    let v = moved.view(&set2, t).all();
+    assert_eq!(v["min_balance_90d"], Value::Null);
+    assert_eq!(v["swipes"], Value::Int(0));
+    assert_eq!(v["avg_balance_90d"], Value::Float(380000.0));
+    assert!(FeatureState::decode(&[9, 1, 2], &set).is_err());
+}
+
+#[test]
+fn spec_errors_name_the_field() {
+    let bad = SET.replace("agg: avg, window: 90d", "agg: average, window: 90x");
+    let errors = FeatureSet::compile(&FeatureSetDocument::from_yaml(&bad).unwrap()).unwrap_err();
+    let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert!(text.iter().any(|e| e.starts_with("spec.features[0].agg: unknown aggregation `average`")), "{text:?}");
+    assert!(text.iter().any(|e| e.starts_with("spec.features[0].window: invalid window `90x`")), "{text:?}");
+
+    let bad = SET.replace("features.fuel_spend_30d > 3000", "features.fuel_spend_3d > 3000");
+    let errors = FeatureSet::compile(&FeatureSetDocument::from_yaml(&bad).unwrap()).unwrap_err();
+    assert!(matches!(&errors[0], crate::Error::Expr { path, .. } if path == "spec.derived[0].expr"), "{errors:?}");
+
+    let cyclic = SET.replace(
+        "features.car_intent and features.min_balance_90d >= 300000",
+        "features.car_intent and features.strong_car_intent",
+    );
+    let errors = FeatureSet::compile(&FeatureSetDocument::from_yaml(&cyclic).unwrap()).unwrap_err();
+    assert!(errors[0].to_string().contains("depends on itself"), "{errors:?}");
+
+    let unknown_field = SET.replace("agg: avg,", "agg: avg, windw: 3d,");
+    assert!(FeatureSetDocument::from_yaml(&unknown_field).unwrap_err().to_string().contains("unknown field `windw`"));
+}
+
+#[test]
+fn families_are_bounded() {
+    let yaml = SET.replace("window: 30d,\n       by: event.category}", "window: 30d, by: event.category}");
+    let yaml = yaml.replace("by: event.category}", "by: event.category, maxKeys: 2}");
+    let set = FeatureSet::compile(&FeatureSetDocument::from_yaml(&yaml).unwrap()).unwrap();
+    let mut st = FeatureState::default();
+    for (i, cat) in ["fuel", "dining", "grocery", "fuel"].iter().enumerate() {
+        st.apply(&set, &txn(i as u8, "2026-10-01T05:00:00Z", 10.0, "debit", cat));
+    }
+    let Value::Map(m) = st.view(&set, None).get("spend_30d") else { panic!() };
+    assert_eq!(m, BTreeMap::from([("dining".into(), Value::Float(10.0)), ("fuel".into(), Value::Float(20.0))]));
+}

@@ -1,0 +1,165 @@
+//! One customer's model as her actor holds it: features, profile, preferences, the
+//! contact kinds she can be reached by, the offers sent to her and her responses, and
+//! the ids of events already applied (so a re-delivered event changes nothing).
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use chrono::{DateTime, Utc};
+use persona_event::hash::fnv1a64;
+use persona_event::{Channel, ContactKind, Event, Value, kinds};
+use persona_features::FeatureState;
+use serde::{Deserialize, Serialize};
+
+use crate::{Engine, Error};
+
+/// Offers sent and responses kept per customer; older entries are forgotten first.
+/// Limits and chaining look back over these.
+pub const HISTORY_LIMIT: usize = 256;
+
+/// A match emitted for this customer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Sent {
+    pub offer: String,
+    pub variant: String,
+    pub channel: Channel,
+    /// Microseconds since the epoch.
+    pub at: i64,
+}
+
+/// A delivery outcome or customer response to an offer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub offer: String,
+    pub outcome: String,
+    pub at: i64,
+}
+
+/// An attribute value with the event time it came from: the latest wins.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Dated {
+    pub at: i64,
+    pub value: Value,
+}
+
+/// The model of one customer.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Customer {
+    pub features: FeatureState,
+    pub profile: BTreeMap<String, Dated>,
+    pub prefs: BTreeMap<String, Dated>,
+    pub contacts: BTreeSet<ContactKind>,
+    pub sent: Vec<Sent>,
+    pub responses: Vec<Response>,
+    applied: HashSet<u64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotV1 {
+    features: Vec<u8>,
+    profile: BTreeMap<String, Dated>,
+    prefs: BTreeMap<String, Dated>,
+    contacts: BTreeSet<ContactKind>,
+    sent: Vec<Sent>,
+    responses: Vec<Response>,
+    applied: Vec<u64>,
+}
+
+const VERSION: u8 = 1;
+
+impl Customer {
+    /// Applies an event to the model (features, profile, preferences, responses).
+    /// Returns false, changing nothing, when this event id was applied before.
+    pub fn apply(&mut self, engine: &Engine, event: &Event) -> bool {
+        if !self.applied.insert(fnv1a64(event.id.as_str().as_bytes())) {
+            return false;
+        }
+        self.features.apply(&engine.features, event);
+        let at = event.ts.timestamp_micros();
+        match event.kind.as_str() {
+            kinds::PROFILE => {
+                if let Value::List(kinds) = event.attr("contacts") {
+                    self.contacts.extend(kinds.iter().filter_map(|k| k.as_str()?.parse::<ContactKind>().ok()));
+                }
+                merge_latest(&mut self.profile, event, at);
+            }
+            kinds::PREFERENCE => merge_latest(&mut self.prefs, event, at),
+            kinds::OFFER_RESPONSE => {
+                if let (Some(offer), Some(outcome)) = (event.attr("offer").as_str(), event.attr("outcome").as_str()) {
+                    self.responses.push(Response { offer: offer.to_owned(), outcome: outcome.to_owned(), at });
+                    trim(&mut self.responses);
+                }
+            }
+            _ => {}
+        }
+        true
+    }
+
+    pub fn profile_value(&self, name: &str) -> Value {
+        self.profile.get(name).map_or(Value::Null, |d| d.value.clone())
+    }
+
+    pub fn pref_value(&self, name: &str) -> Value {
+        self.prefs.get(name).map_or(Value::Null, |d| d.value.clone())
+    }
+
+    /// The customer's clock: the latest event time applied.
+    pub fn clock(&self) -> Option<DateTime<Utc>> {
+        self.features.clock()
+    }
+
+    pub(crate) fn record_sent(&mut self, sent: Sent) {
+        self.sent.push(sent);
+        trim(&mut self.sent);
+    }
+
+    /// Versioned snapshot bytes.
+    pub fn encode(&self, engine: &Engine) -> Vec<u8> {
+        let mut applied: Vec<u64> = self.applied.iter().copied().collect();
+        applied.sort_unstable();
+        let snap = SnapshotV1 {
+            features: self.features.encode(&engine.features),
+            profile: self.profile.clone(),
+            prefs: self.prefs.clone(),
+            contacts: self.contacts.clone(),
+            sent: self.sent.clone(),
+            responses: self.responses.clone(),
+            applied,
+        };
+        let mut out = vec![VERSION];
+        out.extend(postcard::to_stdvec(&snap).expect("customer state serializes"));
+        out
+    }
+
+    pub fn decode(bytes: &[u8], engine: &Engine) -> Result<Customer, Error> {
+        let (&version, body) = bytes.split_first().ok_or_else(|| Error::Snapshot("empty snapshot".into()))?;
+        if version != VERSION {
+            return Err(Error::Snapshot(format!("unknown snapshot version {version}")));
+        }
+        let snap: SnapshotV1 = postcard::from_bytes(body).map_err(|e| Error::Snapshot(e.to_string()))?;
+        Ok(Customer {
+            features: FeatureState::decode(&snap.features, &engine.features)
+                .map_err(|e| Error::Snapshot(e.to_string()))?,
+            profile: snap.profile,
+            prefs: snap.prefs,
+            contacts: snap.contacts,
+            sent: snap.sent,
+            responses: snap.responses,
+            applied: snap.applied.into_iter().collect(),
+        })
+    }
+}
+
+fn merge_latest(into: &mut BTreeMap<String, Dated>, event: &Event, at: i64) {
+    for (k, v) in &event.attrs {
+        let newer = into.get(k).is_none_or(|d| d.at <= at);
+        if newer {
+            into.insert(k.clone(), Dated { at, value: v.clone() });
+        }
+    }
+}
+
+fn trim<T>(v: &mut Vec<T>) {
+    if v.len() > HISTORY_LIMIT {
+        v.drain(..v.len() - HISTORY_LIMIT);
+    }
+}

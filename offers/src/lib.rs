@@ -1,0 +1,60 @@
+//! Offers: the Offer spec (DESIGN.md §3), compiled and type-checked against the
+//! FeatureSet; the customer model an actor holds; the matching engine that picks at
+//! most one offer, variant and channel per event; and explain. Plain Rust, no I/O.
+
+mod customer;
+mod explain;
+mod matching;
+mod offer;
+pub mod spec;
+
+use persona_features::FeatureSet;
+
+pub use customer::{Customer, Dated, HISTORY_LIMIT, Response, Sent};
+pub use explain::{ClauseOutcome, Explanation};
+pub use matching::{Gate, match_id};
+pub use offer::{After, Catalog, OUTCOMES, Offer, Variant, offer_schema};
+pub use spec::OfferDocument;
+
+/// What can go wrong with an offer or a customer snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A field of the spec is invalid; `path` names it (`spec.limits.perCustomer`).
+    #[error("{path}: {message}")]
+    Spec { path: String, message: String },
+    /// An expression does not compile.
+    #[error("{path}: {diagnostics}")]
+    Expr {
+        path: String,
+        source_text: String,
+        #[source]
+        diagnostics: persona_expr::Diagnostics,
+    },
+    #[error("{0}")]
+    Yaml(#[source] serde_yaml::Error),
+    #[error("unreadable customer snapshot: {0}")]
+    Snapshot(String),
+}
+
+impl OfferDocument {
+    /// Parses one YAML document.
+    pub fn from_yaml(text: &str) -> Result<Self, Error> {
+        serde_yaml::from_str(text).map_err(Error::Yaml)
+    }
+}
+
+/// The cloud zone's model: the FeatureSet and the offer catalog an actor runs.
+#[derive(Debug)]
+pub struct Engine {
+    pub features: FeatureSet,
+    pub catalog: Catalog,
+}
+
+impl Engine {
+    pub fn new(features: FeatureSet, offers: Vec<Offer>) -> Engine {
+        Engine { features, catalog: Catalog::new(offers) }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,237 @@
+//! The matching engine: for one applied event, which offer (if any), in which variant,
+//! on which channel. Gates run cheapest first; the first offer in arbitration order
+//! that passes them all wins, so an event yields at most one match.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use chrono_tz::Tz;
+use persona_event::{Channel, Event, MatchId, MatchMessage, Token, Value};
+use persona_event::Match;
+use persona_expr::Scope;
+use persona_features::FeatureView;
+use sha2::{Digest, Sha256};
+
+use crate::customer::{Customer, Sent};
+use crate::offer::{Offer, Variant};
+use crate::Engine;
+
+/// The expression scope of an offer: the triggering event, the customer's features as
+/// of the evaluation instant, her profile, preferences and history.
+pub(crate) struct CustomerScope<'a> {
+    pub(crate) customer: &'a Customer,
+    pub(crate) event: Option<&'a Event>,
+    pub(crate) features: FeatureView<'a>,
+    pub(crate) tz: Tz,
+}
+
+impl<'a> CustomerScope<'a> {
+    pub(crate) fn new(engine: &'a Engine, customer: &'a Customer, event: Option<&'a Event>, at: Option<DateTime<Utc>>) -> Self {
+        CustomerScope {
+            customer,
+            event,
+            features: customer.features.view(&engine.features, at),
+            tz: engine.features.timezone(),
+        }
+    }
+
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        self.features.at()
+    }
+
+    fn since(&self, within: TimeDelta) -> i64 {
+        (self.now() - within).timestamp_micros()
+    }
+}
+
+impl Scope for CustomerScope<'_> {
+    fn event(&self, name: &str) -> Value {
+        self.event.map_or(Value::Null, |e| e.field(name))
+    }
+    fn feature(&self, name: &str) -> Value {
+        self.features.get(name)
+    }
+    fn profile(&self, name: &str) -> Value {
+        self.customer.profile_value(name)
+    }
+    fn prefs(&self, name: &str) -> Value {
+        self.customer.pref_value(name)
+    }
+    fn now(&self) -> Option<DateTime<Utc>> {
+        Some(self.features.at())
+    }
+    fn timezone(&self) -> Tz {
+        self.tz
+    }
+    fn sent(&self, offer: &str, within: TimeDelta) -> bool {
+        let since = self.since(within);
+        self.customer.sent.iter().any(|s| s.offer == offer && s.at > since)
+    }
+    fn responded(&self, offer: &str, outcome: &str, within: TimeDelta) -> bool {
+        let since = self.since(within);
+        self.customer.responses.iter().any(|r| r.offer == offer && r.outcome == outcome && r.at > since)
+    }
+}
+
+/// Why an offer did not match, gate by gate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Gate {
+    NotValidYet,
+    Expired,
+    TopicOptOut,
+    ChainNotMet,
+    AfterNegative,
+    PerCustomerLimit,
+    Condition,
+    NoVariant,
+    NoChannel,
+    Budget,
+}
+
+impl Gate {
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Gate::NotValidYet => "not valid yet",
+            Gate::Expired => "no longer valid",
+            Gate::TopicOptOut => "the customer opted out of its topic",
+            Gate::ChainNotMet => "the chained offer's response is missing",
+            Gate::AfterNegative => "blocked after a negative response",
+            Gate::PerCustomerLimit => "per-customer limit reached",
+            Gate::Condition => "`when` is false",
+            Gate::NoVariant => "no variant's condition holds",
+            Gate::NoChannel => "no channel reaches the customer",
+            Gate::Budget => "budget spent",
+        }
+    }
+}
+
+/// The customer's list preference `name` (a list, or a comma-separated string).
+fn pref_list(customer: &Customer, name: &str) -> Vec<String> {
+    match customer.pref_value(name) {
+        Value::List(items) => items.iter().map(Value::to_key).collect(),
+        Value::Str(s) => s.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The first of the offer's channels the customer has a contact for and did not opt out of.
+pub(crate) fn pick_channel(offer: &Offer, customer: &Customer) -> Option<Channel> {
+    let opted_out = pref_list(customer, "opt_out_channels");
+    offer
+        .channels
+        .iter()
+        .copied()
+        .find(|c| customer.contacts.contains(&c.contact_kind()) && !opted_out.iter().any(|o| o == c.as_str()))
+}
+
+/// The variant for (token, offer): a fixed point in [0, total weight) of the
+/// variants whose condition holds, so the choice is stable and follows the weights.
+pub(crate) fn pick_variant<'o>(offer: &'o Offer, token: &Token, scope: &CustomerScope<'_>) -> Option<&'o Variant> {
+    let eligible: Vec<&Variant> = offer
+        .variants
+        .iter()
+        .filter(|v| v.weight > 0 && v.when.as_ref().is_none_or(|w| w.eval_bool(scope)))
+        .collect();
+    let total: u64 = eligible.iter().map(|v| u64::from(v.weight)).sum();
+    if total == 0 {
+        return None;
+    }
+    let digest = Sha256::new().chain_update(token.as_str()).chain_update([0]).chain_update(&offer.name).finalize();
+    let mut point = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes")) % total;
+    for v in eligible {
+        if point < u64::from(v.weight) {
+            return Some(v);
+        }
+        point -= u64::from(v.weight);
+    }
+    None
+}
+
+/// Every gate but the budget, in order; the chosen variant and channel when all pass.
+pub(crate) fn gates<'o>(
+    offer: &'o Offer,
+    token: &Token,
+    scope: &CustomerScope<'_>,
+) -> Result<(&'o Variant, Channel), Gate> {
+    let now = scope.now();
+    let customer = scope.customer;
+    if offer.valid_from.is_some_and(|f| now < f) {
+        return Err(Gate::NotValidYet);
+    }
+    if offer.valid_before.is_some_and(|b| now >= b) {
+        return Err(Gate::Expired);
+    }
+    if let Some(topic) = &offer.topic {
+        if pref_list(customer, "opt_out_topics").contains(topic) {
+            return Err(Gate::TopicOptOut);
+        }
+    }
+    if let Some(a) = &offer.after {
+        if !scope.responded(&a.offer, &a.response, a.within) {
+            return Err(Gate::ChainNotMet);
+        }
+    }
+    if let Some(cooldown) = offer.after_negative {
+        if scope.responded(&offer.name, "negative", cooldown) {
+            return Err(Gate::AfterNegative);
+        }
+    }
+    if let Some((k, period)) = offer.per_customer {
+        let since = (now - period).timestamp_micros();
+        let recent = customer.sent.iter().filter(|s| s.offer == offer.name && s.at > since).count();
+        if recent >= k as usize {
+            return Err(Gate::PerCustomerLimit);
+        }
+    }
+    if offer.when.as_ref().is_some_and(|w| !w.eval_bool(scope)) {
+        return Err(Gate::Condition);
+    }
+    let channel = pick_channel(offer, customer).ok_or(Gate::NoChannel)?;
+    let variant = pick_variant(offer, token, scope).ok_or(Gate::NoVariant)?;
+    Ok((variant, channel))
+}
+
+/// `mt_` + 128 bits of SHA-256 over (token, offer, trigger).
+pub fn match_id(token: &Token, offer: &str, trigger: &str) -> MatchId {
+    let digest = Sha256::new()
+        .chain_update(token.as_str())
+        .chain_update([0])
+        .chain_update(offer)
+        .chain_update([0])
+        .chain_update(trigger)
+        .finalize();
+    MatchId::from_bytes(digest[..16].try_into().expect("16 bytes"))
+}
+
+impl Customer {
+    /// Runs the offers `event` triggers, after the event was applied. At most one
+    /// match; it is recorded in the customer's history.
+    pub fn decide(&mut self, engine: &Engine, token: &Token, event: &Event) -> Option<MatchMessage> {
+        let chosen = {
+            let scope = CustomerScope::new(engine, self, Some(event), None);
+            let now = scope.now();
+            engine.catalog.triggered_by(&event.kind).find_map(|(i, offer)| {
+                let (variant, channel) = gates(offer, token, &scope).ok()?;
+                engine.catalog.take_budget(i).then(|| (offer, variant.clone(), channel, now))
+            })
+        };
+        let (offer, variant, channel, now) = chosen?;
+        self.record_sent(Sent {
+            offer: offer.name.clone(),
+            variant: variant.name.clone(),
+            channel,
+            at: now.timestamp_micros(),
+        });
+        Some(MatchMessage {
+            decision: Match {
+                match_id: match_id(token, &offer.name, event.id.as_str()),
+                token: token.clone(),
+                offer: offer.name.clone(),
+                variant: variant.name,
+                channel,
+                ts: now,
+                event_id: Some(event.id.clone()),
+            },
+            title: offer.title.clone(),
+            message: variant.message,
+        })
+    }
+}

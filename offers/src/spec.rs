@@ -1,0 +1,113 @@
+//! The Offer document as campaign managers write it (DESIGN.md §3). These doc comments
+//! are the reference for each field.
+
+use persona_event::Channel;
+use persona_event::spec::Metadata;
+use serde::{Deserialize, Serialize};
+
+/// An `Offer` document.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OfferDocument {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// Always `Offer`.
+    pub kind: String,
+    pub metadata: Metadata,
+    pub spec: OfferSpec,
+}
+
+/// What to offer, to whom, when, and how.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OfferSpec {
+    /// Human title, also sent as the subject of an email.
+    pub title: String,
+    /// Higher wins when several offers match one event; ties go by offer name.
+    #[serde(default)]
+    pub priority: i64,
+    /// Which events make the actor evaluate this offer.
+    pub trigger: TriggerSpec,
+    /// The condition, an expression over `event.*`, `features.*`, `profile.*` and
+    /// `prefs.*`; always true when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+    /// Channels in order of preference; the first the customer can be reached on and
+    /// has not opted out of wins.
+    pub channels: Vec<Channel>,
+    /// At least one; chosen deterministically per (token, offer) by weight among those
+    /// whose own `when` passes.
+    pub variants: Vec<VariantSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<LimitsSpec>,
+    /// Chaining: only after the customer responded so to another offer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<AfterSpec>,
+    /// Dates (in the FeatureSet's time zone) between which the offer can match;
+    /// `until` is inclusive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid: Option<ValidSpec>,
+    /// The topic a customer can opt out of (`prefs.opt_out_topics`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+}
+
+/// `{on: [transaction, card_swipe]}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TriggerSpec {
+    /// Event types that trigger an evaluation.
+    pub on: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VariantSpec {
+    pub name: String,
+    /// Relative weight; default 1.
+    #[serde(default = "one")]
+    pub weight: u32,
+    /// The text the channel sends.
+    pub message: String,
+    /// An extra condition for this variant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LimitsSpec {
+    /// `"K per P"`: at most K matches of this offer per customer in any trailing
+    /// period P (e.g. `1 per 30d`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_customer: Option<String>,
+    /// Blocks the offer for this long after a negative response to it (e.g. `60d`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_negative: Option<String>,
+    /// Matches of this offer in total, over all customers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AfterSpec {
+    pub offer: String,
+    /// delivered, opened, positive or negative.
+    pub response: String,
+    pub within: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ValidSpec {
+    /// `YYYY-MM-DD` or an RFC 3339 instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+}

@@ -1,0 +1,215 @@
+//! Matching over a small FeatureSet and whole customers.
+
+use persona_event::time::parse_ts;
+use persona_event::{Channel, Event, EventId, Token, Value};
+use persona_features::{FeatureSet, FeatureSetDocument};
+
+use crate::{Customer, Engine, Gate, Offer, OfferDocument};
+
+const SET: &str = r#"
+kind: FeatureSet
+metadata: {name: retail}
+spec:
+  timezone: Asia/Kolkata
+  features:
+    - {name: fuel_spend_30d, on: transaction, where: event.category == "fuel", value: event.amount, agg: sum, window: 30d}
+    - {name: min_balance_90d, on: balance, value: event.balance, agg: min, window: 90d}
+"#;
+
+const CAR_LOAN: &str = r#"
+kind: Offer
+metadata: {name: car-loan}
+spec:
+  title: Car loan at a special rate
+  priority: 80
+  trigger: {on: [transaction, card_swipe]}
+  when: |
+    features.fuel_spend_30d > 3000
+    and features.min_balance_90d >= 300000
+    and profile.credit_band in ["A", "B"]
+  channels: [push, email]
+  variants:
+    - {name: rate-7-9, weight: 50, message: "Drive home your new car at 7.9% p.a."}
+    - {name: zero-fee, weight: 50, message: "Car loan with zero processing fee"}
+  limits: {perCustomer: "1 per 30d", afterNegative: 60d}
+  valid: {from: 2026-01-01, until: 2026-12-31}
+"#;
+
+const FUEL_CASHBACK: &str = r#"
+kind: Offer
+metadata: {name: fuel-cashback}
+spec:
+  title: Fuel cashback
+  priority: 10
+  trigger: {on: [transaction]}
+  when: event.category == "fuel"
+  channels: [sms]
+  variants: [{name: five, message: "5% back on fuel"}]
+"#;
+
+fn engine(offers: &[&str]) -> Engine {
+    let set = FeatureSet::compile(&FeatureSetDocument::from_yaml(SET).unwrap()).unwrap();
+    let offers = offers
+        .iter()
+        .map(|o| Offer::compile(&OfferDocument::from_yaml(o).unwrap(), &set).unwrap())
+        .collect();
+    Engine::new(set, offers)
+}
+
+fn ev(n: u8, kind: &str, ts: &str, attrs: &[(&str, Value)]) -> Event {
+    Event {
+        id: EventId::from_bytes([n; 16]),
+        token: token(),
+        kind: kind.into(),
+        ts: parse_ts(ts).unwrap(),
+        attrs: attrs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+    }
+}
+
+fn token() -> Token {
+    Token::from_bytes([7; 16])
+}
+
+fn fuel(n: u8, ts: &str) -> Event {
+    ev(n, "transaction", ts, &[("category", "fuel".into()), ("amount", Value::Float(1600.0))])
+}
+
+fn saanvi(engine: &Engine) -> Customer {
+    let mut c = Customer::default();
+    let contacts = Value::List(vec!["email".into(), "phone".into()]);
+    c.apply(engine, &ev(1, "profile", "2026-10-01T00:00:00Z", &[("credit_band", "A".into()), ("contacts", contacts)]));
+    c.apply(engine, &ev(2, "balance", "2026-10-02T00:00:00Z", &[("balance", Value::Int(350_000))]));
+    c
+}
+
+#[test]
+fn a_customer_who_fits_gets_one_match_and_the_limit_holds() {
+    let engine = engine(&[CAR_LOAN, FUEL_CASHBACK]);
+    let mut c = saanvi(&engine);
+    let e1 = fuel(10, "2026-10-03T05:00:00Z");
+    assert!(c.apply(&engine, &e1));
+    // 1600 of fuel is not yet > 3000: the lower-priority fuel offer wins, on sms.
+    let m = c.decide(&engine, &token(), &e1).unwrap();
+    assert_eq!((m.decision.offer.as_str(), m.decision.channel), ("fuel-cashback", Channel::Sms));
+
+    let e2 = fuel(11, "2026-10-04T05:00:00Z");
+    c.apply(&engine, &e2);
+    let m = c.decide(&engine, &token(), &e2).unwrap();
+    assert_eq!(m.decision.offer, "car-loan");
+    // No push contact: email is the first channel that reaches her.
+    assert_eq!(m.decision.channel, Channel::Email);
+    assert_eq!(m.decision.event_id, Some(e2.id.clone()));
+    assert_eq!(m.decision.ts, e2.ts);
+    assert_eq!(m.title, "Car loan at a special rate");
+
+    // 1 per 30d: the next fuel purchase falls back to the cashback.
+    let e3 = fuel(12, "2026-10-05T05:00:00Z");
+    c.apply(&engine, &e3);
+    assert_eq!(c.decide(&engine, &token(), &e3).unwrap().decision.offer, "fuel-cashback");
+    let why = c.explain(&engine, &token(), "car-loan", Some(&e3), None).unwrap();
+    assert_eq!(why.outcome, Err(Gate::PerCustomerLimit));
+    assert!(why.clauses.iter().all(|cl| cl.passed), "{why}");
+    assert_eq!(why.clauses.len(), 3);
+    assert_eq!(why.clauses[0].features, vec![("fuel_spend_30d".to_owned(), Value::Float(4800.0))]);
+}
+
+#[test]
+fn a_redelivered_event_changes_nothing() {
+    let engine = engine(&[CAR_LOAN]);
+    let mut c = saanvi(&engine);
+    let e = fuel(10, "2026-10-03T05:00:00Z");
+    assert!(c.apply(&engine, &e));
+    let before = c.clone();
+    assert!(!c.apply(&engine, &e));
+    assert_eq!(c, before);
+}
+
+#[test]
+fn variant_choice_is_stable_per_token_and_follows_weights() {
+    let engine = engine(&[CAR_LOAN]);
+    let mut counts = std::collections::BTreeMap::<String, u32>::new();
+    for i in 0..400u32 {
+        let mut b = [0u8; 16];
+        b[..4].copy_from_slice(&i.to_le_bytes());
+        let t = Token::from_bytes(b);
+        let mut c = saanvi(&engine);
+        for (n, day) in [(10, "03"), (11, "04")] {
+            let e = fuel(n, &format!("2026-10-{day}T05:00:00Z"));
+            c.apply(&engine, &e);
+            if let Some(m) = c.decide(&engine, &t, &e) {
+                let again = saanvi_variant(&engine, &t);
+                assert_eq!(m.decision.variant, again);
+                *counts.entry(m.decision.variant).or_default() += 1;
+            }
+        }
+    }
+    assert_eq!(counts.values().sum::<u32>(), 400);
+    assert!(counts.values().all(|&n| (150..250).contains(&n)), "{counts:?}");
+}
+
+fn saanvi_variant(engine: &Engine, t: &Token) -> String {
+    let mut c = saanvi(engine);
+    let e1 = fuel(10, "2026-10-03T05:00:00Z");
+    let e2 = fuel(11, "2026-10-04T05:00:00Z");
+    c.apply(engine, &e1);
+    c.apply(engine, &e2);
+    c.decide(engine, t, &e2).unwrap().decision.variant
+}
+
+#[test]
+fn opt_outs_negative_responses_and_validity_block() {
+    let engine = engine(&[CAR_LOAN]);
+    let mut c = saanvi(&engine);
+    c.apply(&engine, &ev(3, "preference", "2026-10-02T01:00:00Z", &[("opt_out_channels", "email".into())]));
+    let e1 = fuel(10, "2026-10-03T05:00:00Z");
+    let e2 = fuel(11, "2026-10-04T05:00:00Z");
+    c.apply(&engine, &e1);
+    c.apply(&engine, &e2);
+    assert_eq!(c.explain(&engine, &token(), "car-loan", Some(&e2), None).unwrap().outcome, Err(Gate::NoChannel));
+
+    let mut c = saanvi(&engine);
+    let resp = [("offer", Value::from("car-loan")), ("outcome", Value::from("negative"))];
+    c.apply(&engine, &ev(4, "offer_response", "2026-09-20T00:00:00Z", &resp));
+    c.apply(&engine, &e1);
+    c.apply(&engine, &e2);
+    assert_eq!(c.explain(&engine, &token(), "car-loan", Some(&e2), None).unwrap().outcome, Err(Gate::AfterNegative));
+
+    let mut c = saanvi(&engine);
+    c.apply(&engine, &e1);
+    c.apply(&engine, &e2);
+    let after = parse_ts("2027-01-01T00:00:00Z").ok();
+    assert_eq!(c.explain(&engine, &token(), "car-loan", None, after).unwrap().outcome, Err(Gate::Expired));
+    // 2026-12-31 local is still valid (until is inclusive).
+    let last_day = parse_ts("2026-12-31T18:00:00Z").ok();
+    assert_ne!(c.explain(&engine, &token(), "car-loan", None, last_day).unwrap().outcome, Err(Gate::Expired));
+}
+
+#[test]
+fn snapshots_round_trip() {
+    let engine = engine(&[CAR_LOAN]);
+    let mut c = saanvi(&engine);
+    let e = fuel(10, "2026-10-03T05:00:00Z");
+    c.apply(&engine, &e);
+    c.decide(&engine, &token(), &e);
+    let back = Customer::decode(&c.encode(&engine), &engine).unwrap();
+    assert_eq!(back, c);
+}
+
+#[test]
+fn offer_errors_name_the_field() {
+    let set = FeatureSet::compile(&FeatureSetDocument::from_yaml(SET).unwrap()).unwrap();
+    let bad = CAR_LOAN
+        .replace("1 per 30d", "once a month")
+        .replace("features.min_balance_90d", "features.min_balanse_90d");
+    let errors = Offer::compile(&OfferDocument::from_yaml(&bad).unwrap(), &set).unwrap_err();
+    let paths: Vec<String> = errors
+        .iter()
+        .map(|e| match e {
+            crate::Error::Spec { path, .. } | crate::Error::Expr { path, .. } => path.clone(),
+            other => other.to_string(),
+        })
+        .collect();
+    assert_eq!(paths, vec!["spec.when", "spec.limits.perCustomer"]);
+    let unknown = CAR_LOAN.replace("trigger: {on:", "trigger: {schedule: x, on:");
+    assert!(OfferDocument::from_yaml(&unknown).is_err());
+}

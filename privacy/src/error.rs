@@ -1,0 +1,56 @@
+//! The one error type of the privacy crate. Messages are lowercase and never carry a
+//! value read from a record, a key or a contact.
+
+use std::path::PathBuf;
+
+use crate::source::SpecError;
+
+/// What can go wrong in the trusted zone's privacy layer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid source spec")]
+    Spec(#[from] SpecError),
+    #[error("cannot read {}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read csv file {}", path.display())]
+    Csv {
+        path: PathBuf,
+        #[source]
+        source: csv::Error,
+    },
+    #[error("invalid file pattern `{pattern}`")]
+    Pattern {
+        pattern: String,
+        #[source]
+        source: glob::PatternError,
+    },
+    #[error("cannot list source files")]
+    Glob {
+        #[source]
+        source: glob::GlobError,
+    },
+    #[error("vault store error")]
+    Store {
+        #[from]
+        source: sled::Error,
+    },
+    #[error("master key file {} is not 32 bytes", path.display())]
+    MasterKey { path: PathBuf },
+    #[error("kms cannot unwrap the data key: wrong key or encryption context")]
+    Unwrap,
+    #[error("kms provider failed: {message}")]
+    Kms { message: String },
+    #[error("vault cannot seal a record")]
+    Seal,
+    #[error("vault {what} record is corrupt or sealed with another key")]
+    Corrupt { what: &'static str },
+    #[error("vault key version {version} for `{purpose}` is missing")]
+    MissingKey { purpose: String, version: u32 },
+}
+
+/// `Result` with the crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

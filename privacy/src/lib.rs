@@ -1,0 +1,15 @@
+//! The trusted zone's privacy layer: Source specs, scrubbing, the token vault and the
+//! KMS seam. Raw customer data enters here; only tokens and non-identifying
+//! attributes leave.
+
+mod error;
+pub mod kms;
+mod pii;
+pub mod source;
+pub mod vault;
+
+pub use error::{Error, Result};
+pub use kms::{DataKey, EncryptionContext, Kms, LocalKms, WrappedKey};
+pub use pii::{CustomerKey, Pii};
+pub use source::{FieldCounts, RawRecord, Read, Refusal, Scrubbed, Source, SourceSpec, SpecError};
+pub use vault::Vault;

@@ -1,0 +1,295 @@
+//! Reading source files into raw records: CSV with a header row, or JSON Lines. A
+//! record that cannot be read whole is refused with its 1-based physical line.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use zeroize::Zeroize;
+
+use super::Refusal;
+use super::spec::Format;
+use crate::{Error, Result};
+
+/// One record as read, before scrubbing: raw values by field name. Holds personal
+/// data: prints only its file, line and field names, and wipes its values on drop.
+pub struct RawRecord {
+    file: Arc<str>,
+    line: u64,
+    fields: Vec<(Arc<str>, Option<String>)>,
+}
+
+impl RawRecord {
+    /// A record of `file` at `line`. A `None` value is a JSON `null`.
+    pub fn new(file: Arc<str>, line: u64, fields: Vec<(Arc<str>, Option<String>)>) -> Self {
+        Self { file, line, fields }
+    }
+
+    /// The file, relative to the sources directory.
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    /// The 1-based physical line the record starts on (a CSV header is line 1).
+    pub fn line(&self) -> u64 {
+        self.line
+    }
+
+    /// Field names, in file order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.fields.iter().map(|(n, _)| &**n)
+    }
+
+    pub(crate) fn fields(&self) -> &[(Arc<str>, Option<String>)] {
+        &self.fields
+    }
+
+    /// The first value of `name`; `None` when absent or null.
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(n, _)| &**n == name)
+            .and_then(|(_, v)| v.as_deref())
+    }
+}
+
+impl Drop for RawRecord {
+    fn drop(&mut self) {
+        for (_, value) in &mut self.fields {
+            if let Some(v) = value {
+                v.zeroize();
+            }
+        }
+    }
+}
+
+impl fmt::Debug for RawRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawRecord")
+            .field("file", &self.file)
+            .field("line", &self.line)
+            .field("names", &self.names().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What reading yields: a record, or a line that is not one.
+#[derive(Debug)]
+pub enum Read {
+    Record(RawRecord),
+    Refused { line: u64, refusal: Refusal },
+}
+
+/// The records of one file, in order. An I/O failure ends the iteration with an error.
+#[derive(Debug)]
+pub struct Records {
+    inner: Inner,
+    path: PathBuf,
+    file: Arc<str>,
+    done: bool,
+}
+
+enum Inner {
+    Csv {
+        reader: csv::Reader<File>,
+        header: Vec<Arc<str>>,
+        buf: csv::ByteRecord,
+    },
+    Jsonl {
+        reader: BufReader<File>,
+        line: u64,
+        buf: Vec<u8>,
+    },
+}
+
+impl fmt::Debug for Inner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Inner::Csv { header, .. } => f.debug_struct("Csv").field("header", header).finish(),
+            Inner::Jsonl { line, .. } => f.debug_struct("Jsonl").field("line", line).finish(),
+        }
+    }
+}
+
+impl Records {
+    pub(crate) fn open(path: &Path, rel: &str, format: Format) -> Result<Self> {
+        let file = File::open(path).map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let inner = match format {
+            Format::Csv => {
+                let mut reader = csv::ReaderBuilder::new()
+                    .has_headers(true)
+                    .flexible(true)
+                    .from_reader(file);
+                let header = reader
+                    .byte_headers()
+                    .map_err(|source| Error::Csv {
+                        path: path.to_owned(),
+                        source,
+                    })?
+                    .iter()
+                    .map(|h| Arc::from(String::from_utf8_lossy(h).trim()))
+                    .collect();
+                Inner::Csv {
+                    reader,
+                    header,
+                    buf: csv::ByteRecord::new(),
+                }
+            }
+            Format::Jsonl => Inner::Jsonl {
+                reader: BufReader::new(file),
+                line: 0,
+                buf: Vec::new(),
+            },
+        };
+        Ok(Self {
+            inner,
+            path: path.to_owned(),
+            file: Arc::from(rel),
+            done: false,
+        })
+    }
+
+    /// Column names of a CSV file's header (empty for JSON Lines).
+    pub fn header(&self) -> &[Arc<str>] {
+        match &self.inner {
+            Inner::Csv { header, .. } => header,
+            Inner::Jsonl { .. } => &[],
+        }
+    }
+
+    fn next_csv(&mut self) -> Option<Result<Read>> {
+        let Inner::Csv {
+            reader,
+            header,
+            buf,
+        } = &mut self.inner
+        else {
+            return None;
+        };
+        match reader.read_byte_record(buf) {
+            Ok(false) => None,
+            Ok(true) => {
+                let line = buf.position().map_or(0, |p| p.line());
+                if buf.len() != header.len() {
+                    let reason = format!(
+                        "record has {} fields, the header has {}",
+                        buf.len(),
+                        header.len()
+                    );
+                    return Some(Ok(Read::Refused {
+                        line,
+                        refusal: Refusal::new(None, reason),
+                    }));
+                }
+                let mut fields = Vec::with_capacity(header.len());
+                for (name, raw) in header.iter().zip(buf.iter()) {
+                    match std::str::from_utf8(raw) {
+                        Ok(v) => fields.push((name.clone(), Some(v.to_owned()))),
+                        Err(_) => {
+                            let refusal =
+                                Refusal::new(Some(name), "value is not valid utf-8".to_owned());
+                            return Some(Ok(Read::Refused { line, refusal }));
+                        }
+                    }
+                }
+                Some(Ok(Read::Record(RawRecord::new(
+                    self.file.clone(),
+                    line,
+                    fields,
+                ))))
+            }
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line());
+                if matches!(e.kind(), csv::ErrorKind::Io(_)) {
+                    self.done = true;
+                    return Some(Err(Error::Csv {
+                        path: self.path.clone(),
+                        source: e,
+                    }));
+                }
+                Some(Ok(Read::Refused {
+                    line,
+                    refusal: Refusal::new(None, "malformed csv record".to_owned()),
+                }))
+            }
+        }
+    }
+
+    fn next_jsonl(&mut self) -> Option<Result<Read>> {
+        let Inner::Jsonl { reader, line, buf } = &mut self.inner else {
+            return None;
+        };
+        loop {
+            buf.zeroize();
+            buf.clear();
+            match reader.read_until(b'\n', buf) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(source) => {
+                    self.done = true;
+                    return Some(Err(Error::Io {
+                        path: self.path.clone(),
+                        source,
+                    }));
+                }
+            }
+            *line += 1;
+            if buf.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let read = match serde_json::from_slice::<serde_json::Value>(buf) {
+                Ok(serde_json::Value::Object(map)) => {
+                    let fields = map
+                        .into_iter()
+                        .map(|(k, v)| (Arc::from(k), json_text(v)))
+                        .collect();
+                    Read::Record(RawRecord::new(self.file.clone(), *line, fields))
+                }
+                Ok(_) => Read::Refused {
+                    line: *line,
+                    refusal: Refusal::new(None, "json line is not an object".to_owned()),
+                },
+                Err(e) => Read::Refused {
+                    line: *line,
+                    refusal: Refusal::new(None, format!("invalid json at column {}", e.column())),
+                },
+            };
+            return Some(Ok(read));
+        }
+    }
+}
+
+/// A JSON value as field text: strings as they are, numbers and booleans as written,
+/// `null` as missing, and arrays or objects as their compact JSON text.
+fn json_text(v: serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        nested => Some(nested.to_string()),
+    }
+}
+
+impl Iterator for Records {
+    type Item = Result<Read>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let next = match self.inner {
+            Inner::Csv { .. } => self.next_csv(),
+            Inner::Jsonl { .. } => self.next_jsonl(),
+        };
+        if next.is_none() {
+            self.done = true;
+        }
+        next
+    }
+}

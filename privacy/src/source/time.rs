@@ -1,0 +1,154 @@
+//! Event times: parsed strictly by the source's format, in its time zone, into UTC.
+
+use chrono::format::{Fixed, Item, Numeric, StrftimeItems};
+use chrono::{DateTime, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+
+/// How a time field's text is read.
+#[derive(Clone, Debug)]
+pub(crate) enum TimeParse {
+    /// RFC 3339 with an offset (the default when no format is given).
+    Rfc3339,
+    /// A format with its own offset (`%z`, `%:z`, ...): the time zone is not needed.
+    WithOffset(String),
+    /// Seconds since the epoch (`%s`): already UTC.
+    Epoch(String),
+    /// A local date and time, in the source's time zone.
+    Local(String),
+    /// A local date only: midnight in the source's time zone.
+    Date(String),
+}
+
+impl TimeParse {
+    /// Classifies a (valid) strftime format by what it carries.
+    pub(crate) fn of(format: Option<&str>) -> Self {
+        let Some(format) = format else {
+            return TimeParse::Rfc3339;
+        };
+        let items: Vec<Item<'_>> = StrftimeItems::new(format).collect();
+        let has = |f: &dyn Fn(&Item<'_>) -> bool| items.iter().any(f);
+        if has(&|i| {
+            matches!(
+                i,
+                Item::Fixed(
+                    Fixed::TimezoneOffset
+                        | Fixed::TimezoneOffsetColon
+                        | Fixed::TimezoneOffsetDoubleColon
+                        | Fixed::TimezoneOffsetTripleColon
+                        | Fixed::TimezoneOffsetColonZ
+                        | Fixed::TimezoneOffsetZ
+                        | Fixed::RFC2822
+                        | Fixed::RFC3339
+                )
+            )
+        }) {
+            TimeParse::WithOffset(format.to_owned())
+        } else if has(&|i| matches!(i, Item::Numeric(Numeric::Timestamp, _))) {
+            TimeParse::Epoch(format.to_owned())
+        } else if has(&|i| matches!(i, Item::Numeric(Numeric::Hour | Numeric::Hour12, _))) {
+            TimeParse::Local(format.to_owned())
+        } else {
+            TimeParse::Date(format.to_owned())
+        }
+    }
+
+    /// The instant `text` stands for, or why it does not (never quoting `text`).
+    pub(crate) fn parse(&self, text: &str, tz: Tz) -> Result<DateTime<Utc>, &'static str> {
+        let text = text.trim();
+        let local = |naive: NaiveDateTime| match tz.from_local_datetime(&naive) {
+            LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => Ok(t.with_timezone(&Utc)),
+            LocalResult::None => Err("time does not exist in the time zone (clock change)"),
+        };
+        match self {
+            TimeParse::Rfc3339 => DateTime::parse_from_rfc3339(text)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| "time is not rfc 3339"),
+            TimeParse::WithOffset(f) => DateTime::parse_from_str(text, f)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| "time does not match the format"),
+            TimeParse::Epoch(f) => NaiveDateTime::parse_from_str(text, f)
+                .map(|t| t.and_utc())
+                .map_err(|_| "time does not match the format"),
+            TimeParse::Local(f) => NaiveDateTime::parse_from_str(text, f)
+                .map_err(|_| "time does not match the format")
+                .and_then(local),
+            TimeParse::Date(f) => NaiveDate::parse_from_str(text, f)
+                .map_err(|_| "time does not match the format")
+                .and_then(|d| local(d.and_time(chrono::NaiveTime::MIN))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use persona_event::time::format_ts;
+
+    fn at(format: Option<&str>, tz: &str, text: &str) -> Result<String, &'static str> {
+        let tz: Tz = tz.parse().unwrap();
+        TimeParse::of(format).parse(text, tz).map(|t| format_ts(&t))
+    }
+
+    #[test]
+    fn local_times_become_utc() {
+        let f = Some("%d/%m/%Y %H:%M");
+        assert_eq!(
+            at(f, "Asia/Kolkata", "04/03/2026 15:52").unwrap(),
+            "2026-03-04T10:22:00Z"
+        );
+        assert_eq!(
+            at(f, "UTC", "04/03/2026 15:52").unwrap(),
+            "2026-03-04T15:52:00Z"
+        );
+        assert!(at(f, "UTC", "2026-03-04 15:52").is_err());
+        assert!(at(f, "UTC", "04/03/2026").is_err());
+        assert!(at(f, "UTC", "31/02/2026 10:00").is_err());
+    }
+
+    #[test]
+    fn date_only_formats_read_local_midnight() {
+        assert_eq!(
+            at(Some("%Y-%m-%d"), "Asia/Kolkata", "2026-03-04").unwrap(),
+            "2026-03-03T18:30:00Z"
+        );
+        assert_eq!(
+            at(Some("%d-%m-%Y"), "UTC", "04-03-2026").unwrap(),
+            "2026-03-04T00:00:00Z"
+        );
+        assert!(at(Some("%Y-%m-%d"), "UTC", "2026-03-04 10:00").is_err());
+    }
+
+    #[test]
+    fn rfc3339_is_the_default() {
+        assert_eq!(
+            at(None, "Asia/Kolkata", "2026-03-04T15:52:00+05:30").unwrap(),
+            "2026-03-04T10:22:00Z"
+        );
+        assert!(at(None, "UTC", "04/03/2026").is_err());
+        assert!(at(None, "UTC", "").is_err());
+    }
+
+    #[test]
+    fn offsets_and_epochs_ignore_the_zone() {
+        let f = Some("%Y-%m-%d %H:%M %z");
+        assert_eq!(
+            at(f, "Asia/Kolkata", "2026-03-04 10:22 +0000").unwrap(),
+            "2026-03-04T10:22:00Z"
+        );
+        assert_eq!(
+            at(Some("%s"), "Asia/Kolkata", "1772619720").unwrap(),
+            "2026-03-04T10:22:00Z"
+        );
+    }
+
+    #[test]
+    fn clock_changes() {
+        let f = Some("%Y-%m-%d %H:%M");
+        // 2026-03-08 02:30 does not exist in New York; 01:30 on 2026-11-01 happens twice.
+        assert!(at(f, "America/New_York", "2026-03-08 02:30").is_err());
+        assert_eq!(
+            at(f, "America/New_York", "2026-11-01 01:30").unwrap(),
+            "2026-11-01T05:30:00Z"
+        );
+    }
+}
