@@ -87,7 +87,12 @@ impl Shard {
         }
         let children = Arc::new(Mutex::new(Vec::new()));
         let failure = Arc::new(Mutex::new(None));
-        let args = ShardArgs { name: config.name.clone(), partitions, children: children.clone(), failure: failure.clone() };
+        let args = ShardArgs {
+            name: config.name.clone(),
+            partitions,
+            children: children.clone(),
+            failure: failure.clone(),
+        };
         let (supervisor, done) = Actor::spawn(Some(config.name.clone()), ShardActor, args)
             .await
             .map_err(|e| Error::Actor(e.to_string()))?;
@@ -97,7 +102,17 @@ impl Shard {
             .enumerate()
             .map(|(p, actor)| tokio::spawn(feed(p as u32, actor.clone(), bus.clone(), config.batch.max(1))))
             .collect();
-        Ok(Shard { engine, bus, store, supervisor, supervisor_done: Some(done), partitions, feeders, failure, progress })
+        Ok(Shard {
+            engine,
+            bus,
+            store,
+            supervisor,
+            supervisor_done: Some(done),
+            partitions,
+            feeders,
+            failure,
+            progress,
+        })
     }
 
     /// Waits until the bus is closed and every partition has applied and checkpointed
@@ -141,14 +156,23 @@ impl Shard {
     pub async fn features(&self, at: Option<DateTime<Utc>>) -> Result<Vec<CustomerFeatures>, Error> {
         let mut all = Vec::new();
         for p in &self.partitions {
-            all.extend(call!(p, PartitionMsg::Features, at).map_err(actor_err)?.map_err(Error::Actor)?);
+            all.extend(
+                call!(p, PartitionMsg::Features, at)
+                    .map_err(actor_err)?
+                    .map_err(Error::Actor)?,
+            );
         }
         all.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(all)
     }
 
     /// Explains `offer` for the customer behind `token`; `None` when either is unknown.
-    pub async fn explain(&self, token: &Token, offer: &str, at: Option<DateTime<Utc>>) -> Result<Option<Explanation>, Error> {
+    pub async fn explain(
+        &self,
+        token: &Token,
+        offer: &str,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<Option<Explanation>, Error> {
         let p = &self.partitions[partition_of(token, self.bus.partitions()) as usize];
         call!(p, PartitionMsg::Explain, token.clone(), offer.to_owned(), at).map_err(actor_err)
     }
@@ -172,11 +196,15 @@ async fn feed(p: u32, actor: ActorRef<PartitionMsg>, bus: Arc<MemoryBus>, batch:
     let mut next = call!(actor, PartitionMsg::Position).map_err(actor_err)? + 1;
     while let Some(entries) = bus.partition(p).read(next, batch).await {
         let last = entries.last().map_or(next - 1, |(pos, _)| *pos);
-        let applied = call!(actor, PartitionMsg::Apply, entries).map_err(actor_err)?.map_err(Error::Actor)?;
+        let applied = call!(actor, PartitionMsg::Apply, entries)
+            .map_err(actor_err)?
+            .map_err(Error::Actor)?;
         debug_assert_eq!(applied.max(last), applied);
         next = applied.max(last) + 1;
     }
-    call!(actor, PartitionMsg::Checkpoint).map_err(actor_err)?.map_err(Error::Actor)?;
+    call!(actor, PartitionMsg::Checkpoint)
+        .map_err(actor_err)?
+        .map_err(Error::Actor)?;
     Ok(())
 }
 

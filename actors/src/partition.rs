@@ -38,7 +38,10 @@ pub(crate) enum PartitionMsg {
     Position(RpcReplyPort<Position>),
     Stats(RpcReplyPort<PartitionStats>),
     /// Every customer's features as of `at` (default: each customer's clock).
-    Features(Option<DateTime<Utc>>, RpcReplyPort<Result<Vec<CustomerFeatures>, String>>),
+    Features(
+        Option<DateTime<Utc>>,
+        RpcReplyPort<Result<Vec<CustomerFeatures>, String>>,
+    ),
     /// Explain an offer for a customer.
     Explain(Token, String, Option<DateTime<Utc>>, RpcReplyPort<Option<Explanation>>),
 }
@@ -69,7 +72,9 @@ impl PartitionState {
     fn activate(&mut self, token: &Token) -> Result<&mut Customer, Error> {
         if !self.customers.contains_key(token) {
             let customer = match self.args.store.load(token)? {
-                Some(bytes) => Customer::decode(&bytes, &self.args.engine).map_err(|e| Error::Corrupt(e.to_string()))?,
+                Some(bytes) => {
+                    Customer::decode(&bytes, &self.args.engine).map_err(|e| Error::Corrupt(e.to_string()))?
+                }
                 None => Customer::default(),
             };
             self.stats.activations += 1;
@@ -113,7 +118,9 @@ impl PartitionState {
         let engine = &self.args.engine;
         let customers = &self.customers;
         let snapshots = self.dirty.iter().map(|t| (t, customers[t].encode(engine)));
-        self.args.store.checkpoint(snapshots, self.applied_to)?;
+        self.args
+            .store
+            .checkpoint(snapshots, self.args.bus.id(), self.applied_to)?;
         self.dirty.clear();
         self.checkpointed = self.applied_to;
         // Only what is durable may leave the stream.
@@ -146,8 +153,12 @@ impl Actor for PartitionActor {
     type State = PartitionState;
     type Arguments = PartitionArgs;
 
-    async fn pre_start(&self, _me: ActorRef<PartitionMsg>, args: PartitionArgs) -> Result<PartitionState, ActorProcessingErr> {
-        let position = args.store.position()?;
+    async fn pre_start(
+        &self,
+        _me: ActorRef<PartitionMsg>,
+        args: PartitionArgs,
+    ) -> Result<PartitionState, ActorProcessingErr> {
+        let position = args.store.position(args.bus.id())?;
         Ok(PartitionState {
             args,
             customers: HashMap::new(),
@@ -158,7 +169,12 @@ impl Actor for PartitionActor {
         })
     }
 
-    async fn handle(&self, _me: ActorRef<PartitionMsg>, msg: PartitionMsg, state: &mut PartitionState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _me: ActorRef<PartitionMsg>,
+        msg: PartitionMsg,
+        state: &mut PartitionState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             PartitionMsg::Apply(batch, reply) => {
                 let result = state.apply(batch);

@@ -39,11 +39,20 @@ impl Actor for ShardActor {
         Ok(ShardState { failure: args.failure })
     }
 
-    async fn handle_supervisor_evt(&self, me: ActorRef<()>, evt: SupervisionEvent, state: &mut ShardState) -> Result<(), ActorProcessingErr> {
+    async fn handle_supervisor_evt(
+        &self,
+        me: ActorRef<()>,
+        evt: SupervisionEvent,
+        state: &mut ShardState,
+    ) -> Result<(), ActorProcessingErr> {
         if let SupervisionEvent::ActorFailed(cell, err) = evt {
             let reason = format!("partition actor {} failed: {err}", cell.get_name().unwrap_or_default());
             tracing::error!(%reason, "stopping the shard");
-            state.failure.lock().expect("failure lock").get_or_insert(reason.clone());
+            state
+                .failure
+                .lock()
+                .expect("failure lock")
+                .get_or_insert(reason.clone());
             me.stop(Some(reason));
         }
         Ok(())

@@ -1,6 +1,6 @@
 //! The shard's durable state in sled: one tree per partition holding each customer's
-//! snapshot under her token, and the partition's last applied stream position under
-//! a key no token can take. A checkpoint writes both in one atomic batch.
+//! snapshot under her token, and the partition's last applied stream position (with
+//! the id of the stream instance it is a position in) under a key no token can take. A checkpoint writes both in one atomic batch.
 
 use std::path::Path;
 
@@ -31,7 +31,9 @@ impl Store {
     }
 
     pub(crate) fn partition(&self, p: u32) -> Result<PartitionStore, Error> {
-        Ok(PartitionStore { tree: self.db.open_tree(format!("p{p:05}")).map_err(Error::Store)? })
+        Ok(PartitionStore {
+            tree: self.db.open_tree(format!("p{p:05}")).map_err(Error::Store)?,
+        })
     }
 
     pub(crate) fn budget_used(&self) -> Result<Vec<(String, u64)>, Error> {
@@ -58,10 +60,19 @@ pub(crate) struct PartitionStore {
 }
 
 impl PartitionStore {
-    pub(crate) fn position(&self) -> Result<Position, Error> {
-        Ok(match self.tree.get(POSITION_KEY).map_err(Error::Store)? {
-            Some(b) => u64::from_be_bytes(b.as_ref().try_into().map_err(|_| Error::Corrupt("position".into()))?),
-            None => 0,
+    /// The last applied position in stream `stream`; 0 when the checkpoint is of
+    /// another stream instance or there is none.
+    pub(crate) fn position(&self, stream: u64) -> Result<Position, Error> {
+        let Some(b) = self.tree.get(POSITION_KEY).map_err(Error::Store)? else {
+            return Ok(0);
+        };
+        let b: [u8; 16] = b.as_ref().try_into().map_err(|_| Error::Corrupt("position".into()))?;
+        let (id, pos) = b.split_at(8);
+        let same = u64::from_be_bytes(id.try_into().expect("8 bytes")) == stream;
+        Ok(if same {
+            u64::from_be_bytes(pos.try_into().expect("8 bytes"))
+        } else {
+            0
         })
     }
 
@@ -73,13 +84,14 @@ impl PartitionStore {
     pub(crate) fn checkpoint<'a>(
         &self,
         snapshots: impl Iterator<Item = (&'a Token, Vec<u8>)>,
+        stream: u64,
         position: Position,
     ) -> Result<(), Error> {
         let mut batch = sled::Batch::default();
         for (token, bytes) in snapshots {
             batch.insert(token.as_str(), bytes);
         }
-        batch.insert(POSITION_KEY, &position.to_be_bytes());
+        batch.insert(POSITION_KEY, [stream.to_be_bytes(), position.to_be_bytes()].concat());
         self.tree.apply_batch(batch).map_err(Error::Store)?;
         self.tree.flush().map_err(Error::Store)?;
         Ok(())

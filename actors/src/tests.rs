@@ -61,7 +61,12 @@ fn events(customers: u8, per_customer: u8) -> Vec<Event> {
 }
 
 fn config(dir: &std::path::Path, name: &str) -> ShardConfig {
-    ShardConfig { name: name.into(), dir: dir.to_owned(), checkpoint_every: 7, batch: 5 }
+    ShardConfig {
+        name: name.into(),
+        dir: dir.to_owned(),
+        checkpoint_every: 7,
+        batch: 5,
+    }
 }
 
 async fn run(dir: &std::path::Path, name: &str, evs: &[Event]) -> (Vec<String>, Vec<(Token, Value)>) {
@@ -84,7 +89,10 @@ async fn run(dir: &std::path::Path, name: &str, evs: &[Event]) -> (Vec<String>, 
         }
     }
     matches.sort();
-    (matches, features.into_iter().map(|(t, _, f)| (t, f["spend"].clone())).collect())
+    (
+        matches,
+        features.into_iter().map(|(t, _, f)| (t, f["spend"].clone())).collect(),
+    )
 }
 
 #[tokio::test]
@@ -114,7 +122,9 @@ async fn a_restarted_shard_resumes_and_redelivery_changes_nothing() {
 async fn explain_answers_for_known_customers_only() {
     let dir = tempfile::tempdir().unwrap();
     let bus = Arc::new(MemoryBus::new(2));
-    let mut shard = Shard::start(config(dir.path(), "s3"), engine(), bus.clone()).await.unwrap();
+    let mut shard = Shard::start(config(dir.path(), "s3"), engine(), bus.clone())
+        .await
+        .unwrap();
     for e in events(1, 2) {
         bus.publish(e);
     }
@@ -124,6 +134,12 @@ async fn explain_answers_for_known_customers_only() {
     let why = shard.explain(&t, "big-spender", None).await.unwrap().unwrap();
     assert!(!why.clauses[0].passed);
     assert_eq!(why.clauses[0].features, vec![("spend".to_owned(), Value::Int(60))]);
-    assert!(shard.explain(&Token::from_bytes([9; 16]), "big-spender", None).await.unwrap().is_none());
+    assert!(
+        shard
+            .explain(&Token::from_bytes([9; 16]), "big-spender", None)
+            .await
+            .unwrap()
+            .is_none()
+    );
     shard.stop().await;
 }

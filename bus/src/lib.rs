@@ -17,6 +17,7 @@ pub use stream::{Position, Stream};
 /// The in-process bus: `partitions` event streams and one matches stream.
 #[derive(Debug)]
 pub struct MemoryBus {
+    id: u64,
     partitions: Vec<Stream<Arc<Event>>>,
     matches: Stream<Arc<MatchMessage>>,
 }
@@ -24,9 +25,18 @@ pub struct MemoryBus {
 impl MemoryBus {
     pub fn new(partitions: u32) -> Self {
         Self {
+            id: instance_id(),
             partitions: (0..partitions.max(1)).map(|_| Stream::default()).collect(),
             matches: Stream::default(),
         }
+    }
+
+    /// Identifies this bus instance. Positions are meaningful only within one
+    /// instance: an in-process bus lives as long as its process, so a consumer that
+    /// checkpointed positions of another instance starts this one from the beginning
+    /// (and recognises events it already applied by their ids).
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     pub fn partitions(&self) -> u32 {
@@ -52,6 +62,17 @@ impl MemoryBus {
     pub fn matches(&self) -> &Stream<Arc<MatchMessage>> {
         &self.matches
     }
+}
+
+/// A value unique to this bus instance: the clock, the process and a counter.
+fn instance_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let salt = (u64::from(std::process::id()) << 32) ^ COUNTER.fetch_add(1, Ordering::Relaxed);
+    persona_event::hash::fnv1a64(&[nanos.to_le_bytes(), salt.to_le_bytes()].concat())
 }
 
 #[cfg(test)]
@@ -81,5 +102,6 @@ mod tests {
         assert_eq!(got.len(), 1);
         assert_eq!(*got[0].1, ev);
         assert!(bus.partition(p).read(2, 10).await.is_none());
+        assert_ne!(bus.id(), MemoryBus::new(8).id());
     }
 }

@@ -27,7 +27,11 @@ struct Inner<T> {
 impl<T> Default for Stream<T> {
     fn default() -> Self {
         Self {
-            inner: Mutex::new(Inner { first: 1, entries: VecDeque::new(), closed: false }),
+            inner: Mutex::new(Inner {
+                first: 1,
+                entries: VecDeque::new(),
+                closed: false,
+            }),
             notify: Notify::new(),
         }
     }

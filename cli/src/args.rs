@@ -18,7 +18,11 @@ pub(crate) struct Cli {
 
 impl Cli {
     pub(crate) fn log_level(&self) -> &'static str {
-        if self.quiet { "warn,sled=error" } else { "info,sled=warn,ractor=warn" }
+        if self.quiet {
+            "warn,sled=error"
+        } else {
+            "info,sled=warn,ractor=warn"
+        }
     }
 }
 

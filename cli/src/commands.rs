@@ -34,7 +34,12 @@ pub(crate) fn report_problems(specs: &specs::Specs) {
 async fn run_files(args: RunArgs, progress: &Progress) -> Result<ExitCode> {
     let specs = specs::load(&args.specs)?;
     report_problems(&specs);
-    let opts = RunOptions { sources: &args.sources, data: &args.data, out: &args.out, as_of: args.as_of };
+    let opts = RunOptions {
+        sources: &args.sources,
+        data: &args.data,
+        out: &args.out,
+        as_of: args.as_of,
+    };
     let finished = pipeline::run(specs, opts, progress).await?;
     println!("{}", finished.summary);
     println!("outputs in {}", args.out.display());
@@ -49,7 +54,10 @@ fn resolve(data: PathBuf, tokens: Vec<String>) -> Result<ExitCode> {
     let audit_dir = data.join("trusted").join("audit");
     std::fs::create_dir_all(&audit_dir)?;
     let audit_path = audit_dir.join("admin.jsonl");
-    let mut audit = std::fs::OpenOptions::new().create(true).append(true).open(&audit_path)
+    let mut audit = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&audit_path)
         .with_context(|| format!("opening {}", audit_path.display()))?;
     let mut out = std::io::stdout().lock();
     for t in tokens {
@@ -97,11 +105,24 @@ fn check(files: Vec<PathBuf>, features: Option<PathBuf>) -> Result<ExitCode> {
         }
     }
     for doc in docs.iter().filter(|d| d.kind != "Offer" && d.kind != "FeatureSet") {
-        eprintln!("warning: {}:{}: `{}` is not an Offer; skipped", doc.file.display(), doc.line, doc.kind);
+        eprintln!(
+            "warning: {}:{}: `{}` is not an Offer; skipped",
+            doc.file.display(),
+            doc.line,
+            doc.kind
+        );
     }
     for p in &problems {
         eprintln!("{}", p.rendered);
     }
-    println!("{checked} offer(s) checked against FeatureSet `{}`: {} error(s)", set.name, problems.len());
-    Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    println!(
+        "{checked} offer(s) checked against FeatureSet `{}`: {} error(s)",
+        set.name,
+        problems.len()
+    );
+    Ok(if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -30,7 +30,10 @@ fn replace_out(out: &Path) -> Result<()> {
         let ours = out.join("summary.json").exists() || out.join("sources").join("customers.csv").exists();
         let empty = std::fs::read_dir(out).map(|mut d| d.next().is_none()).unwrap_or(false);
         if !ours && !empty {
-            bail!("{} exists and is not a persona demo output; choose another --out", out.display());
+            bail!(
+                "{} exists and is not a persona demo output; choose another --out",
+                out.display()
+            );
         }
         std::fs::remove_dir_all(out).with_context(|| format!("removing {}", out.display()))?;
     }
@@ -44,7 +47,12 @@ pub(crate) async fn run(args: DemoArgs, progress: &Progress) -> Result<ExitCode>
         std::fs::remove_dir_all(&data).with_context(|| format!("removing {}", data.display()))?;
     }
     let sources = args.out.join("sources");
-    let config = bank::BankConfig { customers: args.customers, days: args.days, seed: args.seed, end: args.end };
+    let config = bank::BankConfig {
+        customers: args.customers,
+        days: args.days,
+        seed: args.seed,
+        end: args.end,
+    };
     let bar = progress.counter("generate", "records");
     let dir = sources.clone();
     let bank = tokio::task::spawn_blocking(move || {
@@ -72,7 +80,12 @@ pub(crate) async fn run(args: DemoArgs, progress: &Progress) -> Result<ExitCode>
     );
     let specs = specs::load(&spec_dir)?;
     crate::commands::report_problems(&specs);
-    let opts = RunOptions { sources: &sources, data: &data, out: &args.out, as_of: None };
+    let opts = RunOptions {
+        sources: &sources,
+        data: &data,
+        out: &args.out,
+        as_of: None,
+    };
     let finished = pipeline::run(specs, opts, progress).await?;
     println!("\n{}", finished.summary);
     story::tell(&bank, &finished).await?;

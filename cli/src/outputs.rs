@@ -34,7 +34,14 @@ struct FeatureLine<'a> {
 
 /// `features.jsonl`, sorted by token.
 pub(crate) fn write_features(path: &Path, features: &[CustomerFeatures]) -> Result<()> {
-    write_lines(path, features.iter().map(|(token, as_of, features)| FeatureLine { token, as_of: *as_of, features }))
+    write_lines(
+        path,
+        features.iter().map(|(token, as_of, features)| FeatureLine {
+            token,
+            as_of: *as_of,
+            features,
+        }),
+    )
 }
 
 /// `dead_letter.jsonl`, sorted by source, file and line.

@@ -44,7 +44,9 @@ pub(crate) struct Finished {
 pub(crate) fn open_vault(data: &Path) -> Result<Arc<Vault>> {
     let trusted = data.join("trusted");
     let kms = Arc::new(LocalKms::open(&trusted.join("kms")).context("opening the local KMS")?);
-    Ok(Arc::new(Vault::open(&trusted.join("vault"), kms).context("opening the vault")?))
+    Ok(Arc::new(
+        Vault::open(&trusted.join("vault"), kms).context("opening the vault")?,
+    ))
 }
 
 pub(crate) async fn run(specs: Specs, opts: RunOptions<'_>, progress: &Progress) -> Result<Finished> {
@@ -73,7 +75,13 @@ pub(crate) async fn run(specs: Specs, opts: RunOptions<'_>, progress: &Progress)
     events.sort_unstable_by(|a, b| (a.ts, &a.id).cmp(&(b.ts, &b.id)));
     let latest = events.last().map(|e| e.ts);
     let ingest_secs = started.elapsed().as_secs_f64();
-    tracing::info!(records = ingest.records_read, events = events.len(), dead_lettered = ingest.dead_letters.len(), secs = ingest_secs, "trusted zone: ingest done");
+    tracing::info!(
+        records = ingest.records_read,
+        events = events.len(),
+        dead_lettered = ingest.dead_letters.len(),
+        secs = ingest_secs,
+        "trusted zone: ingest done"
+    );
 
     // Cloud zone: the shard applies every event to its customer's actor.
     let cloud_started = Instant::now();
@@ -137,7 +145,21 @@ pub(crate) async fn run(specs: Specs, opts: RunOptions<'_>, progress: &Progress)
     crate::outputs::write_features(&opts.out.join("features.jsonl"), &features)?;
     crate::outputs::write_dead_letters(&opts.out.join("dead_letter.jsonl"), &ingest.dead_letters)?;
     let elapsed = started.elapsed().as_secs_f64();
-    let summary = Summary::new(&ingest, &stats, &matches, &delivery, total, elapsed, cloud_secs, &specs.problems);
+    let summary = Summary::new(
+        &ingest,
+        &stats,
+        &matches,
+        &delivery,
+        total,
+        elapsed,
+        cloud_secs,
+        &specs.problems,
+    );
     summary.write(&opts.out.join("summary.json"))?;
-    Ok(Finished { summary, shard, vault, matches })
+    Ok(Finished {
+        summary,
+        shard,
+        vault,
+        matches,
+    })
 }

@@ -28,7 +28,12 @@ impl Progress {
             bar.set_message(unit);
             bar
         };
-        Counter { bar, stage, unit, last_log: std::sync::Mutex::new(Instant::now()) }
+        Counter {
+            bar,
+            stage,
+            unit,
+            last_log: std::sync::Mutex::new(Instant::now()),
+        }
     }
 }
 

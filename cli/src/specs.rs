@@ -79,13 +79,20 @@ pub(crate) fn documents(files: &[PathBuf]) -> Result<(Vec<Document>, Vec<Problem
 }
 
 fn push_document(file: &Path, line: usize, text: String, docs: &mut Vec<Document>, problems: &mut Vec<Problem>) {
-    if text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+    if text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
         return;
     }
     let head: serde_yaml::Value = match serde_yaml::from_str(&text) {
         Ok(v) => v,
         Err(e) => {
-            problems.push(Problem { kind: "?".into(), name: "?".into(), rendered: yaml_error(file, line, &e) });
+            problems.push(Problem {
+                kind: "?".into(),
+                name: "?".into(),
+                rendered: yaml_error(file, line, &e),
+            });
             return;
         }
     };
@@ -96,12 +103,23 @@ fn push_document(file: &Path, line: usize, text: String, docs: &mut Vec<Document
         .and_then(|n| n.as_str())
         .unwrap_or_default()
         .to_owned();
-    docs.push(Document { file: file.to_owned(), line, text, kind, name });
+    docs.push(Document {
+        file: file.to_owned(),
+        line,
+        text,
+        kind,
+        name,
+    });
 }
 
 fn yaml_error(file: &Path, doc_line: usize, e: &serde_yaml::Error) -> String {
     match e.location() {
-        Some(loc) => format!("error: {}:{}:{}: {e}", file.display(), doc_line + loc.line() - 1, loc.column()),
+        Some(loc) => format!(
+            "error: {}:{}:{}: {e}",
+            file.display(),
+            doc_line + loc.line() - 1,
+            loc.column()
+        ),
         None => format!("error: {}:{doc_line}: {e}", file.display()),
     }
 }
@@ -109,7 +127,13 @@ fn yaml_error(file: &Path, doc_line: usize, e: &serde_yaml::Error) -> String {
 /// Renders a spec error of a document: a YAML error at its position, a field error
 /// at the document, an expression error with carets under the offending text.
 fn render_field_error(doc: &Document, path: &str, message: &str) -> String {
-    format!("error: {}:{}: {} `{}`: {path}: {message}", doc.file.display(), doc.line, doc.kind, doc.name)
+    format!(
+        "error: {}:{}: {} `{}`: {path}: {message}",
+        doc.file.display(),
+        doc.line,
+        doc.kind,
+        doc.name
+    )
 }
 
 fn render_expr_error(doc: &Document, path: &str, source: &str, diagnostics: &persona_expr::Diagnostics) -> String {
@@ -130,9 +154,11 @@ fn render_expr_error(doc: &Document, path: &str, source: &str, diagnostics: &per
 fn render_features_error(doc: &Document, e: &persona_features::Error) -> String {
     match e {
         persona_features::Error::Yaml(y) => yaml_error(&doc.file, doc.line, y),
-        persona_features::Error::Expr { path, source_text, diagnostics } => {
-            render_expr_error(doc, path, source_text, diagnostics)
-        }
+        persona_features::Error::Expr {
+            path,
+            source_text,
+            diagnostics,
+        } => render_expr_error(doc, path, source_text, diagnostics),
         persona_features::Error::Spec { path, message } => render_field_error(doc, path, message),
         other => render_field_error(doc, "", &other.to_string()),
     }
@@ -141,7 +167,11 @@ fn render_features_error(doc: &Document, e: &persona_features::Error) -> String 
 fn render_offer_error(doc: &Document, e: &persona_offers::Error) -> String {
     match e {
         persona_offers::Error::Yaml(y) => yaml_error(&doc.file, doc.line, y),
-        persona_offers::Error::Expr { path, source_text, diagnostics } => render_expr_error(doc, path, source_text, diagnostics),
+        persona_offers::Error::Expr {
+            path,
+            source_text,
+            diagnostics,
+        } => render_expr_error(doc, path, source_text, diagnostics),
         persona_offers::Error::Spec { path, message } => render_field_error(doc, path, message),
         other => render_field_error(doc, "", &other.to_string()),
     }
@@ -153,7 +183,8 @@ pub(crate) fn feature_set(docs: &[Document]) -> Result<FeatureSet> {
     let [doc] = sets.as_slice() else {
         bail!("expected exactly one FeatureSet among the specs, found {}", sets.len());
     };
-    let parsed = FeatureSetDocument::from_yaml(&doc.text).map_err(|e| anyhow::anyhow!(render_features_error(doc, &e)))?;
+    let parsed =
+        FeatureSetDocument::from_yaml(&doc.text).map_err(|e| anyhow::anyhow!(render_features_error(doc, &e)))?;
     FeatureSet::compile(&parsed).map_err(|errors| {
         let all: Vec<String> = errors.iter().map(|e| render_features_error(doc, e)).collect();
         anyhow::anyhow!("FeatureSet `{}` is invalid:\n{}", doc.name, all.join("\n"))
@@ -162,10 +193,20 @@ pub(crate) fn feature_set(docs: &[Document]) -> Result<FeatureSet> {
 
 /// Compiles one Offer document against the FeatureSet.
 pub(crate) fn offer(doc: &Document, features: &FeatureSet) -> Result<Offer, Problem> {
-    let problem = |rendered: String| Problem { kind: doc.kind.clone(), name: doc.name.clone(), rendered };
+    let problem = |rendered: String| Problem {
+        kind: doc.kind.clone(),
+        name: doc.name.clone(),
+        rendered,
+    };
     let parsed = OfferDocument::from_yaml(&doc.text).map_err(|e| problem(render_offer_error(doc, &e)))?;
     Offer::compile(&parsed, features).map_err(|errors| {
-        problem(errors.iter().map(|e| render_offer_error(doc, e)).collect::<Vec<_>>().join("\n"))
+        problem(
+            errors
+                .iter()
+                .map(|e| render_offer_error(doc, e))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
     })
 }
 
@@ -210,7 +251,12 @@ pub(crate) fn load(dir: &Path) -> Result<Specs> {
             bail!("offer `{}` is defined twice", o.name);
         }
     }
-    Ok(Specs { sources, features, offers, problems })
+    Ok(Specs {
+        sources,
+        features,
+        offers,
+        problems,
+    })
 }
 
 #[cfg(test)]
@@ -222,10 +268,17 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("persona-specs-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("a.yaml");
-        std::fs::write(&file, "# comment\nkind: Offer\nmetadata: {name: a}\n---\nkind: FeatureSet\nmetadata: {name: f}\n---\n").unwrap();
+        std::fs::write(
+            &file,
+            "# comment\nkind: Offer\nmetadata: {name: a}\n---\nkind: FeatureSet\nmetadata: {name: f}\n---\n",
+        )
+        .unwrap();
         let (docs, problems) = documents(&[file]).unwrap();
         assert!(problems.is_empty());
-        assert_eq!(docs.iter().map(|d| (d.kind.as_str(), d.line)).collect::<Vec<_>>(), vec![("Offer", 1), ("FeatureSet", 5)]);
+        assert_eq!(
+            docs.iter().map(|d| (d.kind.as_str(), d.line)).collect::<Vec<_>>(),
+            vec![("Offer", 1), ("FeatureSet", 5)]
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

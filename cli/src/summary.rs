@@ -77,7 +77,11 @@ impl Summary {
             customers_activated: stats.activations,
             matches: matches.len() as u64,
             matches_by_offer,
-            deliveries_by_channel: delivery.deliveries_by_channel.iter().map(|(c, n)| (c.to_string(), *n)).collect(),
+            deliveries_by_channel: delivery
+                .deliveries_by_channel
+                .iter()
+                .map(|(c, n)| (c.to_string(), *n))
+                .collect(),
             undeliverable: delivery.undeliverable,
             specs_refused: problems.iter().map(|p| format!("{} {}", p.kind, p.name)).collect(),
         }

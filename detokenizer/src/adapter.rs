@@ -30,15 +30,21 @@ pub trait ChannelAdapter: std::fmt::Debug {
 
 /// Writes each delivery as a JSON line; the file is sorted like `matches.jsonl` (by
 /// time, token, offer) when finished.
+/// The order of `matches.jsonl`: time, token, offer.
+type SortKey = (chrono::DateTime<chrono::Utc>, String, String);
+
 #[derive(Debug)]
 pub struct FileAdapter {
     path: PathBuf,
-    lines: Vec<((chrono::DateTime<chrono::Utc>, String, String), String)>,
+    lines: Vec<(SortKey, String)>,
 }
 
 impl FileAdapter {
     pub fn new(path: &Path) -> Self {
-        Self { path: path.to_owned(), lines: Vec::new() }
+        Self {
+            path: path.to_owned(),
+            lines: Vec::new(),
+        }
     }
 }
 
@@ -58,7 +64,8 @@ impl ChannelAdapter for FileAdapter {
             "variant": m.variant,
             "message": d.message,
         });
-        self.lines.push(((m.ts, m.token.to_string(), m.offer.clone()), line.to_string()));
+        self.lines
+            .push(((m.ts, m.token.to_string(), m.offer.clone()), line.to_string()));
         Ok(())
     }
 
@@ -69,6 +76,9 @@ impl ChannelAdapter for FileAdapter {
             out.push_str(line);
             out.push('\n');
         }
-        std::fs::write(&self.path, out).map_err(|source| Error::Io { path: self.path.clone(), source })
+        std::fs::write(&self.path, out).map_err(|source| Error::Io {
+            path: self.path.clone(),
+            source,
+        })
     }
 }

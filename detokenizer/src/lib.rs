@@ -79,7 +79,13 @@ pub struct Detokenizer<A: ChannelAdapter> {
 
 impl<A: ChannelAdapter> Detokenizer<A> {
     pub fn new(vault: Arc<Vault>, adapter: A) -> Self {
-        Self { vault, adapter, audit: Vec::new(), seen: HashSet::new(), report: DeliveryReport::default() }
+        Self {
+            vault,
+            adapter,
+            audit: Vec::new(),
+            seen: HashSet::new(),
+            report: DeliveryReport::default(),
+        }
     }
 
     /// Resolves and delivers one match.
@@ -98,7 +104,13 @@ impl<A: ChannelAdapter> Detokenizer<A> {
                 match self.vault.contact(&d.token, kind)? {
                     None => Outcome::NoContact,
                     Some(to) => {
-                        self.adapter.send(Delivery { decision: d, customer_key: &customer_key, to: &to, message: &m.message, title: &m.title })?;
+                        self.adapter.send(Delivery {
+                            decision: d,
+                            customer_key: &customer_key,
+                            to: &to,
+                            message: &m.message,
+                            title: &m.title,
+                        })?;
                         Outcome::Delivered
                     }
                 }
@@ -138,8 +150,12 @@ impl<A: ChannelAdapter> Detokenizer<A> {
     /// Flushes the adapter and writes the audit trail (sorted by time, token, offer).
     pub fn finish(mut self, audit: &Path) -> Result<(A, DeliveryReport), Error> {
         self.adapter.finish()?;
-        self.audit.sort_by(|a, b| (a.ts, &a.token, &a.offer).cmp(&(b.ts, &b.token, &b.offer)));
-        let io = |source| Error::Io { path: audit.to_owned(), source };
+        self.audit
+            .sort_by(|a, b| (a.ts, &a.token, &a.offer).cmp(&(b.ts, &b.token, &b.offer)));
+        let io = |source| Error::Io {
+            path: audit.to_owned(),
+            source,
+        };
         let mut out = String::new();
         for r in &self.audit {
             out.push_str(&serde_json::to_string(r).expect("audit record serializes"));

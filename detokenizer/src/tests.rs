@@ -30,16 +30,34 @@ fn a_match_becomes_one_delivery_and_an_audit_line_without_pii() {
     let kms = Arc::new(LocalKms::open(&dir.path().join("kms")).unwrap());
     let vault = Arc::new(Vault::open(&dir.path().join("vault"), kms).unwrap());
     let (token, _) = vault.tokenize(&CustomerKey::new("C00000001")).unwrap();
-    vault.store_contact(&token, ContactKind::Email, &Pii::new("saanvi.sarkar@example.in".to_owned())).unwrap();
+    vault
+        .store_contact(
+            &token,
+            ContactKind::Email,
+            &Pii::new("saanvi.sarkar@example.in".to_owned()),
+        )
+        .unwrap();
 
     let deliveries = dir.path().join("deliveries.jsonl");
     let audit = dir.path().join("audit.jsonl");
     let mut d = Detokenizer::new(vault, FileAdapter::new(&deliveries));
-    assert_eq!(d.deliver(&message(&token, Channel::Email, 1)).unwrap(), Outcome::Delivered);
-    assert_eq!(d.deliver(&message(&token, Channel::Email, 1)).unwrap(), Outcome::Duplicate);
-    assert_eq!(d.deliver(&message(&token, Channel::Sms, 2)).unwrap(), Outcome::NoContact);
+    assert_eq!(
+        d.deliver(&message(&token, Channel::Email, 1)).unwrap(),
+        Outcome::Delivered
+    );
+    assert_eq!(
+        d.deliver(&message(&token, Channel::Email, 1)).unwrap(),
+        Outcome::Duplicate
+    );
+    assert_eq!(
+        d.deliver(&message(&token, Channel::Sms, 2)).unwrap(),
+        Outcome::NoContact
+    );
     let stranger = Token::from_bytes([3; 16]);
-    assert_eq!(d.deliver(&message(&stranger, Channel::Email, 3)).unwrap(), Outcome::UnknownToken);
+    assert_eq!(
+        d.deliver(&message(&stranger, Channel::Email, 3)).unwrap(),
+        Outcome::UnknownToken
+    );
     let (_, report) = d.finish(&audit).unwrap();
     assert_eq!(report.deliveries_by_channel[&Channel::Email], 1);
     assert_eq!((report.undeliverable, report.duplicates), (2, 1));

@@ -83,9 +83,14 @@ impl FromStr for Channel {
 impl FromStr for ContactKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        [ContactKind::Email, ContactKind::Phone, ContactKind::Device, ContactKind::Other]
-            .into_iter()
-            .find(|c| c.as_str() == s)
-            .ok_or_else(|| format!("unknown contact kind `{s}`: expected email, phone, device or other"))
+        [
+            ContactKind::Email,
+            ContactKind::Phone,
+            ContactKind::Device,
+            ContactKind::Other,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
+        .ok_or_else(|| format!("unknown contact kind `{s}`: expected email, phone, device or other"))
     }
 }

@@ -31,7 +31,9 @@ fn valid(prefix: &str, s: &str) -> bool {
         && BASE32_NOPAD
             .decode(body.to_ascii_uppercase().as_bytes())
             .is_ok_and(|b| b.len() == 16)
-        && body.bytes().all(|c| c.is_ascii_lowercase() || (b'2'..=b'7').contains(&c))
+        && body
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || (b'2'..=b'7').contains(&c))
 }
 
 macro_rules! id_type {

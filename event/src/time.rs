@@ -39,9 +39,7 @@ pub fn parse_duration(s: &str) -> Result<TimeDelta, TimeError> {
         "w" => 7 * 86_400,
         _ => return Err(bad()),
     };
-    n.checked_mul(secs)
-        .and_then(TimeDelta::try_seconds)
-        .ok_or_else(bad)
+    n.checked_mul(secs).and_then(TimeDelta::try_seconds).ok_or_else(bad)
 }
 
 /// Formats a duration back into the largest unit that divides it.

@@ -142,16 +142,9 @@ impl<'s> Checker<'s> {
     fn bare_name(&self, name: &str, e: &SExpr) -> Diagnostic {
         let d = Diagnostic::new("E004", format!("unknown name `{name}`"), e.span.clone());
         if let Some(root) = Root::from_name(name) {
-            return Diagnostic::new(
-                "E004",
-                format!("`{root}` needs an attribute name"),
-                e.span.clone(),
-            )
-            .label("a root on its own")
-            .help(format!(
-                "name what to read, e.g. `{root}.{}`",
-                example_attr(root)
-            ));
+            return Diagnostic::new("E004", format!("`{root}` needs an attribute name"), e.span.clone())
+                .label("a root on its own")
+                .help(format!("name what to read, e.g. `{root}.{}`", example_attr(root)));
         }
         if Func::from_name(name).is_some() {
             return Diagnostic::new("E004", format!("`{name}` is a function"), e.span.clone())
@@ -188,22 +181,17 @@ impl<'s> Checker<'s> {
                     format!("this expression may read {}", list.join(", "))
                 };
                 self.diags.push(
-                    Diagnostic::new(
-                        "E009",
-                        format!("`{root}` cannot be used here"),
-                        ident.span.clone(),
-                    )
-                    .label("not available in this expression")
-                    .help(help),
+                    Diagnostic::new("E009", format!("`{root}` cannot be used here"), ident.span.clone())
+                        .label("not available in this expression")
+                        .help(help),
                 );
                 None
             }
             None => {
-                let help =
-                    did_you_mean(name, allowed.iter().map(|r| r.name())).unwrap_or_else(|| {
-                        let list: Vec<&str> = allowed.iter().map(|r| r.name()).collect();
-                        format!("paths start with one of: {}", list.join(", "))
-                    });
+                let help = did_you_mean(name, allowed.iter().map(|r| r.name())).unwrap_or_else(|| {
+                    let list: Vec<&str> = allowed.iter().map(|r| r.name()).collect();
+                    format!("paths start with one of: {}", list.join(", "))
+                });
                 self.diags.push(
                     Diagnostic::new("E004", format!("unknown root `{name}`"), ident.span.clone())
                         .label("not a root")
@@ -220,13 +208,9 @@ impl<'s> Checker<'s> {
         if decl.is_none() {
             let help = did_you_mean(&name.node, self.schema.feature_names());
             self.diags.push(
-                Diagnostic::new(
-                    "E003",
-                    format!("unknown feature `{}`", name.node),
-                    name.span.clone(),
-                )
-                .label("not a feature of this FeatureSet")
-                .help_opt(help),
+                Diagnostic::new("E003", format!("unknown feature `{}`", name.node), name.span.clone())
+                    .label("not a feature of this FeatureSet")
+                    .help_opt(help),
             );
         }
         decl
@@ -241,19 +225,12 @@ impl<'s> Checker<'s> {
         }
         let b = self.check(base);
         if !b.ty.fits(Type::Map) {
-            let d = Diagnostic::new(
-                "E014",
-                format!("{} has no fields", article(b.ty)),
-                base.span.clone(),
-            )
-            .label(format!("this is {}", article(b.ty)))
-            .help(format!("`.{}` reads a field of a map", name.node));
+            let d = Diagnostic::new("E014", format!("{} has no fields", article(b.ty)), base.span.clone())
+                .label(format!("this is {}", article(b.ty)))
+                .help(format!("`.{}` reads a field of a map", name.node));
             return self.report(d);
         }
-        Typed::new(
-            Type::Any,
-            Node::Field(Box::new(b.node), name.node.as_str().into()),
-        )
+        Typed::new(Type::Any, Node::Field(Box::new(b.node), name.node.as_str().into()))
     }
 
     /// `root.name`, or `root["name"]`.
@@ -263,9 +240,7 @@ impl<'s> Checker<'s> {
         }
         match self.feature(name) {
             // A family used whole is the map of its members.
-            Some(decl) if decl.family => {
-                Typed::new(Type::Map, Node::Path(root, name.node.as_str().into()))
-            }
+            Some(decl) if decl.family => Typed::new(Type::Map, Node::Path(root, name.node.as_str().into())),
             Some(decl) => Typed::new(decl.ty, Node::Path(root, name.node.as_str().into())),
             None => Typed::poisoned(),
         }
@@ -279,19 +254,14 @@ impl<'s> Checker<'s> {
                     return Typed::poisoned();
                 };
                 let Some(name) = key.as_str_lit() else {
-                    let d = Diagnostic::new(
-                        "E010",
-                        "attribute names must be string literals",
-                        key.span.clone(),
-                    )
-                    .label("not a string literal")
-                    .help(format!("write `{root}[\"name\"]` or `{root}.name`"));
+                    let d = Diagnostic::new("E010", "attribute names must be string literals", key.span.clone())
+                        .label("not a string literal")
+                        .help(format!("write `{root}[\"name\"]` or `{root}.name`"));
                     return self.report(d);
                 };
                 self.path(root, &Spanned::new(name.to_owned(), key.span.clone()))
             }
-            Expr::Member(root_expr, name) if matches!(&root_expr.node, Expr::Ident(r) if r == "features") =>
-            {
+            Expr::Member(root_expr, name) if matches!(&root_expr.node, Expr::Ident(r) if r == "features") => {
                 if self.root(root_expr, "features").is_none() {
                     return Typed::poisoned();
                 }
@@ -323,9 +293,7 @@ impl<'s> Checker<'s> {
                 }
                 let node = match k.node {
                     Node::Const(Value::Null) => Node::Const(Value::Null),
-                    Node::Const(v) => {
-                        Node::FeatureKey(name.node.as_str().into(), v.to_key().into())
-                    }
+                    Node::Const(v) => Node::FeatureKey(name.node.as_str().into(), v.to_key().into()),
                     other => Node::FeatureIndex(name.node.as_str().into(), Box::new(other)),
                 };
                 Typed::new(decl.ty, node)
@@ -349,18 +317,10 @@ impl<'s> Checker<'s> {
                     }
                 };
                 if !key_ok {
-                    let want = if b.ty == Type::List {
-                        "a number"
-                    } else {
-                        "a string"
-                    };
+                    let want = if b.ty == Type::List { "a number" } else { "a string" };
                     let d = Diagnostic::new(
                         "E007",
-                        format!(
-                            "{} is indexed by {want}, found {}",
-                            article(b.ty),
-                            article(k.ty)
-                        ),
+                        format!("{} is indexed by {want}, found {}", article(b.ty), article(k.ty)),
                         key.span.clone(),
                     )
                     .label(format!("this is {}", article(k.ty)));
@@ -380,13 +340,9 @@ impl<'s> Checker<'s> {
             }
             UnOp::Neg => {
                 if !(t.ty.fits(Type::Number) || t.ty == Type::Duration) {
-                    let d = Diagnostic::new(
-                        "E007",
-                        format!("cannot negate {}", article(t.ty)),
-                        x.span.clone(),
-                    )
-                    .label(format!("this is {}", article(t.ty)))
-                    .help("`-` negates numbers and durations");
+                    let d = Diagnostic::new("E007", format!("cannot negate {}", article(t.ty)), x.span.clone())
+                        .label(format!("this is {}", article(t.ty)))
+                        .help("`-` negates numbers and durations");
                     return self.report(d);
                 }
                 let node = match t.node {
@@ -416,14 +372,7 @@ impl<'s> Checker<'s> {
                         other => items.push(other),
                     }
                 }
-                Typed::new(
-                    Type::Bool,
-                    if and {
-                        Node::And(items)
-                    } else {
-                        Node::Or(items)
-                    },
-                )
+                Typed::new(Type::Bool, if and { Node::And(items) } else { Node::Or(items) })
             }
             _ => self.operator(e, op, (l, lt), (r, rt)),
         }

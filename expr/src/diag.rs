@@ -183,19 +183,13 @@ fn line_offset(src: &str, n: usize) -> usize {
     if n <= 1 {
         return 0;
     }
-    src.match_indices('\n')
-        .nth(n - 2)
-        .map_or(src.len(), |(i, _)| i + 1)
+    src.match_indices('\n').nth(n - 2).map_or(src.len(), |(i, _)| i + 1)
 }
 
 /// Display columns before the marked text and of the marked text; tabs count four,
 /// as they are printed.
 fn caret_columns(text: &str, from: usize, to: usize) -> (usize, usize) {
-    let cols = |s: &str| {
-        s.chars()
-            .map(|c| if c == '\t' { 4 } else { 1 })
-            .sum::<usize>()
-    };
+    let cols = |s: &str| s.chars().map(|c| if c == '\t' { 4 } else { 1 }).sum::<usize>();
     let from = clamp(text, from);
     let to = clamp(text, to.max(from));
     (cols(&text[..from]), cols(&text[from..to]))
@@ -206,10 +200,7 @@ fn expand_tabs(text: &str) -> String {
 }
 
 /// The closest candidate by edit distance, when it is close enough to be a typo.
-pub(crate) fn did_you_mean<'a>(
-    name: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<String> {
+pub(crate) fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
     let limit = (name.chars().count() / 3).max(2);
     candidates
         .into_iter()
@@ -226,9 +217,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
         let mut diag = row[0];
         row[0] = i + 1;
         for (j, &cb) in b.iter().enumerate() {
-            let next = (diag + usize::from(ca != cb))
-                .min(row[j] + 1)
-                .min(row[j + 1] + 1);
+            let next = (diag + usize::from(ca != cb)).min(row[j] + 1).min(row[j + 1] + 1);
             diag = row[j + 1];
             row[j + 1] = next;
         }
@@ -244,13 +233,9 @@ mod tests {
     fn renders_like_rustc_in_file_coordinates() {
         let src = "features.car_intent\n    and features.min_balanse_90d >= 300000\n";
         let start = src.find("features.min").unwrap();
-        let d = Diagnostic::new(
-            "E003",
-            "unknown feature `min_balanse_90d`",
-            start..start + 24,
-        )
-        .label("not a feature of this FeatureSet")
-        .help("did you mean `min_balance_90d`?");
+        let d = Diagnostic::new("E003", "unknown feature `min_balanse_90d`", start..start + 24)
+            .label("not a feature of this FeatureSet")
+            .help("did you mean `min_balance_90d`?");
         let want = "\
 error[E003]: unknown feature `min_balanse_90d`
  --> offers.yaml:14:9
@@ -277,10 +262,7 @@ error[E003]: unknown feature `min_balanse_90d`
         let src = "a and\n  bcd";
         let d = Diagnostic::new("E007", "m", 0..src.len()).label("l");
         let out = d.render(src, "x", 1);
-        assert!(
-            out.contains("1 | a and\n  | ^^^^^\n2 |   bcd\n  |   ^^^ l\n"),
-            "{out}"
-        );
+        assert!(out.contains("1 | a and\n  | ^^^^^\n2 |   bcd\n  |   ^^^ l\n"), "{out}");
         let ends_at_newline = Diagnostic::new("E007", "m", 0..6).label("l");
         let out = ends_at_newline.render(src, "x", 1);
         assert!(out.ends_with("1 | a and\n  | ^^^^^ l\n"), "{out}");

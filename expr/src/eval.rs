@@ -136,9 +136,7 @@ impl Node {
             },
             Node::Field(base, name) => return field(base.eval(s), name),
             Node::Index(base, index) => return index_into(base.eval(s), &index.eval(s)),
-            Node::List(items) => {
-                Value::List(items.iter().map(|n| n.eval(s).into_owned()).collect())
-            }
+            Node::List(items) => Value::List(items.iter().map(|n| n.eval(s).into_owned()).collect()),
             Node::Not(x) => Value::Bool(!truthy(&x.eval(s))),
             Node::Neg(x) => neg(&x.eval(s)),
             Node::And(xs) => Value::Bool(xs.iter().all(|x| truthy(&x.eval(s)))),
@@ -188,18 +186,10 @@ fn index_into<'a>(base: Cow<'a, Value>, key: &Value) -> Cow<'a, Value> {
         _ => None,
     };
     match base {
-        Cow::Borrowed(Value::List(l)) => {
-            pos(l.len()).map_or(Cow::Owned(Value::Null), |i| Cow::Borrowed(&l[i]))
-        }
-        Cow::Owned(Value::List(mut l)) => {
-            Cow::Owned(pos(l.len()).map_or(Value::Null, |i| l.swap_remove(i)))
-        }
-        Cow::Borrowed(Value::Map(_)) | Cow::Owned(Value::Map(_)) if key.is_null() => {
-            Cow::Owned(Value::Null)
-        }
-        Cow::Borrowed(Value::Map(m)) => m
-            .get(&key.to_key())
-            .map_or(Cow::Owned(Value::Null), Cow::Borrowed),
+        Cow::Borrowed(Value::List(l)) => pos(l.len()).map_or(Cow::Owned(Value::Null), |i| Cow::Borrowed(&l[i])),
+        Cow::Owned(Value::List(mut l)) => Cow::Owned(pos(l.len()).map_or(Value::Null, |i| l.swap_remove(i))),
+        Cow::Borrowed(Value::Map(_)) | Cow::Owned(Value::Map(_)) if key.is_null() => Cow::Owned(Value::Null),
+        Cow::Borrowed(Value::Map(m)) => m.get(&key.to_key()).map_or(Cow::Owned(Value::Null), Cow::Borrowed),
         Cow::Owned(Value::Map(mut m)) => Cow::Owned(m.remove(&key.to_key()).unwrap_or(Value::Null)),
         _ => Cow::Owned(Value::Null),
     }

@@ -97,10 +97,7 @@ impl Func {
         const COALESCE: &[Param] = &[p("x", ANY)];
         const EXTREME: &[Param] = &[p("x", &[Type::Number, Type::List])];
         const ABS: &[Param] = &[p("x", &[Type::Number, Type::Duration])];
-        const CONTAINS: &[Param] = &[
-            p("haystack", &[Type::List, Type::String, Type::Map]),
-            p("needle", ANY),
-        ];
+        const CONTAINS: &[Param] = &[p("haystack", &[Type::List, Type::String, Type::Map]), p("needle", ANY)];
         const STARTS_WITH: &[Param] = &[p("s", &[Type::String]), p("prefix", &[Type::String])];
         const LEN: &[Param] = &[p("x", &[Type::List, Type::String, Type::Map])];
         match self {
@@ -124,9 +121,7 @@ impl Func {
     /// The result type; `coalesce` and `abs` refine it from their arguments.
     pub(crate) fn ret(self) -> Type {
         match self {
-            Func::DayOfMonth | Func::Hour | Func::DaysSince | Func::Min | Func::Max | Func::Len => {
-                Type::Number
-            }
+            Func::DayOfMonth | Func::Hour | Func::DaysSince | Func::Min | Func::Max | Func::Len => Type::Number,
             Func::Responded | Func::Sent | Func::Contains | Func::StartsWith => Type::Bool,
             Func::Coalesce | Func::Abs => Type::Any,
         }
@@ -153,10 +148,7 @@ mod tests {
         for f in Func::ALL {
             assert_eq!(Func::from_name(f.name()), Some(f));
         }
-        assert_eq!(
-            Func::Responded.signature(),
-            "responded(offer, outcome, within)"
-        );
+        assert_eq!(Func::Responded.signature(), "responded(offer, outcome, within)");
         assert_eq!(Func::Coalesce.signature(), "coalesce(x, x, ...)");
     }
 }

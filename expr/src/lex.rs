@@ -175,8 +175,7 @@ impl Lexer<'_> {
         let start = self.pos;
         self.eat_while(|c| c.is_ascii_digit());
         // A dot is a decimal point only when a digit follows: `5.x` stays `5` `.` `x`.
-        let decimal =
-            self.peek() == Some('.') && self.peek_at(1).is_some_and(|c| c.is_ascii_digit());
+        let decimal = self.peek() == Some('.') && self.peek_at(1).is_some_and(|c| c.is_ascii_digit());
         if decimal {
             self.pos += 1;
             self.eat_while(|c| c.is_ascii_digit());
@@ -188,37 +187,23 @@ impl Lexer<'_> {
             return self.duration(text, decimal, start, digits_end);
         }
         if decimal {
-            let x: f64 = text
-                .parse()
-                .map_err(|_| number_error(text, start..self.pos))?;
+            let x: f64 = text.parse().map_err(|_| number_error(text, start..self.pos))?;
             return Ok(Tok::Float(x));
         }
         text.parse::<i64>().map(Tok::Int).map_err(|_| {
-            Diagnostic::new(
-                "E001",
-                format!("number `{text}` is too large"),
-                start..self.pos,
-            )
-            .label("does not fit in a 64-bit integer")
-            .help("add `.0` to write it as a decimal number")
+            Diagnostic::new("E001", format!("number `{text}` is too large"), start..self.pos)
+                .label("does not fit in a 64-bit integer")
+                .help("add `.0` to write it as a decimal number")
         })
     }
 
     /// Digits glued to letters: a duration literal such as `30d`, or a mistake.
-    fn duration(
-        &self,
-        text: &str,
-        decimal: bool,
-        start: usize,
-        digits_end: usize,
-    ) -> Result<Tok, Diagnostic> {
+    fn duration(&self, text: &str, decimal: bool, start: usize, digits_end: usize) -> Result<Tok, Diagnostic> {
         let span = start..self.pos;
         if decimal {
-            return Err(
-                Diagnostic::new("E001", format!("invalid duration `{text}`"), span)
-                    .label("durations are whole numbers")
-                    .help("use a smaller unit, e.g. `36h` instead of `1.5d`"),
-            );
+            return Err(Diagnostic::new("E001", format!("invalid duration `{text}`"), span)
+                .label("durations are whole numbers")
+                .help("use a smaller unit, e.g. `36h` instead of `1.5d`"));
         }
         persona_event::time::parse_duration(text)
             .map(Tok::Duration)
@@ -236,10 +221,8 @@ impl Lexer<'_> {
         let mut out = String::new();
         loop {
             let Some(c) = self.peek() else {
-                return Err(
-                    Diagnostic::new("E001", "unterminated string", start..self.pos)
-                        .label("this string has no closing `\"`"),
-                );
+                return Err(Diagnostic::new("E001", "unterminated string", start..self.pos)
+                    .label("this string has no closing `\"`"));
             };
             self.pos += c.len_utf8();
             match c {
@@ -360,12 +343,7 @@ mod tests {
         );
         let err = lex("3y").unwrap_err();
         assert_eq!((err.code, err.span.clone()), ("E001", 0..2));
-        assert!(
-            lex("1.5d")
-                .unwrap_err()
-                .message
-                .contains("invalid duration")
-        );
+        assert!(lex("1.5d").unwrap_err().message.contains("invalid duration"));
     }
 
     #[test]
@@ -396,10 +374,7 @@ mod tests {
 
     #[test]
     fn a_dot_after_digits_without_a_digit_is_member_access() {
-        assert_eq!(
-            toks("5.x"),
-            vec![Tok::Int(5), Tok::Dot, Tok::Ident("x".into())]
-        );
+        assert_eq!(toks("5.x"), vec![Tok::Int(5), Tok::Dot, Tok::Ident("x".into())]);
     }
 
     #[test]
@@ -420,12 +395,7 @@ mod tests {
     fn bad_strings() {
         assert_eq!(lex("\"abc").unwrap_err().message, "unterminated string");
         assert_eq!(lex(r#""a\qb""#).unwrap_err().span, 2..4);
-        assert!(
-            lex("99999999999999999999")
-                .unwrap_err()
-                .message
-                .contains("too large")
-        );
+        assert!(lex("99999999999999999999").unwrap_err().message.contains("too large"));
     }
 
     #[test]

@@ -158,33 +158,26 @@ impl Program {
     pub fn clauses(&self) -> Vec<Clause> {
         let inner = &self.inner;
         match &inner.node {
-            Node::And(parts) if inner.clauses.len() > 1 && parts.len() == inner.clauses.len() => {
-                inner
-                    .clauses
-                    .iter()
-                    .zip(parts)
-                    .map(|(info, node)| {
-                        let text = inner
-                            .src
-                            .get(info.span.clone())
-                            .unwrap_or_default()
-                            .trim()
-                            .to_owned();
-                        let program = Program {
-                            inner: Arc::new(Inner {
-                                src: text.as_str().into(),
-                                node: node.clone(),
+            Node::And(parts) if inner.clauses.len() > 1 && parts.len() == inner.clauses.len() => inner
+                .clauses
+                .iter()
+                .zip(parts)
+                .map(|(info, node)| {
+                    let text = inner.src.get(info.span.clone()).unwrap_or_default().trim().to_owned();
+                    let program = Program {
+                        inner: Arc::new(Inner {
+                            src: text.as_str().into(),
+                            node: node.clone(),
+                            ty: info.ty,
+                            clauses: vec![ClauseInfo {
+                                span: 0..text.len(),
                                 ty: info.ty,
-                                clauses: vec![ClauseInfo {
-                                    span: 0..text.len(),
-                                    ty: info.ty,
-                                }],
-                            }),
-                        };
-                        Clause { text, program }
-                    })
-                    .collect()
-            }
+                            }],
+                        }),
+                    };
+                    Clause { text, program }
+                })
+                .collect(),
             _ => vec![Clause {
                 text: inner.src.trim().to_owned(),
                 program: self.clone(),
@@ -249,13 +242,7 @@ mod tests {
         assert_eq!(clauses[2].program.source(), texts[2]);
         assert_eq!(clauses[2].program.features_used(), ["spend_30d"]);
         assert_eq!(clauses[2].program.clauses().len(), 1);
-        assert_eq!(
-            compile("true and false or true", &schema())
-                .unwrap()
-                .clauses()
-                .len(),
-            1
-        );
+        assert_eq!(compile("true and false or true", &schema()).unwrap().clauses().len(), 1);
         let single = compile("1 + 2", &schema()).unwrap();
         assert_eq!(single.clauses()[0].text, "1 + 2");
         assert_eq!(single.ty(), Type::Number);

@@ -27,11 +27,7 @@ pub(crate) fn parse(src: &str) -> Result<SExpr, Diagnostic> {
             .label(format!("more than {MAX_TOKENS} tokens"))
             .help("split it into derived features"));
     }
-    let mut p = Parser {
-        toks,
-        pos: 0,
-        depth: 0,
-    };
+    let mut p = Parser { toks, pos: 0, depth: 0 };
     let e = p.expr(0)?;
     match p.peek() {
         None => Ok(e),
@@ -103,8 +99,7 @@ impl Parser {
     }
 
     fn found(&self) -> String {
-        self.peek()
-            .map_or_else(|| "end of input".to_owned(), Tok::describe)
+        self.peek().map_or_else(|| "end of input".to_owned(), Tok::describe)
     }
 
     fn error_here(&self, message: impl Into<String>, label: &str) -> Diagnostic {
@@ -125,11 +120,9 @@ impl Parser {
     fn nest(&mut self) -> Result<(), Diagnostic> {
         self.depth += 1;
         if self.depth > MAX_NESTING {
-            return Err(self
-                .error_here("expression nests too deeply", "too deep")
-                .help(format!(
-                    "at most {MAX_NESTING} levels of parentheses, brackets and prefixes"
-                )));
+            return Err(self.error_here("expression nests too deeply", "too deep").help(format!(
+                "at most {MAX_NESTING} levels of parentheses, brackets and prefixes"
+            )));
         }
         Ok(())
     }
@@ -186,10 +179,7 @@ impl Parser {
                 Some(Tok::Dot) => {
                     self.bump();
                     let Some(t) = self.toks.get(self.pos) else {
-                        return Err(self.error_here(
-                            "expected a name after `.`, found end of input",
-                            "expected a name",
-                        ));
+                        return Err(self.error_here("expected a name after `.`, found end of input", "expected a name"));
                     };
                     let name = match &t.tok {
                         Tok::Ident(n) => n.clone(),
@@ -206,10 +196,7 @@ impl Parser {
                     };
                     let name_tok = self.bump();
                     let span = e.span.start..name_tok.span.end;
-                    e = Spanned::new(
-                        Expr::Member(Box::new(e), Spanned::new(name, name_tok.span)),
-                        span,
-                    );
+                    e = Spanned::new(Expr::Member(Box::new(e), Spanned::new(name, name_tok.span)), span);
                 }
                 Some(Tok::LBracket) => {
                     self.bump();
@@ -221,10 +208,7 @@ impl Parser {
                 Some(Tok::LParen) => {
                     let Expr::Ident(name) = &e.node else {
                         return Err(self
-                            .error_here(
-                                "only built-in functions can be called",
-                                "not a function name",
-                            )
+                            .error_here("only built-in functions can be called", "not a function name")
                             .help("call a function by its name, e.g. `abs(event.amount)`"));
                     };
                     let callee = Spanned::new(name.clone(), e.span.clone());
@@ -240,10 +224,7 @@ impl Parser {
 
     fn primary(&mut self) -> Result<SExpr, Diagnostic> {
         let Some(tok) = self.peek() else {
-            return Err(self.error_here(
-                "expected an expression, found end of input",
-                "expected an expression",
-            ));
+            return Err(self.error_here("expected an expression, found end of input", "expected an expression"));
         };
         let lit = match tok {
             Tok::Int(i) => Some((*i).into()),
@@ -325,16 +306,9 @@ mod tests {
             Expr::Member(b, n) => format!("{}.{}", sexp(b), n.node),
             Expr::Index(b, i) => format!("{}[{}]", sexp(b), sexp(i)),
             Expr::Call(f, args) => {
-                format!(
-                    "{}({})",
-                    f.node,
-                    args.iter().map(sexp).collect::<Vec<_>>().join(", ")
-                )
+                format!("{}({})", f.node, args.iter().map(sexp).collect::<Vec<_>>().join(", "))
             }
-            Expr::List(items) => format!(
-                "[{}]",
-                items.iter().map(sexp).collect::<Vec<_>>().join(", ")
-            ),
+            Expr::List(items) => format!("[{}]", items.iter().map(sexp).collect::<Vec<_>>().join(", ")),
             Expr::Group(inner) => sexp(inner),
             Expr::Unary(op, x) => match op.node {
                 UnOp::Not => format!("(not {})", sexp(x)),
@@ -353,10 +327,7 @@ mod tests {
         assert_eq!(p("a or b and c"), "(a or (b and c))");
         assert_eq!(p("not a and b"), "((not a) and b)");
         assert_eq!(p("not a == b"), "(not (a == b))");
-        assert_eq!(
-            p("a + b * c > d - e / f"),
-            "((a + (b * c)) > (d - (e / f)))"
-        );
+        assert_eq!(p("a + b * c > d - e / f"), "((a + (b * c)) > (d - (e / f)))");
         assert_eq!(p("a - b - c"), "((a - b) - c)");
         assert_eq!(p("-a.b * 2"), "((- a.b) * 2)");
         assert_eq!(p("x in [1, 2,]"), "(x in [1, 2])");
@@ -367,9 +338,7 @@ mod tests {
     #[test]
     fn paths_calls_and_multiline() {
         assert_eq!(
-            p(
-                "features.car_intent\n  and features.spend_30d[\"fuel\"] > 3000\n  and day_of_month(event.ts) <= 14\n"
-            ),
+            p("features.car_intent\n  and features.spend_30d[\"fuel\"] > 3000\n  and day_of_month(event.ts) <= 14\n"),
             "((features.car_intent and (features.spend_30d[\"fuel\"] > 3000)) and (day_of_month(event.ts) <= 14))"
         );
         assert_eq!(
@@ -386,15 +355,11 @@ mod tests {
         let src = "features.spend_30d[\"fuel\"] >= 3000";
         let e = parse(src).unwrap();
         assert_eq!(e.span, 0..src.len());
-        let Expr::Binary(op, l, r) = &e.node else {
-            panic!()
-        };
+        let Expr::Binary(op, l, r) = &e.node else { panic!() };
         assert_eq!(&src[op.span.clone()], ">=");
         assert_eq!(&src[l.span.clone()], "features.spend_30d[\"fuel\"]");
         assert_eq!(&src[r.span.clone()], "3000");
-        let Expr::Index(base, key) = &l.node else {
-            panic!()
-        };
+        let Expr::Index(base, key) = &l.node else { panic!() };
         assert_eq!(&src[base.span.clone()], "features.spend_30d");
         assert_eq!(&src[key.span.clone()], "\"fuel\"");
         assert_eq!(parse("(a)").unwrap().span, 0..3);

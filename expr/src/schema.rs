@@ -142,8 +142,7 @@ impl Schema {
 
     /// Declares a feature. For a family (`by`), `ty` is the type of each member.
     pub fn feature(mut self, name: &str, ty: Type, family: bool) -> Self {
-        self.features
-            .insert(name.to_owned(), FeatureDecl { ty, family });
+        self.features.insert(name.to_owned(), FeatureDecl { ty, family });
         self
     }
 

@@ -40,17 +40,10 @@ fn rendered_diagnostics_match_golden_files() {
         .filter(|p| p.extension().is_some_and(|e| e == "expr"))
         .collect();
     inputs.sort();
-    assert!(
-        inputs.len() >= 8,
-        "expected the golden cases in {}",
-        dir.display()
-    );
+    assert!(inputs.len() >= 8, "expected the golden cases in {}", dir.display());
     let mut mismatches = Vec::new();
     for input in &inputs {
-        let name = input
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .expect("utf-8 name");
+        let name = input.file_stem().and_then(|s| s.to_str()).expect("utf-8 name");
         let src = fs::read_to_string(input).expect("read .expr");
         let schema = if name.starts_with("where_") {
             where_schema()

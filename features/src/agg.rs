@@ -26,7 +26,10 @@ pub enum Agg {
     DistinctMonths,
     /// Decayed sum of the values (or, with `of_events`, of the events), half-life in
     /// seconds.
-    Decay { half_life_secs: i64, of_events: bool },
+    Decay {
+        half_life_secs: i64,
+        of_events: bool,
+    },
 }
 
 impl Agg {
@@ -43,7 +46,10 @@ impl Agg {
             "distinct_count" => Agg::DistinctCount,
             "distinct_days" => Agg::DistinctDays,
             "distinct_months" => Agg::DistinctMonths,
-            "decay" => Agg::Decay { half_life_secs: 0, of_events: false },
+            "decay" => Agg::Decay {
+                half_life_secs: 0,
+                of_events: false,
+            },
             other => {
                 return Err(format!(
                     "unknown aggregation `{other}`: expected one of count, sum, avg, min, max, first, last, \
@@ -52,8 +58,14 @@ impl Agg {
             }
         };
         match (plain, decay_secs) {
-            (Agg::Decay { .. } | Agg::Sum, Some(h)) if h > 0 => Ok(Agg::Decay { half_life_secs: h, of_events: false }),
-            (Agg::Count, Some(h)) if h > 0 => Ok(Agg::Decay { half_life_secs: h, of_events: true }),
+            (Agg::Decay { .. } | Agg::Sum, Some(h)) if h > 0 => Ok(Agg::Decay {
+                half_life_secs: h,
+                of_events: false,
+            }),
+            (Agg::Count, Some(h)) if h > 0 => Ok(Agg::Decay {
+                half_life_secs: h,
+                of_events: true,
+            }),
             (_, Some(h)) if h <= 0 => Err("`decay` must be a positive duration".into()),
             (Agg::Decay { .. }, None) => Err("`agg: decay` needs a half-life: `decay: 14d`".into()),
             (other, Some(_)) => Err(format!("`decay` applies to sum, count or decay, not {}", other.name())),
@@ -121,7 +133,9 @@ impl Agg {
             Acc::Set(s) => Value::Int(s.len() as i64),
             Acc::Ints(s) => Value::Int(s.len() as i64),
             Acc::Decay { at: ref_us, sum } => {
-                let Agg::Decay { half_life_secs, .. } = *self else { unreachable!("decay acc of a decay agg") };
+                let Agg::Decay { half_life_secs, .. } = *self else {
+                    unreachable!("decay acc of a decay agg")
+                };
                 Value::Float(decayed(sum, ref_us, at.timestamp_micros(), half_life_secs))
             }
         }
@@ -172,7 +186,10 @@ pub(crate) enum Acc {
     Set(BTreeSet<String>),
     Ints(BTreeSet<i64>),
     /// Sum of decayed weights as of `at` (microseconds).
-    Decay { at: i64, sum: f64 },
+    Decay {
+        at: i64,
+        sum: f64,
+    },
 }
 
 fn decayed(sum: f64, from_us: i64, to_us: i64, half_life_secs: i64) -> f64 {
@@ -214,7 +231,11 @@ impl Acc {
                     }
                 };
                 if replace {
-                    *cur = Some(Picked { at, id: id.clone(), value: value.clone() });
+                    *cur = Some(Picked {
+                        at,
+                        id: id.clone(),
+                        value: value.clone(),
+                    });
                 }
             }
             (Acc::Set(s), _) if !value.is_null() => {
@@ -223,10 +244,20 @@ impl Acc {
             (Acc::Ints(s), agg) => {
                 let t = if value.is_null() { Some(ts) } else { value.as_time() };
                 if let Some(t) = t {
-                    s.insert(if *agg == Agg::DistinctDays { local_day(t, tz) } else { local_month(t, tz) });
+                    s.insert(if *agg == Agg::DistinctDays {
+                        local_day(t, tz)
+                    } else {
+                        local_month(t, tz)
+                    });
                 }
             }
-            (Acc::Decay { at, sum }, Agg::Decay { half_life_secs, of_events }) => {
+            (
+                Acc::Decay { at, sum },
+                Agg::Decay {
+                    half_life_secs,
+                    of_events,
+                },
+            ) => {
                 let weight = if *of_events { Some(1.0) } else { value.as_f64() };
                 if let Some(w) = weight {
                     let t = ts.timestamp_micros();
@@ -253,7 +284,9 @@ impl Acc {
                 *s += s2;
                 *n += n2;
             }
-            (me @ Acc::Extreme(_), Acc::Extreme(Some(v))) => me.add(agg, v, DateTime::UNIX_EPOCH, &EventId::from_bytes([0; 16]), Tz::UTC),
+            (me @ Acc::Extreme(_), Acc::Extreme(Some(v))) => {
+                me.add(agg, v, DateTime::UNIX_EPOCH, &EventId::from_bytes([0; 16]), Tz::UTC)
+            }
             (Acc::Pick(cur), Acc::Pick(Some(p))) => {
                 let replace = cur.as_ref().is_none_or(|c| {
                     let ord = (p.at, &p.id).cmp(&(c.at, &c.id));
@@ -266,7 +299,9 @@ impl Acc {
             (Acc::Set(a), Acc::Set(b)) => a.extend(b.iter().cloned()),
             (Acc::Ints(a), Acc::Ints(b)) => a.extend(b.iter().copied()),
             (Acc::Decay { at, sum }, Acc::Decay { at: at2, sum: sum2 }) => {
-                let Agg::Decay { half_life_secs, .. } = *agg else { return };
+                let Agg::Decay { half_life_secs, .. } = *agg else {
+                    return;
+                };
                 if *sum2 == 0.0 && *at2 == 0 {
                     return;
                 }
@@ -292,7 +327,13 @@ mod tests {
     fn run(agg: Agg, values: &[(&str, Value)], at: &str) -> Value {
         let mut acc = agg.empty();
         for (i, (ts, v)) in values.iter().enumerate() {
-            acc.add(&agg, v, parse_ts(ts).unwrap(), &EventId::from_bytes([i as u8; 16]), Tz::UTC);
+            acc.add(
+                &agg,
+                v,
+                parse_ts(ts).unwrap(),
+                &EventId::from_bytes([i as u8; 16]),
+                Tz::UTC,
+            );
         }
         agg.finish(std::iter::once(&acc), parse_ts(at).unwrap())
     }
@@ -301,14 +342,29 @@ mod tests {
 
     #[test]
     fn hand_computed_values() {
-        let nums = [(T, Value::Int(3)), (T, Value::Float(1.5)), (T, Value::Null), (T, Value::Int(-2))];
+        let nums = [
+            (T, Value::Int(3)),
+            (T, Value::Float(1.5)),
+            (T, Value::Null),
+            (T, Value::Int(-2)),
+        ];
         assert_eq!(run(Agg::Count, &nums, T), Value::Int(4));
         assert_eq!(run(Agg::Sum, &nums, T), Value::Float(2.5));
-        assert_eq!(run(Agg::Sum, &[(T, Value::Int(2)), (T, Value::Int(5))], T), Value::Int(7));
+        assert_eq!(
+            run(Agg::Sum, &[(T, Value::Int(2)), (T, Value::Int(5))], T),
+            Value::Int(7)
+        );
         assert_eq!(run(Agg::Avg, &nums, T), Value::Float(2.5 / 3.0));
         assert_eq!(run(Agg::Min, &nums, T), Value::Int(-2));
         assert_eq!(run(Agg::Max, &nums, T), Value::Int(3));
-        assert_eq!(run(Agg::DistinctCount, &[(T, "a".into()), (T, "b".into()), (T, "a".into())], T), Value::Int(2));
+        assert_eq!(
+            run(
+                Agg::DistinctCount,
+                &[(T, "a".into()), (T, "b".into()), (T, "a".into())],
+                T
+            ),
+            Value::Int(2)
+        );
     }
 
     #[test]
@@ -351,8 +407,22 @@ mod tests {
         let v = run(agg, &[("2026-01-01T00:00:00Z", Value::Int(8))], "2026-01-03T00:00:00Z");
         assert!((v.as_f64().unwrap() - 2.0).abs() < 1e-12, "{v:?}");
         // Order of arrival does not matter.
-        let a = run(agg, &[("2026-01-01T00:00:00Z", Value::Int(4)), ("2026-01-02T00:00:00Z", Value::Int(4))], "2026-01-02T00:00:00Z");
-        let b = run(agg, &[("2026-01-02T00:00:00Z", Value::Int(4)), ("2026-01-01T00:00:00Z", Value::Int(4))], "2026-01-02T00:00:00Z");
+        let a = run(
+            agg,
+            &[
+                ("2026-01-01T00:00:00Z", Value::Int(4)),
+                ("2026-01-02T00:00:00Z", Value::Int(4)),
+            ],
+            "2026-01-02T00:00:00Z",
+        );
+        let b = run(
+            agg,
+            &[
+                ("2026-01-02T00:00:00Z", Value::Int(4)),
+                ("2026-01-01T00:00:00Z", Value::Int(4)),
+            ],
+            "2026-01-02T00:00:00Z",
+        );
         assert!((a.as_f64().unwrap() - 6.0).abs() < 1e-12 && (b.as_f64().unwrap() - 6.0).abs() < 1e-12);
     }
 
@@ -360,7 +430,13 @@ mod tests {
     fn decay_only_applies_to_sums_and_counts() {
         assert!(Agg::parse("decay", None).is_err());
         assert!(Agg::parse("min", Some(10)).is_err());
-        assert_eq!(Agg::parse("count", Some(10)), Ok(Agg::Decay { half_life_secs: 10, of_events: true }));
+        assert_eq!(
+            Agg::parse("count", Some(10)),
+            Ok(Agg::Decay {
+                half_life_secs: 10,
+                of_events: true
+            })
+        );
         assert!(Agg::parse("median", None).is_err());
     }
 }

@@ -28,7 +28,10 @@ impl FeatureState {
             .zip(&self.cells)
             .filter_map(|(f, c)| c.as_ref().map(|c| (f.fingerprint, c.clone())))
             .collect();
-        let snap = SnapshotV1 { clock: self.clock.map(|c| c.timestamp_micros()), cells };
+        let snap = SnapshotV1 {
+            clock: self.clock.map(|c| c.timestamp_micros()),
+            cells,
+        };
         let mut out = vec![VERSION];
         out.extend(postcard::to_stdvec(&snap).expect("feature state serializes"));
         out
@@ -36,7 +39,9 @@ impl FeatureState {
 
     /// Reads a snapshot back against the current FeatureSet.
     pub fn decode(bytes: &[u8], set: &FeatureSet) -> Result<FeatureState, Error> {
-        let (&version, body) = bytes.split_first().ok_or_else(|| Error::Snapshot("empty snapshot".into()))?;
+        let (&version, body) = bytes
+            .split_first()
+            .ok_or_else(|| Error::Snapshot("empty snapshot".into()))?;
         if version != VERSION {
             return Err(Error::Snapshot(format!("unknown snapshot version {version}")));
         }
@@ -47,6 +52,9 @@ impl FeatureState {
                 cells[i] = Some(cell);
             }
         }
-        Ok(FeatureState { clock: snap.clock.and_then(DateTime::from_timestamp_micros), cells })
+        Ok(FeatureState {
+            clock: snap.clock.and_then(DateTime::from_timestamp_micros),
+            cells,
+        })
     }
 }

@@ -8,10 +8,10 @@ use persona_event::hash::fnv1a64;
 use persona_event::time::parse_duration;
 use persona_expr::{Program, Root, Schema, Type};
 
+use crate::Error;
 use crate::agg::Agg;
 use crate::spec::{FeatureSetDocument, FeatureSpec};
 use crate::window::Window;
-use crate::Error;
 
 /// Default bound on the keys of a `by` family per customer (DESIGN.md §3).
 pub const DEFAULT_MAX_KEYS: usize = 256;
@@ -64,7 +64,10 @@ impl FeatureSet {
         let mut errors = Vec::new();
         let spec_err = |path: String, message: String| Error::Spec { path, message };
         if doc.kind != "FeatureSet" {
-            errors.push(spec_err("kind".into(), format!("expected `FeatureSet`, found `{}`", doc.kind)));
+            errors.push(spec_err(
+                "kind".into(),
+                format!("expected `FeatureSet`, found `{}`", doc.kind),
+            ));
         }
         let tz = match doc.spec.timezone.as_deref().unwrap_or("UTC").parse::<Tz>() {
             Ok(tz) => tz,
@@ -91,7 +94,13 @@ impl FeatureSet {
         }
         let derived = compile_derived(doc, &features, &mut index, &mut errors);
         if errors.is_empty() {
-            Ok(FeatureSet { name: doc.metadata.name.clone(), tz, features, derived, index })
+            Ok(FeatureSet {
+                name: doc.metadata.name.clone(),
+                tz,
+                features,
+                derived,
+                index,
+            })
         } else {
             Err(errors)
         }
@@ -148,7 +157,11 @@ fn compile_feature(f: &FeatureSpec, path: &str, schema: &Schema) -> Result<Featu
         match persona_expr::compile(src, schema) {
             Ok(p) => Some(p),
             Err(diagnostics) => {
-                errors.push(Error::Expr { path: format!("{path}.{field}"), source_text: src.to_owned(), diagnostics });
+                errors.push(Error::Expr {
+                    path: format!("{path}.{field}"),
+                    source_text: src.to_owned(),
+                    diagnostics,
+                });
                 None
             }
         }
@@ -160,33 +173,55 @@ fn compile_feature(f: &FeatureSpec, path: &str, schema: &Schema) -> Result<Featu
         None => None,
         Some(Ok(d)) => Some(d.num_seconds()),
         Some(Err(e)) => {
-            errors.push(Error::Spec { path: format!("{path}.decay"), message: e.to_string() });
+            errors.push(Error::Spec {
+                path: format!("{path}.decay"),
+                message: e.to_string(),
+            });
             None
         }
     };
-    let agg = Agg::parse(&f.agg, decay).map_err(|m| errors.push(Error::Spec { path: format!("{path}.agg"), message: m }));
-    let window = Window::parse(f.window.as_deref())
-        .map_err(|m| errors.push(Error::Spec { path: format!("{path}.window"), message: m }));
+    let agg = Agg::parse(&f.agg, decay).map_err(|m| {
+        errors.push(Error::Spec {
+            path: format!("{path}.agg"),
+            message: m,
+        })
+    });
+    let window = Window::parse(f.window.as_deref()).map_err(|m| {
+        errors.push(Error::Spec {
+            path: format!("{path}.window"),
+            message: m,
+        })
+    });
     let on = f.on.to_vec();
     if on.is_empty() || on.iter().any(|k| k.trim().is_empty()) {
-        errors.push(Error::Spec { path: format!("{path}.on"), message: "name at least one event type".into() });
+        errors.push(Error::Spec {
+            path: format!("{path}.on"),
+            message: "name at least one event type".into(),
+        });
     }
-    if let Ok(agg) = agg {
-        if agg.needs_value() && f.value.is_none() {
-            errors.push(Error::Spec {
-                path: format!("{path}.value"),
-                message: format!("`{}` aggregates a value: add `value: event.<attribute>`", agg.name()),
-            });
-        }
+    if let Ok(agg) = agg
+        && agg.needs_value()
+        && f.value.is_none()
+    {
+        errors.push(Error::Spec {
+            path: format!("{path}.value"),
+            message: format!("`{}` aggregates a value: add `value: event.<attribute>`", agg.name()),
+        });
     }
     if f.max_keys.is_some() && f.by.is_none() {
-        errors.push(Error::Spec { path: format!("{path}.maxKeys"), message: "`maxKeys` bounds a `by` family; add `by`".into() });
+        errors.push(Error::Spec {
+            path: format!("{path}.maxKeys"),
+            message: "`maxKeys` bounds a `by` family; add `by`".into(),
+        });
     }
     let (Ok(agg), Ok(window), true) = (agg, window, errors.is_empty()) else {
         return Err(errors);
     };
     let fingerprint = {
-        let def = format!("{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}", f.name, on, f.filter, f.value, agg, window, f.by, f.max_keys);
+        let def = format!(
+            "{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+            f.name, on, f.filter, f.value, agg, window, f.by, f.max_keys
+        );
         fnv1a64(def.as_bytes()) as u32
     };
     Ok(Feature {
@@ -221,7 +256,10 @@ fn compile_derived(
                 message: format!("feature `{}` is defined twice", d.name),
             }),
             Ok(()) => pending.push(i),
-            Err(e) => errors.push(Error::Spec { path: format!("spec.derived[{i}].name"), message: e }),
+            Err(e) => errors.push(Error::Spec {
+                path: format!("spec.derived[{i}].name"),
+                message: e,
+            }),
         }
     }
     let pending_names: Vec<&str> = pending.iter().map(|&i| specs[i].name.as_str()).collect();
@@ -247,7 +285,11 @@ fn compile_derived(
             }
             match persona_expr::compile(&d.expr, &schema) {
                 Err(diagnostics) => {
-                    errors.push(Error::Expr { path: format!("spec.derived[{i}].expr"), source_text: d.expr.clone(), diagnostics });
+                    errors.push(Error::Expr {
+                        path: format!("spec.derived[{i}].expr"),
+                        source_text: d.expr.clone(),
+                        diagnostics,
+                    });
                     progressed = true;
                 }
                 Ok(program) => {
@@ -257,7 +299,10 @@ fn compile_derived(
                         .all(|n| !pending_names.contains(&n.as_str()) || done.iter().any(|k| &k.name == n));
                     if ready {
                         index.insert(d.name.clone(), Slot::Derived(done.len()));
-                        done.push(Derived { name: d.name.clone(), program });
+                        done.push(Derived {
+                            name: d.name.clone(),
+                            program,
+                        });
                         progressed = true;
                     } else {
                         still.push(i);

@@ -67,7 +67,7 @@ impl FeatureState {
         }
         let scope = EventScope { event, tz: set.tz };
         for (i, f) in set.features.iter().enumerate() {
-            if !f.on.iter().any(|k| *k == event.kind) {
+            if !f.on.contains(&event.kind) {
                 continue;
             }
             if f.filter.as_ref().is_some_and(|w| !w.eval_bool(&scope)) {
@@ -113,11 +113,9 @@ impl FeatureState {
             None if f.by.is_some() => Value::Map(BTreeMap::new()),
             None => f.agg.finish(std::iter::empty(), at),
             Some(Cell::One(s)) => s.value(f, end, at),
-            Some(Cell::Family(keys)) => Value::Map(
-                keys.iter()
-                    .map(|(k, s)| (k.clone(), s.value(f, end, at)))
-                    .collect(),
-            ),
+            Some(Cell::Family(keys)) => {
+                Value::Map(keys.iter().map(|(k, s)| (k.clone(), s.value(f, end, at))).collect())
+            }
         }
     }
 
@@ -145,7 +143,7 @@ impl Series {
         };
         self.0[pos].1.add(&f.agg, value, event.ts, &event.id, tz);
         // Tiles that fell out of the window can never count again.
-        if let Some(n) = f.window.len() {
+        if let Some(n) = f.window.tiles() {
             self.0.retain(|(t, _)| *t > end - n);
         }
     }
@@ -185,9 +183,12 @@ impl FeatureView<'_> {
 
     /// Every feature, derived ones included, by name.
     pub fn all(&self) -> BTreeMap<String, Value> {
-        let base = self.set.features.iter().enumerate().map(|(i, f)| {
-            (f.name.clone(), self.state.base_value(f, i, self.at, self.set.tz))
-        });
+        let base = self
+            .set
+            .features
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.name.clone(), self.state.base_value(f, i, self.at, self.set.tz)));
         let mut out: BTreeMap<String, Value> = base.collect();
         for d in &self.set.derived {
             let v = d.program.eval(self);

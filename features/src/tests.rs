@@ -50,7 +50,16 @@ fn ev(n: u8, kind: &str, ts: &str, attrs: &[(&str, Value)]) -> Event {
 }
 
 fn txn(n: u8, ts: &str, amount: f64, dir: &str, cat: &str) -> Event {
-    ev(n, "transaction", ts, &[("amount", amount.into()), ("direction", dir.into()), ("category", cat.into())])
+    ev(
+        n,
+        "transaction",
+        ts,
+        &[
+            ("amount", amount.into()),
+            ("direction", dir.into()),
+            ("category", cat.into()),
+        ],
+    )
 }
 
 fn at(s: &str) -> Option<DateTime<Utc>> {
@@ -68,8 +77,18 @@ fn stream() -> Vec<Event> {
         txn(7, "2026-10-16T05:00:00Z", 700.0, "debit", "dining"),
         ev(8, "balance", "2026-09-30T18:30:00Z", &[("balance", Value::Int(350000))]),
         ev(9, "balance", "2026-10-15T18:30:00Z", &[("balance", Value::Int(410000))]),
-        ev(10, "card_swipe", "2026-10-16T10:00:00Z", &[("mall", "Phoenix Marketcity".into())]),
-        ev(11, "card_swipe", "2026-10-16T09:00:00Z", &[("mall", "Inorbit Mall".into())]),
+        ev(
+            10,
+            "card_swipe",
+            "2026-10-16T10:00:00Z",
+            &[("mall", "Phoenix Marketcity".into())],
+        ),
+        ev(
+            11,
+            "card_swipe",
+            "2026-10-16T09:00:00Z",
+            &[("mall", "Inorbit Mall".into())],
+        ),
     ]
 }
 
@@ -94,8 +113,13 @@ fn hand_computed_features() {
     assert_eq!(v["txn_count_2h"], Value::Int(0));
     // At 11:00Z (16:30 local) it is 15:00-16:59: the 10:00Z swipe is in, 09:00Z
     // (14:30 local) is not.
-    assert_eq!(st.view(&set, at("2026-10-16T11:00:00Z")).get("txn_count_2h"), Value::Int(1));
-    let Value::Map(spend) = &v["spend_30d"] else { panic!("family is a map") };
+    assert_eq!(
+        st.view(&set, at("2026-10-16T11:00:00Z")).get("txn_count_2h"),
+        Value::Int(1)
+    );
+    let Value::Map(spend) = &v["spend_30d"] else {
+        panic!("family is a map")
+    };
     assert_eq!(spend["fuel"], Value::Float(4100.0));
     assert_eq!(spend["dining"], Value::Float(700.0));
     assert_eq!(spend["salary"], Value::Float(85000.0)); // Sep 2 is outside
@@ -133,7 +157,10 @@ fn an_event_older_than_the_window_is_ignored() {
     st.apply(&set, &txn(2, "2026-09-01T05:00:00Z", 100.0, "debit", "fuel"));
     assert_eq!(st.view(&set, None).get("fuel_spend_30d"), Value::Float(100.0));
     // The clock is the latest event: evaluating "before" it is evaluating at it.
-    assert_eq!(st.view(&set, at("2026-01-01T00:00:00Z")).at(), parse_ts("2026-10-30T05:00:00Z").unwrap());
+    assert_eq!(
+        st.view(&set, at("2026-01-01T00:00:00Z")).at(),
+        parse_ts("2026-10-30T05:00:00Z").unwrap()
+    );
 }
 
 #[test]
@@ -150,8 +177,14 @@ fn snapshots_round_trip_and_survive_a_changed_set() {
 
     // Edit one feature, add another: the edited and new ones start empty, the others keep state.
     let edited = SET
-        .replace("value: event.balance, agg: min, window: 90d", "value: event.balance, agg: min, window: 60d")
-        .replace("  derived:\n", "    - {name: swipes, on: card_swipe, agg: count}\n  derived:\n");
+        .replace(
+            "value: event.balance, agg: min, window: 90d",
+            "value: event.balance, agg: min, window: 60d",
+        )
+        .replace(
+            "  derived:\n",
+            "    - {name: swipes, on: card_swipe, agg: count}\n  derived:\n",
+        );
     let set2 = FeatureSet::compile(&FeatureSetDocument::from_yaml(&edited).unwrap()).unwrap();
     let moved = FeatureState::decode(&bytes, &set2).unwrap();
     let v = moved.view(&set2, t).all();
@@ -166,12 +199,23 @@ fn spec_errors_name_the_field() {
     let bad = SET.replace("agg: avg, window: 90d", "agg: average, window: 90x");
     let errors = FeatureSet::compile(&FeatureSetDocument::from_yaml(&bad).unwrap()).unwrap_err();
     let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
-    assert!(text.iter().any(|e| e.starts_with("spec.features[0].agg: unknown aggregation `average`")), "{text:?}");
-    assert!(text.iter().any(|e| e.starts_with("spec.features[0].window: invalid window `90x`")), "{text:?}");
+    assert!(
+        text.iter()
+            .any(|e| e.starts_with("spec.features[0].agg: unknown aggregation `average`")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|e| e.starts_with("spec.features[0].window: invalid window `90x`")),
+        "{text:?}"
+    );
 
     let bad = SET.replace("features.fuel_spend_30d > 3000", "features.fuel_spend_3d > 3000");
     let errors = FeatureSet::compile(&FeatureSetDocument::from_yaml(&bad).unwrap()).unwrap_err();
-    assert!(matches!(&errors[0], crate::Error::Expr { path, .. } if path == "spec.derived[0].expr"), "{errors:?}");
+    assert!(
+        matches!(&errors[0], crate::Error::Expr { path, .. } if path == "spec.derived[0].expr"),
+        "{errors:?}"
+    );
 
     let cyclic = SET.replace(
         "features.car_intent and features.min_balance_90d >= 300000",
@@ -181,18 +225,34 @@ fn spec_errors_name_the_field() {
     assert!(errors[0].to_string().contains("depends on itself"), "{errors:?}");
 
     let unknown_field = SET.replace("agg: avg,", "agg: avg, windw: 3d,");
-    assert!(FeatureSetDocument::from_yaml(&unknown_field).unwrap_err().to_string().contains("unknown field `windw`"));
+    assert!(
+        FeatureSetDocument::from_yaml(&unknown_field)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown field `windw`")
+    );
 }
 
 #[test]
 fn families_are_bounded() {
-    let yaml = SET.replace("window: 30d,\n       by: event.category}", "window: 30d, by: event.category}");
+    let yaml = SET.replace(
+        "window: 30d,\n       by: event.category}",
+        "window: 30d, by: event.category}",
+    );
     let yaml = yaml.replace("by: event.category}", "by: event.category, maxKeys: 2}");
     let set = FeatureSet::compile(&FeatureSetDocument::from_yaml(&yaml).unwrap()).unwrap();
     let mut st = FeatureState::default();
     for (i, cat) in ["fuel", "dining", "grocery", "fuel"].iter().enumerate() {
         st.apply(&set, &txn(i as u8, "2026-10-01T05:00:00Z", 10.0, "debit", cat));
     }
-    let Value::Map(m) = st.view(&set, None).get("spend_30d") else { panic!() };
-    assert_eq!(m, BTreeMap::from([("dining".into(), Value::Float(10.0)), ("fuel".into(), Value::Float(20.0))]));
+    let Value::Map(m) = st.view(&set, None).get("spend_30d") else {
+        panic!()
+    };
+    assert_eq!(
+        m,
+        BTreeMap::from([
+            ("dining".into(), Value::Float(10.0)),
+            ("fuel".into(), Value::Float(20.0))
+        ])
+    );
 }

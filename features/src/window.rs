@@ -36,7 +36,7 @@ impl Window {
     }
 
     /// Number of tiles, `None` for lifetime.
-    pub fn len(&self) -> Option<i64> {
+    pub fn tiles(&self) -> Option<i64> {
         match *self {
             Window::Lifetime => None,
             Window::Days(n) | Window::Hours(n) => Some(i64::from(n)),
@@ -57,7 +57,7 @@ impl Window {
 
     /// Whether a tile is inside the window that ends with tile `end`.
     pub fn covers(&self, tile: i64, end: i64) -> bool {
-        match self.len() {
+        match self.tiles() {
             None => true,
             Some(n) => tile <= end && tile > end - n,
         }

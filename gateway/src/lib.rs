@@ -58,11 +58,7 @@ impl Gateway {
     /// tokenizes, builds canonical events and hands each to `sink`, in file order.
     /// Refused records go to the report's dead letters and the run goes on. The vault
     /// is flushed at the end.
-    pub fn ingest_dir(
-        &self,
-        dir: &Path,
-        sink: &mut dyn FnMut(Event),
-    ) -> Result<IngestReport, Error> {
+    pub fn ingest_dir(&self, dir: &Path, sink: &mut dyn FnMut(Event)) -> Result<IngestReport, Error> {
         let mut report = IngestReport::default();
         for source in &self.sources {
             let name = source.name().to_owned();
@@ -81,9 +77,7 @@ impl Gateway {
             }
             report.add(name, counts);
         }
-        self.vault
-            .flush()
-            .map_err(|source| Error::Flush { source })?;
+        self.vault.flush().map_err(|source| Error::Flush { source })?;
         Ok(report)
     }
 
@@ -143,9 +137,7 @@ impl Gateway {
             let (token, issued) = self.vault.tokenize(&scrubbed.key).map_err(vault_err)?;
             counts.tokens_issued += u64::from(issued);
             for (kind, value) in &scrubbed.vaulted {
-                self.vault
-                    .store_contact(&token, *kind, value)
-                    .map_err(vault_err)?;
+                self.vault.store_contact(&token, *kind, value).map_err(vault_err)?;
             }
             let mut attrs = scrubbed.attrs;
             if source.event() == kinds::PROFILE {
@@ -153,10 +145,7 @@ impl Gateway {
                 let list = held.into_iter().map(|k| Value::from(k.as_str())).collect();
                 attrs.insert("contacts".to_owned(), Value::List(list));
             }
-            let id = self
-                .vault
-                .event_id(name, &scrubbed.id_material)
-                .map_err(vault_err)?;
+            let id = self.vault.event_id(name, &scrubbed.id_material).map_err(vault_err)?;
             sink(Event {
                 id,
                 token,

@@ -139,10 +139,7 @@ fn fixture(dir: &Path) {
 fn gateway(data: &Path) -> Gateway {
     let kms = LocalKms::open(&data.join("kms")).unwrap();
     let vault = Vault::open(&data.join("vault"), Arc::new(kms)).unwrap();
-    let sources = vec![
-        Source::from_yaml(CUSTOMERS).unwrap(),
-        Source::from_yaml(APP).unwrap(),
-    ];
+    let sources = vec![Source::from_yaml(CUSTOMERS).unwrap(), Source::from_yaml(APP).unwrap()];
     Gateway::new(sources, Arc::new(vault))
 }
 
@@ -152,18 +149,8 @@ fn ingest(gw: &Gateway, dir: &Path) -> (IngestReport, Vec<Event>) {
     (report, events)
 }
 
-fn letter(
-    source: &str,
-    file: &str,
-    line: u64,
-    field: Option<&str>,
-) -> (String, String, u64, Option<String>) {
-    (
-        source.to_owned(),
-        file.to_owned(),
-        line,
-        field.map(str::to_owned),
-    )
+fn letter(source: &str, file: &str, line: u64, field: Option<&str>) -> (String, String, u64, Option<String>) {
+    (source.to_owned(), file.to_owned(), line, field.map(str::to_owned))
 }
 
 #[test]
@@ -174,10 +161,7 @@ fn no_protected_value_leaves_and_bad_lines_become_dead_letters() {
     let gw = gateway(data.path());
     let (report, events) = ingest(&gw, sources.path());
 
-    let events_json: Vec<String> = events
-        .iter()
-        .map(|e| serde_json::to_string(e).unwrap())
-        .collect();
+    let events_json: Vec<String> = events.iter().map(|e| serde_json::to_string(e).unwrap()).collect();
     let dead_json: Vec<String> = report
         .dead_letters
         .iter()
@@ -192,10 +176,7 @@ fn no_protected_value_leaves_and_bad_lines_become_dead_letters() {
             ("report", report_json.clone()),
             ("logs", logs.clone()),
         ] {
-            assert!(
-                !text.contains(secret),
-                "`{secret}` leaked into {what}:\n{text}"
-            );
+            assert!(!text.contains(secret), "`{secret}` leaked into {what}:\n{text}");
         }
     }
     assert!(
@@ -250,10 +231,7 @@ fn no_protected_value_leaves_and_bad_lines_become_dead_letters() {
 
     let saanvi = &events[0];
     assert_eq!(saanvi.kind, "profile");
-    assert_eq!(
-        persona_event::time::format_ts(&saanvi.ts),
-        "2026-01-04T18:30:00Z"
-    );
+    assert_eq!(persona_event::time::format_ts(&saanvi.ts), "2026-01-04T18:30:00Z");
     assert_eq!(saanvi.attr("age_band"), &Value::from("25-35"));
     assert_eq!(saanvi.attr("pan"), &Value::from("XXXXXXXXXXXX1234"));
     assert_eq!(saanvi.attr("credit_score"), &Value::Int(780));
@@ -261,10 +239,7 @@ fn no_protected_value_leaves_and_bad_lines_become_dead_letters() {
         saanvi.attr("contacts"),
         &Value::List(vec!["email".into(), "phone".into()])
     );
-    assert_eq!(
-        events[2].attr("contacts"),
-        &Value::List(vec!["email".into()])
-    );
+    assert_eq!(events[2].attr("contacts"), &Value::List(vec!["email".into()]));
     assert_eq!(events[3].kind, "app_event");
     assert_eq!(events[3].token, saanvi.token);
     assert_eq!(events[3].attr("mall"), &Value::from("Phoenix"));
@@ -273,14 +248,7 @@ fn no_protected_value_leaves_and_bad_lines_become_dead_letters() {
 
     // The trusted zone can still go back, and holds the contacts it vaulted.
     let vault = gw.vault();
-    assert_eq!(
-        vault
-            .resolve(&saanvi.token)
-            .unwrap()
-            .unwrap()
-            .expose_secret(),
-        "C1001"
-    );
+    assert_eq!(vault.resolve(&saanvi.token).unwrap().unwrap().expose_secret(), "C1001");
     assert_eq!(
         vault
             .contact(&saanvi.token, ContactKind::Device)

@@ -78,14 +78,19 @@ impl Customer {
         match event.kind.as_str() {
             kinds::PROFILE => {
                 if let Value::List(kinds) = event.attr("contacts") {
-                    self.contacts.extend(kinds.iter().filter_map(|k| k.as_str()?.parse::<ContactKind>().ok()));
+                    self.contacts
+                        .extend(kinds.iter().filter_map(|k| k.as_str()?.parse::<ContactKind>().ok()));
                 }
                 merge_latest(&mut self.profile, event, at);
             }
             kinds::PREFERENCE => merge_latest(&mut self.prefs, event, at),
             kinds::OFFER_RESPONSE => {
                 if let (Some(offer), Some(outcome)) = (event.attr("offer").as_str(), event.attr("outcome").as_str()) {
-                    self.responses.push(Response { offer: offer.to_owned(), outcome: outcome.to_owned(), at });
+                    self.responses.push(Response {
+                        offer: offer.to_owned(),
+                        outcome: outcome.to_owned(),
+                        at,
+                    });
                     trim(&mut self.responses);
                 }
             }
@@ -131,7 +136,9 @@ impl Customer {
     }
 
     pub fn decode(bytes: &[u8], engine: &Engine) -> Result<Customer, Error> {
-        let (&version, body) = bytes.split_first().ok_or_else(|| Error::Snapshot("empty snapshot".into()))?;
+        let (&version, body) = bytes
+            .split_first()
+            .ok_or_else(|| Error::Snapshot("empty snapshot".into()))?;
         if version != VERSION {
             return Err(Error::Snapshot(format!("unknown snapshot version {version}")));
         }

@@ -7,9 +7,9 @@ use chrono::{DateTime, Utc};
 use persona_event::{Channel, Event, Token, Value};
 use persona_expr::Scope;
 
+use crate::Engine;
 use crate::customer::Customer;
 use crate::matching::{CustomerScope, Gate, gates};
-use crate::Engine;
 
 /// One top-level clause of `when`.
 #[derive(Clone, Debug, PartialEq)]
@@ -55,13 +55,23 @@ impl Customer {
                             let v = scope.feature(&f);
                             (f, v)
                         });
-                        ClauseOutcome { passed: value == Value::Bool(true), text: c.text, value, features: features.collect() }
+                        ClauseOutcome {
+                            passed: value == Value::Bool(true),
+                            text: c.text,
+                            value,
+                            features: features.collect(),
+                        }
                     })
                     .collect()
             })
             .unwrap_or_default();
         let outcome = gates(offer, token, &scope).map(|(v, c)| (v.name.clone(), c));
-        Some(Explanation { offer: offer.name.clone(), at: scope.now(), clauses, outcome })
+        Some(Explanation {
+            offer: offer.name.clone(),
+            at: scope.now(),
+            clauses,
+            outcome,
+        })
     }
 }
 

@@ -52,7 +52,10 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(features: FeatureSet, offers: Vec<Offer>) -> Engine {
-        Engine { features, catalog: Catalog::new(offers) }
+        Engine {
+            features,
+            catalog: Catalog::new(offers),
+        }
     }
 }
 

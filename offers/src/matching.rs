@@ -4,15 +4,15 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
-use persona_event::{Channel, Event, MatchId, MatchMessage, Token, Value};
 use persona_event::Match;
+use persona_event::{Channel, Event, MatchId, MatchMessage, Token, Value};
 use persona_expr::Scope;
 use persona_features::FeatureView;
 use sha2::{Digest, Sha256};
 
+use crate::Engine;
 use crate::customer::{Customer, Sent};
 use crate::offer::{Offer, Variant};
-use crate::Engine;
 
 /// The expression scope of an offer: the triggering event, the customer's features as
 /// of the evaluation instant, her profile, preferences and history.
@@ -24,7 +24,12 @@ pub(crate) struct CustomerScope<'a> {
 }
 
 impl<'a> CustomerScope<'a> {
-    pub(crate) fn new(engine: &'a Engine, customer: &'a Customer, event: Option<&'a Event>, at: Option<DateTime<Utc>>) -> Self {
+    pub(crate) fn new(
+        engine: &'a Engine,
+        customer: &'a Customer,
+        event: Option<&'a Event>,
+        at: Option<DateTime<Utc>>,
+    ) -> Self {
         CustomerScope {
             customer,
             event,
@@ -67,7 +72,10 @@ impl Scope for CustomerScope<'_> {
     }
     fn responded(&self, offer: &str, outcome: &str, within: TimeDelta) -> bool {
         let since = self.since(within);
-        self.customer.responses.iter().any(|r| r.offer == offer && r.outcome == outcome && r.at > since)
+        self.customer
+            .responses
+            .iter()
+            .any(|r| r.offer == offer && r.outcome == outcome && r.at > since)
     }
 }
 
@@ -107,7 +115,11 @@ impl Gate {
 fn pref_list(customer: &Customer, name: &str) -> Vec<String> {
     match customer.pref_value(name) {
         Value::List(items) => items.iter().map(Value::to_key).collect(),
-        Value::Str(s) => s.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect(),
+        Value::Str(s) => s
+            .split(',')
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty())
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -134,7 +146,11 @@ pub(crate) fn pick_variant<'o>(offer: &'o Offer, token: &Token, scope: &Customer
     if total == 0 {
         return None;
     }
-    let digest = Sha256::new().chain_update(token.as_str()).chain_update([0]).chain_update(&offer.name).finalize();
+    let digest = Sha256::new()
+        .chain_update(token.as_str())
+        .chain_update([0])
+        .chain_update(&offer.name)
+        .finalize();
     let mut point = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes")) % total;
     for v in eligible {
         if point < u64::from(v.weight) {
@@ -159,24 +175,28 @@ pub(crate) fn gates<'o>(
     if offer.valid_before.is_some_and(|b| now >= b) {
         return Err(Gate::Expired);
     }
-    if let Some(topic) = &offer.topic {
-        if pref_list(customer, "opt_out_topics").contains(topic) {
-            return Err(Gate::TopicOptOut);
-        }
+    if let Some(topic) = &offer.topic
+        && pref_list(customer, "opt_out_topics").contains(topic)
+    {
+        return Err(Gate::TopicOptOut);
     }
-    if let Some(a) = &offer.after {
-        if !scope.responded(&a.offer, &a.response, a.within) {
-            return Err(Gate::ChainNotMet);
-        }
+    if let Some(a) = &offer.after
+        && !scope.responded(&a.offer, &a.response, a.within)
+    {
+        return Err(Gate::ChainNotMet);
     }
-    if let Some(cooldown) = offer.after_negative {
-        if scope.responded(&offer.name, "negative", cooldown) {
-            return Err(Gate::AfterNegative);
-        }
+    if let Some(cooldown) = offer.after_negative
+        && scope.responded(&offer.name, "negative", cooldown)
+    {
+        return Err(Gate::AfterNegative);
     }
     if let Some((k, period)) = offer.per_customer {
         let since = (now - period).timestamp_micros();
-        let recent = customer.sent.iter().filter(|s| s.offer == offer.name && s.at > since).count();
+        let recent = customer
+            .sent
+            .iter()
+            .filter(|s| s.offer == offer.name && s.at > since)
+            .count();
         if recent >= k as usize {
             return Err(Gate::PerCustomerLimit);
         }
@@ -210,7 +230,10 @@ impl Customer {
             let now = scope.now();
             engine.catalog.triggered_by(&event.kind).find_map(|(i, offer)| {
                 let (variant, channel) = gates(offer, token, &scope).ok()?;
-                engine.catalog.take_budget(i).then(|| (offer, variant.clone(), channel, now))
+                engine
+                    .catalog
+                    .take_budget(i)
+                    .then(|| (offer, variant.clone(), channel, now))
             })
         };
         let (offer, variant, channel, now) = chosen?;

@@ -70,7 +70,10 @@ impl Offer {
     pub fn compile(doc: &OfferDocument, features: &FeatureSet) -> Result<Offer, Vec<Error>> {
         let mut errors = Vec::new();
         let spec = &doc.spec;
-        let err = |path: &str, message: String| Error::Spec { path: path.to_owned(), message };
+        let err = |path: &str, message: String| Error::Spec {
+            path: path.to_owned(),
+            message,
+        };
         if doc.kind != "Offer" {
             errors.push(err("kind", format!("expected `Offer`, found `{}`", doc.kind)));
         }
@@ -78,7 +81,13 @@ impl Offer {
         let mut expr = |path: String, src: &Option<String>| -> Option<Program> {
             let src = src.as_deref()?;
             persona_expr::compile(src, &schema)
-                .map_err(|diagnostics| errors.push(Error::Expr { path, source_text: src.to_owned(), diagnostics }))
+                .map_err(|diagnostics| {
+                    errors.push(Error::Expr {
+                        path,
+                        source_text: src.to_owned(),
+                        diagnostics,
+                    })
+                })
                 .ok()
         };
         let when = expr("spec.when".into(), &spec.when);
@@ -97,47 +106,74 @@ impl Offer {
             errors.push(err("spec.variants", "an offer needs at least one variant".into()));
         }
         if variants.iter().all(|v| v.weight == 0) && !variants.is_empty() {
-            errors.push(err("spec.variants", "at least one variant needs a positive weight".into()));
+            errors.push(err(
+                "spec.variants",
+                "at least one variant needs a positive weight".into(),
+            ));
         }
         for (i, v) in variants.iter().enumerate() {
             if variants[..i].iter().any(|w| w.name == v.name) {
-                errors.push(err(&format!("spec.variants[{i}].name"), format!("variant `{}` is defined twice", v.name)));
+                errors.push(err(
+                    &format!("spec.variants[{i}].name"),
+                    format!("variant `{}` is defined twice", v.name),
+                ));
             }
         }
         if spec.channels.is_empty() {
-            errors.push(err("spec.channels", "name at least one channel: push, email or sms".into()));
+            errors.push(err(
+                "spec.channels",
+                "name at least one channel: push, email or sms".into(),
+            ));
         }
         if spec.trigger.on.is_empty() {
             errors.push(err("spec.trigger.on", "name at least one event type".into()));
         }
         let limits = spec.limits.clone().unwrap_or_default();
         let per_customer = limits.per_customer.as_deref().and_then(|s| {
-            parse_per(s).map_err(|m| errors.push(err("spec.limits.perCustomer", m))).ok()
+            parse_per(s)
+                .map_err(|m| errors.push(err("spec.limits.perCustomer", m)))
+                .ok()
         });
         let mut duration = |path: &str, s: Option<&str>| {
-            s.and_then(|s| parse_duration(s).map_err(|e| errors.push(err(path, e.to_string()))).ok())
+            s.and_then(|s| {
+                parse_duration(s)
+                    .map_err(|e| errors.push(err(path, e.to_string())))
+                    .ok()
+            })
         };
         let after_negative = duration("spec.limits.afterNegative", limits.after_negative.as_deref());
         let after = spec.after.as_ref().and_then(|a| {
             let within = duration("spec.after.within", Some(&a.within))?;
-            Some(After { offer: a.offer.clone(), response: a.response.clone(), within })
+            Some(After {
+                offer: a.offer.clone(),
+                response: a.response.clone(),
+                within,
+            })
         });
-        if let Some(a) = &spec.after {
-            if !OUTCOMES.contains(&a.response.as_str()) {
-                errors.push(err("spec.after.response", format!("unknown response `{}`: expected one of {}", a.response, OUTCOMES.join(", "))));
-            }
+        if let Some(a) = &spec.after
+            && !OUTCOMES.contains(&a.response.as_str())
+        {
+            let expected = OUTCOMES.join(", ");
+            errors.push(err(
+                "spec.after.response",
+                format!("unknown response `{}`: expected one of {expected}", a.response),
+            ));
         }
         let tz = features.timezone();
         let valid = spec.valid.clone().unwrap_or_default();
         let mut instant = |path: &str, s: Option<&str>, day_after: bool| {
-            s.and_then(|s| parse_instant(s, tz, day_after).map_err(|m| errors.push(err(path, m))).ok())
+            s.and_then(|s| {
+                parse_instant(s, tz, day_after)
+                    .map_err(|m| errors.push(err(path, m)))
+                    .ok()
+            })
         };
         let valid_from = instant("spec.valid.from", valid.from.as_deref(), false);
         let valid_before = instant("spec.valid.until", valid.until.as_deref(), true);
-        if let (Some(f), Some(b)) = (valid_from, valid_before) {
-            if f >= b {
-                errors.push(err("spec.valid", "`from` is after `until`".into()));
-            }
+        if let (Some(f), Some(b)) = (valid_from, valid_before)
+            && f >= b
+        {
+            errors.push(err("spec.valid", "`from` is after `until`".into()));
         }
         if !errors.is_empty() {
             return Err(errors);
@@ -182,7 +218,11 @@ fn parse_per(s: &str) -> Result<(u32, TimeDelta), String> {
 /// RFC 3339 instant.
 fn parse_instant(s: &str, tz: Tz, day_after: bool) -> Result<DateTime<Utc>, String> {
     if let Ok(d) = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d") {
-        let d = if day_after { d.succ_opt().ok_or("date out of range")? } else { d };
+        let d = if day_after {
+            d.succ_opt().ok_or("date out of range")?
+        } else {
+            d
+        };
         let midnight = d.and_hms_opt(0, 0, 0).expect("midnight exists");
         return tz
             .from_local_datetime(&midnight)
@@ -211,7 +251,11 @@ impl Catalog {
             }
         }
         let budget_used = offers.iter().map(|_| AtomicU64::new(0)).collect();
-        Catalog { offers, by_trigger, budget_used }
+        Catalog {
+            offers,
+            by_trigger,
+            budget_used,
+        }
     }
 
     pub fn offers(&self) -> &[Offer] {
@@ -224,14 +268,22 @@ impl Catalog {
 
     /// Offers an event type triggers, in arbitration order.
     pub(crate) fn triggered_by(&self, kind: &str) -> impl Iterator<Item = (usize, &Offer)> {
-        self.by_trigger.get(kind).into_iter().flatten().map(|&i| (i, &self.offers[i]))
+        self.by_trigger
+            .get(kind)
+            .into_iter()
+            .flatten()
+            .map(|&i| (i, &self.offers[i]))
     }
 
     /// Takes one unit of an offer's budget; false when it is spent.
     pub(crate) fn take_budget(&self, i: usize) -> bool {
-        let Some(budget) = self.offers[i].budget else { return true };
+        let Some(budget) = self.offers[i].budget else {
+            return true;
+        };
         self.budget_used[i]
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| (used < budget).then_some(used + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used < budget).then_some(used + 1)
+            })
             .is_ok()
     }
 
@@ -270,8 +322,14 @@ mod tests {
     #[test]
     fn validity_dates_are_local_and_until_is_inclusive() {
         let tz: Tz = "Asia/Kolkata".parse().unwrap();
-        assert_eq!(parse_instant("2026-11-01", tz, false).unwrap(), parse_ts("2026-10-31T18:30:00Z").unwrap());
-        assert_eq!(parse_instant("2026-12-31", tz, true).unwrap(), parse_ts("2026-12-31T18:30:00Z").unwrap());
+        assert_eq!(
+            parse_instant("2026-11-01", tz, false).unwrap(),
+            parse_ts("2026-10-31T18:30:00Z").unwrap()
+        );
+        assert_eq!(
+            parse_instant("2026-12-31", tz, true).unwrap(),
+            parse_ts("2026-12-31T18:30:00Z").unwrap()
+        );
         assert!(parse_instant("31/12/2026", tz, false).is_err());
     }
 }

@@ -71,14 +71,35 @@ fn token() -> Token {
 }
 
 fn fuel(n: u8, ts: &str) -> Event {
-    ev(n, "transaction", ts, &[("category", "fuel".into()), ("amount", Value::Float(1600.0))])
+    ev(
+        n,
+        "transaction",
+        ts,
+        &[("category", "fuel".into()), ("amount", Value::Float(1600.0))],
+    )
 }
 
 fn saanvi(engine: &Engine) -> Customer {
     let mut c = Customer::default();
     let contacts = Value::List(vec!["email".into(), "phone".into()]);
-    c.apply(engine, &ev(1, "profile", "2026-10-01T00:00:00Z", &[("credit_band", "A".into()), ("contacts", contacts)]));
-    c.apply(engine, &ev(2, "balance", "2026-10-02T00:00:00Z", &[("balance", Value::Int(350_000))]));
+    c.apply(
+        engine,
+        &ev(
+            1,
+            "profile",
+            "2026-10-01T00:00:00Z",
+            &[("credit_band", "A".into()), ("contacts", contacts)],
+        ),
+    );
+    c.apply(
+        engine,
+        &ev(
+            2,
+            "balance",
+            "2026-10-02T00:00:00Z",
+            &[("balance", Value::Int(350_000))],
+        ),
+    );
     c
 }
 
@@ -90,7 +111,10 @@ fn a_customer_who_fits_gets_one_match_and_the_limit_holds() {
     assert!(c.apply(&engine, &e1));
     // 1600 of fuel is not yet > 3000: the lower-priority fuel offer wins, on sms.
     let m = c.decide(&engine, &token(), &e1).unwrap();
-    assert_eq!((m.decision.offer.as_str(), m.decision.channel), ("fuel-cashback", Channel::Sms));
+    assert_eq!(
+        (m.decision.offer.as_str(), m.decision.channel),
+        ("fuel-cashback", Channel::Sms)
+    );
 
     let e2 = fuel(11, "2026-10-04T05:00:00Z");
     c.apply(&engine, &e2);
@@ -105,12 +129,18 @@ fn a_customer_who_fits_gets_one_match_and_the_limit_holds() {
     // 1 per 30d: the next fuel purchase falls back to the cashback.
     let e3 = fuel(12, "2026-10-05T05:00:00Z");
     c.apply(&engine, &e3);
-    assert_eq!(c.decide(&engine, &token(), &e3).unwrap().decision.offer, "fuel-cashback");
+    assert_eq!(
+        c.decide(&engine, &token(), &e3).unwrap().decision.offer,
+        "fuel-cashback"
+    );
     let why = c.explain(&engine, &token(), "car-loan", Some(&e3), None).unwrap();
     assert_eq!(why.outcome, Err(Gate::PerCustomerLimit));
     assert!(why.clauses.iter().all(|cl| cl.passed), "{why}");
     assert_eq!(why.clauses.len(), 3);
-    assert_eq!(why.clauses[0].features, vec![("fuel_spend_30d".to_owned(), Value::Float(4800.0))]);
+    assert_eq!(
+        why.clauses[0].features,
+        vec![("fuel_spend_30d".to_owned(), Value::Float(4800.0))]
+    );
 }
 
 #[test]
@@ -160,28 +190,54 @@ fn saanvi_variant(engine: &Engine, t: &Token) -> String {
 fn opt_outs_negative_responses_and_validity_block() {
     let engine = engine(&[CAR_LOAN]);
     let mut c = saanvi(&engine);
-    c.apply(&engine, &ev(3, "preference", "2026-10-02T01:00:00Z", &[("opt_out_channels", "email".into())]));
+    c.apply(
+        &engine,
+        &ev(
+            3,
+            "preference",
+            "2026-10-02T01:00:00Z",
+            &[("opt_out_channels", "email".into())],
+        ),
+    );
     let e1 = fuel(10, "2026-10-03T05:00:00Z");
     let e2 = fuel(11, "2026-10-04T05:00:00Z");
     c.apply(&engine, &e1);
     c.apply(&engine, &e2);
-    assert_eq!(c.explain(&engine, &token(), "car-loan", Some(&e2), None).unwrap().outcome, Err(Gate::NoChannel));
+    assert_eq!(
+        c.explain(&engine, &token(), "car-loan", Some(&e2), None)
+            .unwrap()
+            .outcome,
+        Err(Gate::NoChannel)
+    );
 
     let mut c = saanvi(&engine);
     let resp = [("offer", Value::from("car-loan")), ("outcome", Value::from("negative"))];
     c.apply(&engine, &ev(4, "offer_response", "2026-09-20T00:00:00Z", &resp));
     c.apply(&engine, &e1);
     c.apply(&engine, &e2);
-    assert_eq!(c.explain(&engine, &token(), "car-loan", Some(&e2), None).unwrap().outcome, Err(Gate::AfterNegative));
+    assert_eq!(
+        c.explain(&engine, &token(), "car-loan", Some(&e2), None)
+            .unwrap()
+            .outcome,
+        Err(Gate::AfterNegative)
+    );
 
     let mut c = saanvi(&engine);
     c.apply(&engine, &e1);
     c.apply(&engine, &e2);
     let after = parse_ts("2027-01-01T00:00:00Z").ok();
-    assert_eq!(c.explain(&engine, &token(), "car-loan", None, after).unwrap().outcome, Err(Gate::Expired));
+    assert_eq!(
+        c.explain(&engine, &token(), "car-loan", None, after).unwrap().outcome,
+        Err(Gate::Expired)
+    );
     // 2026-12-31 local is still valid (until is inclusive).
     let last_day = parse_ts("2026-12-31T18:00:00Z").ok();
-    assert_ne!(c.explain(&engine, &token(), "car-loan", None, last_day).unwrap().outcome, Err(Gate::Expired));
+    assert_ne!(
+        c.explain(&engine, &token(), "car-loan", None, last_day)
+            .unwrap()
+            .outcome,
+        Err(Gate::Expired)
+    );
 }
 
 #[test]

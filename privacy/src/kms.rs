@@ -19,10 +19,7 @@ pub type EncryptionContext = BTreeMap<String, String>;
 
 /// Builds an encryption context from pairs.
 pub fn context<const N: usize>(pairs: [(&str, &str); N]) -> EncryptionContext {
-    pairs
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
 }
 
 /// A plaintext 256-bit data key. Lives only in memory, prints redacted, is not

@@ -21,8 +21,8 @@ use crate::{Error, Result};
 pub use read::{RawRecord, Read, Records};
 pub use scrub::{FieldCounts, Scrubbed};
 pub use spec::{
-    AttrRule, AttrType, FieldRule, Format, Generalize, GeneralizeRule, Keep, MaskRule, Metadata,
-    SourceBody, SourceKind, SourceSpec, TimeSpec,
+    AttrRule, AttrType, FieldRule, Format, Generalize, GeneralizeRule, Keep, MaskRule, Metadata, SourceBody,
+    SourceKind, SourceSpec, TimeSpec,
 };
 
 use time::TimeParse;
@@ -148,9 +148,7 @@ impl Source {
         if let Some(v) = &spec.api_version
             && v != API_VERSION
         {
-            return Err(SpecError::at(format!(
-                "apiVersion: expected `{API_VERSION}`"
-            )));
+            return Err(SpecError::at(format!("apiVersion: expected `{API_VERSION}`")));
         }
         let body = &spec.spec;
         if spec.metadata.name.trim().is_empty() {
@@ -160,8 +158,7 @@ impl Source {
             return Err(SpecError::at("spec.event: must not be empty"));
         }
         if let Some(files) = &body.files {
-            glob::Pattern::new(files)
-                .map_err(|_| SpecError::at("spec.files: invalid glob pattern"))?;
+            glob::Pattern::new(files).map_err(|_| SpecError::at("spec.files: invalid glob pattern"))?;
         }
         let keys: Vec<&String> = body
             .fields
@@ -172,9 +169,7 @@ impl Source {
         let key_field = match keys.as_slice() {
             [one] => (*one).clone(),
             [] => {
-                return Err(SpecError::at(
-                    "spec.fields: exactly one field must be `key`, none is",
-                ));
+                return Err(SpecError::at("spec.fields: exactly one field must be `key`, none is"));
             }
             _ => {
                 return Err(SpecError::at(
@@ -184,16 +179,14 @@ impl Source {
         };
         let (time, tz) = match &body.time {
             TimeSpec::Value(v) => {
-                let ts = persona_event::time::parse_ts(v).map_err(|_| {
-                    SpecError::at("spec.time.value: expected an rfc 3339 timestamp")
-                })?;
+                let ts = persona_event::time::parse_ts(v)
+                    .map_err(|_| SpecError::at("spec.time.value: expected an rfc 3339 timestamp"))?;
                 (TimeRule::Fixed(ts), Tz::UTC)
             }
             TimeSpec::Field { field, format, tz } => {
                 let tz = match tz {
-                    Some(name) => Tz::from_str(name).map_err(|_| {
-                        SpecError::at(format!("spec.time.tz: unknown time zone `{name}`"))
-                    })?,
+                    Some(name) => Tz::from_str(name)
+                        .map_err(|_| SpecError::at(format!("spec.time.tz: unknown time zone `{name}`")))?,
                     None => Tz::UTC,
                 };
                 (
@@ -210,19 +203,12 @@ impl Source {
         for (name, rule) in &body.fields {
             let at = |m: String| SpecError::at(format!("spec.fields.{name}: {m}"));
             let rule = compile_rule(name, rule, &body.lookups).map_err(at)?;
-            if let Rule::Generalize { attr, .. }
-            | Rule::Mask { attr, .. }
-            | Rule::Attr { attr, .. } = &rule
-            {
+            if let Rule::Generalize { attr, .. } | Rule::Mask { attr, .. } | Rule::Attr { attr, .. } = &rule {
                 if let Some(other) = produced.insert(attr.clone(), name) {
-                    return Err(at(format!(
-                        "attribute `{attr}` is also produced by field `{other}`"
-                    )));
+                    return Err(at(format!("attribute `{attr}` is also produced by field `{other}`")));
                 }
                 if attr == "contacts" && body.event == persona_event::kinds::PROFILE {
-                    return Err(at(
-                        "attribute `contacts` is reserved on profile events".to_owned()
-                    ));
+                    return Err(at("attribute `contacts` is reserved on profile events".to_owned()));
                 }
             }
             rules.insert(name.clone(), rule);
@@ -334,12 +320,7 @@ fn compile_rule(
             let table = match (&a.map, &a.lookup) {
                 (Some(map), _) => Some(
                     map.iter()
-                        .map(|(c, v)| {
-                            Ok((
-                                c.clone(),
-                                typed(a.kind, v, format!("`map` value for code `{c}`"))?,
-                            ))
-                        })
+                        .map(|(c, v)| Ok((c.clone(), typed(a.kind, v, format!("`map` value for code `{c}`"))?)))
                         .collect::<Result<_, String>>()?,
                 ),
                 (None, Some(table)) => {

@@ -57,10 +57,7 @@ impl fmt::Debug for Vault {
 impl Vault {
     /// Opens (or creates) the vault in `dir`. Data keys come from `kms` on first use.
     pub fn open(dir: &Path, kms: Arc<dyn Kms>) -> Result<Self> {
-        let db = sled::Config::new()
-            .path(dir)
-            .flush_every_ms(Some(1_000))
-            .open()?;
+        let db = sled::Config::new().path(dir).flush_every_ms(Some(1_000)).open()?;
         let keys = KeyRing::new(db.clone(), db.open_tree("keys")?, kms);
         Ok(Self {
             path: dir.to_owned(),
@@ -104,12 +101,7 @@ impl Vault {
     }
 
     /// Stores (or replaces) the contact of `kind` for `token`, sealed.
-    pub fn store_contact(
-        &self,
-        token: &Token,
-        kind: ContactKind,
-        value: &Pii<String>,
-    ) -> Result<()> {
+    pub fn store_contact(&self, token: &Token, kind: ContactKind, value: &Pii<String>) -> Result<()> {
         let bytes = token_bytes(token)?;
         let sealed = self.seal(value.expose().as_bytes(), &contact_aad(&bytes, kind))?;
         self.contacts.insert(contact_slot(&bytes, kind), sealed)?;
@@ -197,12 +189,7 @@ impl Vault {
         Ok(out)
     }
 
-    fn open_sealed(
-        &self,
-        sealed: &[u8],
-        aad: &[u8],
-        what: &'static str,
-    ) -> Result<Zeroizing<Vec<u8>>> {
+    fn open_sealed(&self, sealed: &[u8], aad: &[u8], what: &'static str) -> Result<Zeroizing<Vec<u8>>> {
         if sealed.len() < 4 + NONCE_LEN {
             return Err(Error::Corrupt { what });
         }
@@ -232,9 +219,7 @@ fn first_128(digest: &[u8]) -> [u8; 16] {
 }
 
 fn token_from_slice(bytes: &[u8]) -> Result<Token> {
-    let bytes: [u8; 16] = bytes
-        .try_into()
-        .map_err(|_| Error::Corrupt { what: "index" })?;
+    let bytes: [u8; 16] = bytes.try_into().map_err(|_| Error::Corrupt { what: "index" })?;
     Ok(Token::from_bytes(bytes))
 }
 

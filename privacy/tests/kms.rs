@@ -16,17 +16,11 @@ fn wrapped_keys_unwrap_only_under_their_context() {
         plain.expose_secret()
     );
     assert!(matches!(kms.decrypt(&wrapped, &vault), Err(Error::Unwrap)));
-    assert!(matches!(
-        kms.decrypt(&wrapped, &context([])),
-        Err(Error::Unwrap)
-    ));
+    assert!(matches!(kms.decrypt(&wrapped, &context([])), Err(Error::Unwrap)));
 
     let mut tampered = wrapped.as_bytes().to_vec();
     *tampered.last_mut().unwrap() ^= 1;
-    assert!(
-        kms.decrypt(&WrappedKey::from_bytes(tampered), &index)
-            .is_err()
-    );
+    assert!(kms.decrypt(&WrappedKey::from_bytes(tampered), &index).is_err());
     assert!(!format!("{plain:?} {wrapped:?}").contains(&format!("{:?}", plain.expose_secret())));
 }
 
@@ -34,10 +28,7 @@ fn wrapped_keys_unwrap_only_under_their_context() {
 fn the_master_key_persists_and_is_private() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = context([("purpose", "index")]);
-    let (plain, wrapped) = LocalKms::open(dir.path())
-        .unwrap()
-        .generate_data_key(&ctx)
-        .unwrap();
+    let (plain, wrapped) = LocalKms::open(dir.path()).unwrap().generate_data_key(&ctx).unwrap();
     let reopened = LocalKms::open(dir.path()).unwrap();
     assert_eq!(
         reopened.decrypt(&wrapped, &ctx).unwrap().expose_secret(),
@@ -45,12 +36,7 @@ fn the_master_key_persists_and_is_private() {
     );
 
     let other = tempfile::tempdir().unwrap();
-    assert!(
-        LocalKms::open(other.path())
-            .unwrap()
-            .decrypt(&wrapped, &ctx)
-            .is_err()
-    );
+    assert!(LocalKms::open(other.path()).unwrap().decrypt(&wrapped, &ctx).is_err());
 
     #[cfg(unix)]
     {
@@ -62,8 +48,5 @@ fn the_master_key_persists_and_is_private() {
         assert_eq!(mode & 0o777, 0o600);
     }
     std::fs::write(dir.path().join("master.key"), b"short").unwrap();
-    assert!(matches!(
-        LocalKms::open(dir.path()),
-        Err(Error::MasterKey { .. })
-    ));
+    assert!(matches!(LocalKms::open(dir.path()), Err(Error::MasterKey { .. })));
 }

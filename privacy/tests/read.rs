@@ -19,9 +19,7 @@ fn lines_of(items: Vec<Read>) -> Vec<(u64, Result<Option<String>, String>)> {
         .map(|r| match r {
             Read::Record(rec) => {
                 let s = source("csv", "");
-                let note = s
-                    .scrub(&rec)
-                    .map(|s| s.attrs.get("note").map(|v| v.to_key()));
+                let note = s.scrub(&rec).map(|s| s.attrs.get("note").map(|v| v.to_key()));
                 (rec.line(), Ok(note.ok().flatten()))
             }
             Read::Refused { line, refusal } => (line, Err(refusal.reason)),
@@ -39,24 +37,14 @@ fn csv_lines_are_physical_and_quoting_works() {
     )
     .unwrap();
     let s = source("csv", "");
-    let items: Vec<Read> = s
-        .read(&path, "src.csv")
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let items: Vec<Read> = s.read(&path, "src.csv").unwrap().map(Result::unwrap).collect();
     let got = lines_of(items);
     let note = |v: &str| Ok(Some(v.to_owned()));
     assert_eq!(got[0], (2, note("plain")));
     assert_eq!(got[1], (3, note("two\nlines, quoted")));
-    assert_eq!(
-        got[2],
-        (5, Err("record has 1 fields, the header has 2".to_owned()))
-    );
+    assert_eq!(got[2], (5, Err("record has 1 fields, the header has 2".to_owned())));
     assert_eq!(got[3], (6, note("say \"hi\"")));
-    assert_eq!(
-        got[4],
-        (7, Err("record has 3 fields, the header has 2".to_owned()))
-    );
+    assert_eq!(got[4], (7, Err("record has 3 fields, the header has 2".to_owned())));
     assert_eq!(got.len(), 5);
 }
 
@@ -70,11 +58,7 @@ fn jsonl_lines_objects_and_literal_keys() {
     )
     .unwrap();
     let s = source("jsonl", "");
-    let items: Vec<Read> = s
-        .read(&path, "src.jsonl")
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let items: Vec<Read> = s.read(&path, "src.jsonl").unwrap().map(Result::unwrap).collect();
     match &items[0] {
         Read::Record(rec) => assert!(rec.names().any(|n| n == "merchant.mall")),
         other => panic!("{other:?}"),
@@ -83,13 +67,7 @@ fn jsonl_lines_objects_and_literal_keys() {
     assert_eq!(got[0].0, 1);
     assert_eq!(got[1], (3, Ok(Some("{\"x\":[1]}".to_owned()))));
     assert_eq!(got[2].0, 4);
-    assert!(
-        got[2]
-            .1
-            .as_ref()
-            .unwrap_err()
-            .starts_with("invalid json at column")
-    );
+    assert!(got[2].1.as_ref().unwrap_err().starts_with("invalid json at column"));
     assert!(!got[2].1.as_ref().unwrap_err().contains("bad"));
     assert_eq!(got[3], (5, Err("json line is not an object".to_owned())));
     assert_eq!(got[4], (6, Ok(None)));

@@ -25,30 +25,18 @@ fn tokens_and_contacts_round_trip() {
     assert!(new);
     assert!(token.as_str().starts_with("tk_"));
     assert_eq!(vault.tokenize(&key).unwrap(), (token.clone(), false));
-    assert_eq!(
-        vault.resolve(&token).unwrap().unwrap().expose_secret(),
-        "C1001"
-    );
+    assert_eq!(vault.resolve(&token).unwrap().unwrap().expose_secret(), "C1001");
 
     let email = Pii::new("saanvi@example.com".to_owned());
+    vault.store_contact(&token, ContactKind::Email, &email).unwrap();
     vault
-        .store_contact(&token, ContactKind::Email, &email)
-        .unwrap();
-    vault
-        .store_contact(
-            &token,
-            ContactKind::Phone,
-            &Pii::new("+919800000001".to_owned()),
-        )
+        .store_contact(&token, ContactKind::Phone, &Pii::new("+919800000001".to_owned()))
         .unwrap();
     assert_eq!(
         vault.contact_kinds(&token).unwrap(),
         [ContactKind::Email, ContactKind::Phone]
     );
-    assert_eq!(
-        vault.contact(&token, ContactKind::Email).unwrap().unwrap(),
-        email
-    );
+    assert_eq!(vault.contact(&token, ContactKind::Email).unwrap().unwrap(), email);
     assert_eq!(vault.contact(&token, ContactKind::Device).unwrap(), None);
 
     let stranger = Token::from_bytes([9; 16]);
@@ -66,11 +54,7 @@ fn tokens_and_event_ids_survive_reopen() {
         let vault = open(dir.path());
         let tokens: Vec<Token> = keys.iter().map(|k| vault.tokenize(k).unwrap().0).collect();
         vault
-            .store_contact(
-                &tokens[0],
-                ContactKind::Email,
-                &Pii::new("a@b.c".to_owned()),
-            )
+            .store_contact(&tokens[0], ContactKind::Email, &Pii::new("a@b.c".to_owned()))
             .unwrap();
         let id = vault.event_id("txn", b"ACCT1|REF1").unwrap();
         vault.flush().unwrap();
@@ -85,11 +69,7 @@ fn tokens_and_event_ids_survive_reopen() {
     let (t, _) = vault.tokenize(&CustomerKey::new("new")).unwrap();
     assert_eq!(vault.resolve(&t).unwrap().unwrap().expose_secret(), "new");
     assert_eq!(
-        vault
-            .contact(&tokens[0], ContactKind::Email)
-            .unwrap()
-            .unwrap()
-            .expose(),
+        vault.contact(&tokens[0], ContactKind::Email).unwrap().unwrap().expose(),
         "a@b.c"
     );
     assert_eq!(vault.event_id("txn", b"ACCT1|REF1").unwrap(), id);
@@ -122,10 +102,7 @@ fn concurrent_tokenization_agrees() {
         let issued = results.iter().filter(|r| r[i].1).count();
         assert_eq!(issued, 1, "key {i} issued {issued} times");
         let token = tokens.into_iter().next().unwrap();
-        assert_eq!(
-            vault.resolve(token).unwrap().unwrap().expose_secret(),
-            format!("K{i}")
-        );
+        assert_eq!(vault.resolve(token).unwrap().unwrap().expose_secret(), format!("K{i}"));
     }
     assert_eq!(vault.tokens_issued(), 200);
     assert_eq!(vault.token_count(), 200);
@@ -171,10 +148,7 @@ fn the_gateway_needs_no_vault_decrypt_and_known_keys_cost_no_kms_call() {
         .unwrap();
     vault.event_id("s", b"m").unwrap();
     let after_setup = kms.calls.load(Ordering::SeqCst);
-    assert_eq!(
-        after_setup, 3,
-        "index unwrap, vault key generation, event-id key"
-    );
+    assert_eq!(after_setup, 3, "index unwrap, vault key generation, event-id key");
     for _ in 0..100 {
         vault.tokenize(&CustomerKey::new("old")).unwrap();
         vault.event_id("s", b"m").unwrap();
@@ -191,9 +165,7 @@ fn the_gateway_needs_no_vault_decrypt_and_known_keys_cost_no_kms_call() {
 fn tokenizing_known_keys_is_fast() {
     let dir = tempfile::tempdir().unwrap();
     let vault = open(dir.path());
-    let keys: Vec<CustomerKey> = (0..100_000)
-        .map(|i| CustomerKey::new(format!("CUST{i:08}")))
-        .collect();
+    let keys: Vec<CustomerKey> = (0..100_000).map(|i| CustomerKey::new(format!("CUST{i:08}"))).collect();
     let start = std::time::Instant::now();
     for k in &keys {
         vault.tokenize(k).unwrap();

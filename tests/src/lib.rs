@@ -1,1 +1,129 @@
-//! test helpers
+//! Helpers for persona's end-to-end tests: find (or build) the `persona` binary, run
+//! it as a real process, and read its outputs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The debug `persona` binary of this workspace's target directory, built on first
+/// use when missing (`cargo test` does not build other packages' binaries).
+pub fn persona_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        // target/<profile>/deps/<test> -> target/<profile>/persona
+        let profile_dir = exe.parent().and_then(Path::parent).expect("target profile dir");
+        let bin = profile_dir.join(format!("persona{}", std::env::consts::EXE_SUFFIX));
+        if !bin.exists() {
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "-p", "persona", "--bin", "persona"])
+                .status()
+                .expect("running cargo build");
+            assert!(status.success(), "cargo build -p persona failed");
+        }
+        bin
+    })
+}
+
+/// Runs `persona ARGS`, returning its output; panics with stderr when it fails.
+pub fn persona(args: &[&str]) -> Output {
+    let out = persona_unchecked(args);
+    assert!(
+        out.status.success(),
+        "persona {args:?} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs `persona ARGS` whatever its exit status.
+pub fn persona_unchecked(args: &[&str]) -> Output {
+    Command::new(persona_bin())
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("running persona")
+}
+
+/// A demo run in a temporary directory.
+#[derive(Debug)]
+pub struct Demo {
+    pub dir: tempfile::TempDir,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Demo {
+    pub fn run(customers: u32, days: u32) -> Demo {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("out");
+        let (c, d) = (customers.to_string(), days.to_string());
+        let o = persona(&[
+            "demo",
+            "--customers",
+            &c,
+            "--days",
+            &d,
+            "--out",
+            out.to_str().expect("utf-8 path"),
+        ]);
+        Demo {
+            dir,
+            stdout: String::from_utf8(o.stdout).expect("utf-8 stdout"),
+            stderr: String::from_utf8(o.stderr).expect("utf-8 stderr"),
+        }
+    }
+
+    pub fn out(&self) -> PathBuf {
+        self.dir.path().join("out")
+    }
+}
+
+/// Lines of a JSONL file as JSON values.
+pub fn jsonl(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}: {l}", path.display())))
+        .collect()
+}
+
+/// Rows of a CSV file as (header -> value) maps; rows with the wrong field count are skipped.
+pub fn csv_rows(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(path)
+        .expect("csv file");
+    let header: Vec<String> = reader
+        .headers()
+        .expect("csv header")
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    reader
+        .records()
+        .filter_map(Result::ok)
+        .filter(|r| r.len() == header.len())
+        .map(|r| header.iter().cloned().zip(r.iter().map(str::to_owned)).collect())
+        .collect()
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("readable dir") {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}

@@ -89,18 +89,12 @@ fn invalid(msg: &str) -> io::Error {
 
 /// Writes the bank's source files into `dir` (created if missing). `progress` is
 /// called now and then with records written so far.
-pub(crate) fn generate(
-    cfg: &BankConfig,
-    dir: &Path,
-    progress: &mut dyn FnMut(u64),
-) -> io::Result<GeneratedBank> {
+pub(crate) fn generate(cfg: &BankConfig, dir: &Path, progress: &mut dyn FnMut(u64)) -> io::Result<GeneratedBank> {
     if cfg.days == 0 {
         return Err(invalid("the bank's calendar needs at least one day"));
     }
     if cfg.customers > MAX_CUSTOMERS {
-        return Err(invalid(
-            "the synthetic bank holds at most 10,000,000 customers",
-        ));
+        return Err(invalid("the synthetic bank holds at most 10,000,000 customers"));
     }
     let first = cfg
         .end
@@ -113,7 +107,7 @@ pub(crate) fn generate(
         .map(|idx| {
             people::profile(
                 idx,
-                cfg.end,
+                (first, cfg.end),
                 &ids,
                 &mut customer_rng(cfg.seed, idx, STREAM_PROFILE),
             )
@@ -139,9 +133,7 @@ pub(crate) fn generate(
         let text = DayText::new(date, offset);
         if n == 0 || date.day() == 1 {
             out.start_month(dir, date)?;
-            let month_last = date
-                .with_day(day.month_len)
-                .expect("month length is a valid day");
+            let month_last = date.with_day(day.month_len).expect("month length is a valid day");
             bureau_month(cfg, &profiles, &mut out, date, month_last.min(cfg.end))?;
         }
 
@@ -168,11 +160,7 @@ pub(crate) fn generate(
 
     let records = out.records;
     let files = out.finish()?;
-    let personas = profiles
-        .iter()
-        .take_while(|p| p.is_persona())
-        .map(persona)
-        .collect();
+    let personas = profiles.iter().take_while(|p| p.is_persona()).map(persona).collect();
     Ok(GeneratedBank {
         files,
         records,
@@ -207,14 +195,7 @@ fn bureau_month(
         });
         out.reports += 1;
         let p = &profiles[idx as usize];
-        render::bureau(
-            &mut out.bureau,
-            out.reports,
-            p,
-            date,
-            score,
-            activity::grade(score),
-        )?;
+        render::bureau(&mut out.bureau, out.reports, p, date, score, activity::grade(score))?;
     }
     out.records += profiles.len() as u64;
     Ok(())
@@ -351,14 +332,7 @@ impl Outputs {
         for t in txns {
             let p = &stamps[t.cust as usize];
             self.txn_refs += 1;
-            render::txn(
-                &mut self.buf,
-                t,
-                p,
-                text,
-                self.txn_refs,
-                faults.txn(day, p.persona),
-            );
+            render::txn(&mut self.buf, t, p, text, self.txn_refs, faults.txn(day, p.persona));
         }
         self.txns
             .as_mut()

@@ -36,11 +36,20 @@ pub(crate) async fn tell(bank: &GeneratedBank, run: &Finished) -> Result<()> {
         .filter(|o| hers.iter().any(|m| &m.offer == o))
         .or_else(|| hers.first().map(|m| m.offer.clone()));
     let Some(offer) = offer else { return Ok(()) };
-    let Some(why) = run.shard.explain(&token, &offer, None).await? else { return Ok(()) };
-    println!("  why `{offer}`: its condition, clause by clause, as of {}:", persona_event::time::format_ts(&why.at));
+    let Some(why) = run.shard.explain(&token, &offer, None).await? else {
+        return Ok(());
+    };
+    println!(
+        "  why `{offer}`: its condition, clause by clause, as of {}:",
+        persona_event::time::format_ts(&why.at)
+    );
     for c in &why.clauses {
         let reads: Vec<String> = c.features.iter().map(|(n, v)| format!("{n} = {}", show(v))).collect();
-        let reads = if reads.is_empty() { String::new() } else { format!("   ({})", reads.join(", ")) };
+        let reads = if reads.is_empty() {
+            String::new()
+        } else {
+            format!("   ({})", reads.join(", "))
+        };
         println!("    {} {}{reads}", if c.passed { "yes" } else { "no " }, c.text);
     }
     if let Err(gate) = &why.outcome {

@@ -21,16 +21,9 @@ impl Checker<'_> {
             } else {
                 did_you_mean(&name.node, Func::ALL.iter().map(|f| f.name()))
             };
-            let d =
-                Diagnostic::new(
-                    "E005",
-                    format!("unknown function `{}`", name.node),
-                    name.span.clone(),
-                )
+            let d = Diagnostic::new("E005", format!("unknown function `{}`", name.node), name.span.clone())
                 .label("not a built-in function")
-                .help(help.unwrap_or_else(|| {
-                    "the built-in functions are listed in docs/dsl.md".to_owned()
-                }));
+                .help(help.unwrap_or_else(|| "the built-in functions are listed in docs/dsl.md".to_owned()));
             // The arguments may hold mistakes of their own; report those too.
             args.iter().for_each(|arg| drop(self.check(arg)));
             return self.report(d);
@@ -73,31 +66,17 @@ impl Checker<'_> {
             Func::Abs => typed[0].ty,
             other => other.ret(),
         };
-        Typed::new(
-            ty,
-            Node::Call(f, typed.into_iter().map(|t| t.node).collect()),
-        )
+        Typed::new(ty, Node::Call(f, typed.into_iter().map(|t| t.node).collect()))
     }
 
     /// The problem with argument `i` of `f`, if any.
-    fn argument(
-        &self,
-        f: Func,
-        i: usize,
-        param: &crate::func::Param,
-        arg: &SExpr,
-        t: &Typed,
-    ) -> Option<Diagnostic> {
+    fn argument(&self, f: Func, i: usize, param: &crate::func::Param, arg: &SExpr, t: &Typed) -> Option<Diagnostic> {
         if param.literal {
             let Some(text) = arg.as_str_lit() else {
                 return Some(
                     Diagnostic::new(
                         "E011",
-                        format!(
-                            "the `{}` of `{}` must be a string literal",
-                            param.name,
-                            f.name()
-                        ),
+                        format!("the `{}` of `{}` must be a string literal", param.name, f.name()),
                         arg.span.clone(),
                     )
                     .label("not a string literal")
@@ -105,16 +84,12 @@ impl Checker<'_> {
                 );
             };
             if f == Func::Responded && i == 1 && !OUTCOMES.contains(&text) {
-                let help = did_you_mean(text, OUTCOMES)
-                    .unwrap_or_else(|| format!("outcomes are {}", OUTCOMES.join(", ")));
+                let help =
+                    did_you_mean(text, OUTCOMES).unwrap_or_else(|| format!("outcomes are {}", OUTCOMES.join(", ")));
                 return Some(
-                    Diagnostic::new(
-                        "E013",
-                        format!("unknown outcome `{text}`"),
-                        arg.span.clone(),
-                    )
-                    .label("not an offer outcome")
-                    .help(help),
+                    Diagnostic::new("E013", format!("unknown outcome `{text}`"), arg.span.clone())
+                        .label("not an offer outcome")
+                        .help(help),
                 );
             }
             return None;
@@ -124,12 +99,7 @@ impl Checker<'_> {
             return Some(
                 Diagnostic::new(
                     "E007",
-                    format!(
-                        "`{}` expects {}, found {}",
-                        f.name(),
-                        wants.join(" or "),
-                        article(t.ty)
-                    ),
+                    format!("`{}` expects {}, found {}", f.name(), wants.join(" or "), article(t.ty)),
                     arg.span.clone(),
                 )
                 .label(format!("this is {}", article(t.ty)))
@@ -142,13 +112,9 @@ impl Checker<'_> {
             && persona_event::time::parse_ts(s).is_err()
         {
             return Some(
-                Diagnostic::new(
-                    "E007",
-                    format!("`{s}` is not a timestamp"),
-                    arg.span.clone(),
-                )
-                .label("not RFC 3339")
-                .help("write times as RFC 3339, e.g. \"2026-03-04T10:22:00Z\""),
+                Diagnostic::new("E007", format!("`{s}` is not a timestamp"), arg.span.clone())
+                    .label("not RFC 3339")
+                    .help("write times as RFC 3339, e.g. \"2026-03-04T10:22:00Z\""),
             );
         }
         None

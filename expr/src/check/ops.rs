@@ -47,18 +47,11 @@ pub(crate) fn arith_type(op: ArithOp, l: Type, r: Type) -> Option<Type> {
 /// Whether `==` between the two types can ever be true. Times compare with strings,
 /// which may hold RFC 3339 timestamps.
 pub(crate) fn equatable(l: Type, r: Type) -> bool {
-    l.fits(r)
-        || matches!(
-            (l, r),
-            (Type::Time, Type::String) | (Type::String, Type::Time)
-        )
+    l.fits(r) || matches!((l, r), (Type::Time, Type::String) | (Type::String, Type::Time))
 }
 
 fn orderable(t: Type) -> bool {
-    matches!(
-        t,
-        Type::Any | Type::Number | Type::String | Type::Time | Type::Duration
-    )
+    matches!(t, Type::Any | Type::Number | Type::String | Type::Time | Type::Duration)
 }
 
 fn arith_op(op: BinOp) -> Option<ArithOp> {
@@ -99,16 +92,12 @@ impl Checker<'_> {
         if op.node.is_comparison()
             && let Some(side) = [l, r].into_iter().find(|s| is_null_lit(s))
         {
-            let d = Diagnostic::new(
-                "E012",
-                "comparison with `null` is always false",
-                side.span.clone(),
-            )
-            .label("nothing compares with null")
-            .help(
-                "a missing value is null and every comparison with it is false; \
+            let d = Diagnostic::new("E012", "comparison with `null` is always false", side.span.clone())
+                .label("nothing compares with null")
+                .help(
+                    "a missing value is null and every comparison with it is false; \
                        to default a missing value write `coalesce(x, fallback)`",
-            );
+                );
             return self.report(d);
         }
         if let Some(cmp) = cmp_op(op.node) {
@@ -132,9 +121,9 @@ impl Checker<'_> {
         if ordering {
             for (side, t) in [(l, &lt), (r, &rt)] {
                 if !orderable(t.ty) {
-                    let help = self.family_hint(side).unwrap_or_else(|| {
-                        format!("`{}` orders numbers, strings, times and durations", op.node)
-                    });
+                    let help = self
+                        .family_hint(side)
+                        .unwrap_or_else(|| format!("`{}` orders numbers, strings, times and durations", op.node));
                     let d = Diagnostic::new(
                         "E007",
                         format!("`{}` cannot order {}", op.node, article(t.ty)),
@@ -151,8 +140,7 @@ impl Checker<'_> {
                 .into_iter()
                 .find_map(|s| self.family_hint(s))
                 .unwrap_or_else(|| match ordering {
-                    false => "values of different types are never equal, so this is always false"
-                        .to_owned(),
+                    false => "values of different types are never equal, so this is always false".to_owned(),
                     true => "both sides must have the same type".to_owned(),
                 });
             let d = Diagnostic::new(
@@ -164,28 +152,14 @@ impl Checker<'_> {
             .help(help);
             return self.report(d);
         }
-        Typed::new(
-            Type::Bool,
-            Node::Cmp(cmp, Box::new(lt.node), Box::new(rt.node)),
-        )
+        Typed::new(Type::Bool, Node::Cmp(cmp, Box::new(lt.node), Box::new(rt.node)))
     }
 
-    fn arithmetic(
-        &mut self,
-        e: &SExpr,
-        op: &Spanned<BinOp>,
-        arith: ArithOp,
-        lt: Typed,
-        rt: Typed,
-    ) -> Typed {
+    fn arithmetic(&mut self, e: &SExpr, op: &Spanned<BinOp>, arith: ArithOp, lt: Typed, rt: Typed) -> Typed {
         let Some(ty) = arith_type(arith, lt.ty, rt.ty) else {
             let help = match arith {
-                ArithOp::Add => {
-                    "`+` adds numbers, joins strings, and adds durations to times and durations"
-                }
-                ArithOp::Sub => {
-                    "`-` subtracts numbers, times from times, and durations from times and durations"
-                }
+                ArithOp::Add => "`+` adds numbers, joins strings, and adds durations to times and durations",
+                ArithOp::Sub => "`-` subtracts numbers, times from times, and durations from times and durations",
                 ArithOp::Mul => "`*` multiplies numbers, and durations by numbers",
                 ArithOp::Div => "`/` divides numbers, and durations by numbers or durations",
             };
@@ -234,9 +208,7 @@ impl Checker<'_> {
         // Literal elements are checked against the value sought: `5 in ["a"]` is a slip.
         if let Expr::List(items) = &r.node {
             let odd = items.iter().find_map(|item| match &item.node {
-                Expr::Lit(v) if !v.is_null() && !equatable(lt.ty, type_of(v)) => {
-                    Some((item, type_of(v)))
-                }
+                Expr::Lit(v) if !v.is_null() && !equatable(lt.ty, type_of(v)) => Some((item, type_of(v))),
                 _ => None,
             });
             if let Some((item, ty)) = odd {

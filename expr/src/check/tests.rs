@@ -64,10 +64,7 @@ fn unknown_feature_suggests_the_closest() {
 #[test]
 fn families_and_members() {
     let (d, text) = err("features.min_balance_90d[\"x\"] > 1");
-    assert_eq!(
-        (d.code, text.as_str()),
-        ("E008", "features.min_balance_90d[\"x\"]")
-    );
+    assert_eq!((d.code, text.as_str()), ("E008", "features.min_balance_90d[\"x\"]"));
     let (d, text) = err("features.spend_30d > 3000");
     assert_eq!((d.code, text.as_str()), ("E007", "features.spend_30d"));
     assert!(d.help.unwrap().contains("features.spend_30d[\"key\"]"));
@@ -108,10 +105,7 @@ fn functions_names_and_arity() {
         ("E006", "responded(\"car-loan\", \"positive\")")
     );
     assert_eq!(d.message, "`responded` takes 3 arguments, found 2");
-    assert_eq!(
-        d.help.as_deref(),
-        Some("write `responded(offer, outcome, within)`")
-    );
+    assert_eq!(d.help.as_deref(), Some("write `responded(offer, outcome, within)`"));
     assert_eq!(err("coalesce()").0.code, "E006");
     assert_eq!(err("hour").0.code, "E004");
 }
@@ -143,10 +137,7 @@ fn certain_type_errors() {
         ("E007", "\"a\" + 1", "string + number")
     );
     let (d, text) = err("features.min_balance_90d and true");
-    assert_eq!(
-        (d.code, text.as_str()),
-        ("E007", "features.min_balance_90d")
-    );
+    assert_eq!((d.code, text.as_str()), ("E007", "features.min_balance_90d"));
     assert_eq!(d.message, "expected a bool, found a number");
     let (d, _) = err("true or features.last_mall");
     assert_eq!(d.code, "E007");
@@ -194,11 +185,7 @@ fn any_fits_everything() {
 
 #[test]
 fn every_error_is_reported() {
-    let d = compile(
-        "features.a > 1 and features.b > 2 and nope(1)",
-        &offer_schema(),
-    )
-    .unwrap_err();
+    let d = compile("features.a > 1 and features.b > 2 and nope(1)", &offer_schema()).unwrap_err();
     let codes: Vec<&str> = d.iter().map(|d| d.code).collect();
     assert_eq!(codes, ["E003", "E003", "E005"]);
 }

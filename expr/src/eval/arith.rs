@@ -42,10 +42,7 @@ pub(crate) fn arith(op: ArithOp, a: &Value, b: &Value) -> Value {
         (Sub, Int(x), Int(y)) => x.checked_sub(*y).map_or(Null, Int),
         (Mul, Int(x), Int(y)) => x.checked_mul(*y).map_or(Null, Int),
         (_, Int(_) | Float(_), Int(_) | Float(_)) => {
-            let (x, y) = (
-                a.as_f64().unwrap_or(f64::NAN),
-                b.as_f64().unwrap_or(f64::NAN),
-            );
+            let (x, y) = (a.as_f64().unwrap_or(f64::NAN), b.as_f64().unwrap_or(f64::NAN));
             finite(match op {
                 Add => x + y,
                 Sub => x - y,
@@ -69,25 +66,20 @@ pub(crate) fn arith(op: ArithOp, a: &Value, b: &Value) -> Value {
             (Some(x), Some(y)) => Duration(x.signed_duration_since(y)),
             _ => Null,
         },
-        (Mul, Duration(d), n @ (Int(_) | Float(_)))
-        | (Mul, n @ (Int(_) | Float(_)), Duration(d)) => scale(*d, n.as_f64().unwrap_or(f64::NAN)),
+        (Mul, Duration(d), n @ (Int(_) | Float(_))) | (Mul, n @ (Int(_) | Float(_)), Duration(d)) => {
+            scale(*d, n.as_f64().unwrap_or(f64::NAN))
+        }
         (Div, Duration(d), n @ (Int(_) | Float(_))) => match n.as_f64() {
             Some(n) if n != 0.0 => scale(*d, 1.0 / n),
             _ => Null,
         },
-        (Div, Duration(x), Duration(y)) if !y.is_zero() => {
-            finite(x.as_seconds_f64() / y.as_seconds_f64())
-        }
+        (Div, Duration(x), Duration(y)) if !y.is_zero() => finite(x.as_seconds_f64() / y.as_seconds_f64()),
         _ => Null,
     }
 }
 
 fn finite(x: f64) -> Value {
-    if x.is_finite() {
-        Value::Float(x)
-    } else {
-        Value::Null
-    }
+    if x.is_finite() { Value::Float(x) } else { Value::Null }
 }
 
 /// A duration times a factor, to the millisecond.

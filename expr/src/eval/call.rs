@@ -30,11 +30,7 @@ pub(crate) fn call<'a>(f: Func, args: &'a [Node], s: &dyn Scope) -> Cow<'a, Valu
         },
         Func::DaysSince => match (s.now(), arg(0).as_time()) {
             // Whole elapsed days, rounded down, so "1 day" means at least 24 hours.
-            (Some(now), Some(t)) => Value::Int(
-                now.signed_duration_since(t)
-                    .num_seconds()
-                    .div_euclid(86_400),
-            ),
+            (Some(now), Some(t)) => Value::Int(now.signed_duration_since(t).num_seconds().div_euclid(86_400)),
             _ => Value::Null,
         },
         Func::Sent => match (&*arg(0), &*arg(1)) {
@@ -82,9 +78,7 @@ pub(crate) fn call<'a>(f: Func, args: &'a [Node], s: &dyn Scope) -> Cow<'a, Valu
 fn extreme(args: &[Node], s: &dyn Scope, want: std::cmp::Ordering) -> Value {
     let mut best: Option<Value> = None;
     let mut offer = |v: &Value| {
-        if v.as_f64().is_some_and(|x| !x.is_nan())
-            && best.as_ref().is_none_or(|b| v.compare(b) == Some(want))
-        {
+        if v.as_f64().is_some_and(|x| !x.is_nan()) && best.as_ref().is_none_or(|b| v.compare(b) == Some(want)) {
             best = Some(v.clone());
         }
     };

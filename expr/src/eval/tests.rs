@@ -76,10 +76,8 @@ fn scope() -> TestScope {
     s.event.insert("rate".into(), Value::Float(7.9));
     s.event.insert("category".into(), "fuel".into());
     s.event.insert("ts".into(), t("2026-03-04T20:30:00Z"));
-    s.event
-        .insert("ts_text".into(), "2026-03-31T20:30:00Z".into());
-    s.event
-        .insert("tags".into(), Value::List(vec!["a".into(), "b".into()]));
+    s.event.insert("ts_text".into(), "2026-03-31T20:30:00Z".into());
+    s.event.insert("tags".into(), Value::List(vec!["a".into(), "b".into()]));
     s.event.insert("zero".into(), Value::Int(0));
     let merchant = BTreeMap::from([("mall".to_owned(), Value::from("Phoenix"))]);
     s.event.insert("merchant".into(), Value::Map(merchant));
@@ -166,17 +164,12 @@ fn numbers() {
 #[test]
 fn strings_times_and_durations() {
     assert_eq!(eval("event.category + \"-x\""), Value::from("fuel-x"));
-    assert!(holds(
-        "event.category == \"fuel\" and event.category != \"dining\""
-    ));
+    assert!(holds("event.category == \"fuel\" and event.category != \"dining\""));
     assert!(
         !holds("event.category != 5"),
         "different kinds are neither equal nor unequal"
     );
-    assert_eq!(
-        eval("event.ts_text - event.ts"),
-        Value::Duration(TimeDelta::days(27))
-    );
+    assert_eq!(eval("event.ts_text - event.ts"), Value::Duration(TimeDelta::days(27)));
     let t = persona_event::time::parse_ts("2026-03-05T20:30:00Z").unwrap();
     assert_eq!(eval("event.ts + 1d"), Value::Time(t));
     assert_eq!(eval("event.ts_text - 26d"), Value::Time(t));
@@ -196,16 +189,10 @@ fn membership_and_paths() {
     assert!(holds("3 in [1.0, 3.0]"));
     assert!(holds("\"fuel\" in features.spend_30d"));
     assert_eq!(eval("features.spend_30d[\"fuel\"]"), Value::Float(1200.0));
-    assert_eq!(
-        eval("features.spend_30d[event.category]"),
-        Value::Float(1200.0)
-    );
+    assert_eq!(eval("features.spend_30d[event.category]"), Value::Float(1200.0));
     assert_eq!(eval("features.spend_30d[\"travel\"]"), Value::Null);
     assert_eq!(eval("event.merchant.mall"), Value::from("Phoenix"));
-    assert_eq!(
-        eval("event[\"merchant\"][\"mall\"]"),
-        Value::from("Phoenix")
-    );
+    assert_eq!(eval("event[\"merchant\"][\"mall\"]"), Value::from("Phoenix"));
     assert_eq!(eval("event.tags[1]"), Value::from("b"));
     assert_eq!(eval("event.tags[2]"), Value::Null);
     assert_eq!(eval("[event.amount, 1][0]"), Value::Int(50_000));
@@ -240,13 +227,7 @@ fn days_since_counts_whole_elapsed_days() {
     assert_eq!(eval("days_since(event.ts)"), Value::Int(5));
     assert_eq!(eval("days_since(\"2026-03-10T12:00:01Z\")"), Value::Int(-1));
     assert_eq!(
-        eval_in(
-            "days_since(event.ts)",
-            &TestScope {
-                now: None,
-                ..scope()
-            }
-        ),
+        eval_in("days_since(event.ts)", &TestScope { now: None, ..scope() }),
         Value::Null
     );
 }
@@ -269,10 +250,7 @@ fn value_functions() {
     );
     assert_eq!(eval("coalesce(profile.missing)"), Value::Null);
     assert_eq!(eval("min(3, event.rate, profile.missing)"), Value::Int(3));
-    assert_eq!(
-        eval("max(3, event.rate, profile.missing)"),
-        Value::Float(7.9)
-    );
+    assert_eq!(eval("max(3, event.rate, profile.missing)"), Value::Float(7.9));
     assert_eq!(eval("max(profile.missing)"), Value::Null);
     assert_eq!(eval("max([1, 5], 2)"), Value::Int(5));
     assert_eq!(eval("min(event.tags)"), Value::Null);
@@ -323,11 +301,7 @@ fn eval_bool_is_true_only_for_true() {
         ("event.category", false),
         ("profile.missing", false),
     ] {
-        assert_eq!(
-            compile(src, &schema()).unwrap().eval_bool(&s),
-            want,
-            "{src}"
-        );
+        assert_eq!(compile(src, &schema()).unwrap().eval_bool(&s), want, "{src}");
     }
 }
 

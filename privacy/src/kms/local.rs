@@ -86,10 +86,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 #[cfg(not(unix))]
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)?;
+    let mut file = fs::OpenOptions::new().write(true).create_new(true).open(path)?;
     file.write_all(bytes)?;
     file.sync_all()
 }
@@ -129,13 +126,7 @@ impl Kms for LocalKms {
         let aad = context_bytes(context);
         let plain = Zeroizing::new(
             self.cipher()
-                .decrypt(
-                    Nonce::from_slice(nonce),
-                    Payload {
-                        msg: sealed,
-                        aad: &aad,
-                    },
-                )
+                .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad: &aad })
                 .map_err(|_| Error::Unwrap)?,
         );
         let key: [u8; 32] = plain.as_slice().try_into().map_err(|_| Error::Unwrap)?;

@@ -163,12 +163,7 @@ impl Records {
     }
 
     fn next_csv(&mut self) -> Option<Result<Read>> {
-        let Inner::Csv {
-            reader,
-            header,
-            buf,
-        } = &mut self.inner
-        else {
+        let Inner::Csv { reader, header, buf } = &mut self.inner else {
             return None;
         };
         match reader.read_byte_record(buf) {
@@ -176,11 +171,7 @@ impl Records {
             Ok(true) => {
                 let line = buf.position().map_or(0, |p| p.line());
                 if buf.len() != header.len() {
-                    let reason = format!(
-                        "record has {} fields, the header has {}",
-                        buf.len(),
-                        header.len()
-                    );
+                    let reason = format!("record has {} fields, the header has {}", buf.len(), header.len());
                     return Some(Ok(Read::Refused {
                         line,
                         refusal: Refusal::new(None, reason),
@@ -191,17 +182,12 @@ impl Records {
                     match std::str::from_utf8(raw) {
                         Ok(v) => fields.push((name.clone(), Some(v.to_owned()))),
                         Err(_) => {
-                            let refusal =
-                                Refusal::new(Some(name), "value is not valid utf-8".to_owned());
+                            let refusal = Refusal::new(Some(name), "value is not valid utf-8".to_owned());
                             return Some(Ok(Read::Refused { line, refusal }));
                         }
                     }
                 }
-                Some(Ok(Read::Record(RawRecord::new(
-                    self.file.clone(),
-                    line,
-                    fields,
-                ))))
+                Some(Ok(Read::Record(RawRecord::new(self.file.clone(), line, fields))))
             }
             Err(e) => {
                 let line = e.position().map_or(0, |p| p.line());
@@ -244,10 +230,7 @@ impl Records {
             }
             let read = match serde_json::from_slice::<serde_json::Value>(buf) {
                 Ok(serde_json::Value::Object(map)) => {
-                    let fields = map
-                        .into_iter()
-                        .map(|(k, v)| (Arc::from(k), json_text(v)))
-                        .collect();
+                    let fields = map.into_iter().map(|(k, v)| (Arc::from(k), json_text(v))).collect();
                     Read::Record(RawRecord::new(self.file.clone(), *line, fields))
                 }
                 Ok(_) => Read::Refused {

@@ -110,10 +110,7 @@ mod tests {
         assert_eq!(parse_typed(AttrType::Int, " 42 "), Ok(Value::Int(42)));
         assert_eq!(parse_typed(AttrType::Int, "4.2"), Err(()));
         assert_eq!(parse_typed(AttrType::Int, "1,000"), Err(()));
-        assert_eq!(
-            parse_typed(AttrType::Decimal, "50000.50"),
-            Ok(Value::Float(50000.5))
-        );
+        assert_eq!(parse_typed(AttrType::Decimal, "50000.50"), Ok(Value::Float(50000.5)));
         assert_eq!(parse_typed(AttrType::Decimal, "NaN"), Err(()));
         assert_eq!(parse_typed(AttrType::Decimal, "inf"), Err(()));
         assert_eq!(parse_typed(AttrType::Decimal, "12abc"), Err(()));

@@ -77,8 +77,8 @@ impl Source {
         let ts = match &self.time {
             TimeRule::Fixed(ts) => *ts,
             TimeRule::Field { field, parse } => {
-                let text = nonempty(rec.get(field))
-                    .ok_or_else(|| Refusal::new(Some(field), "time is missing".to_owned()))?;
+                let text =
+                    nonempty(rec.get(field)).ok_or_else(|| Refusal::new(Some(field), "time is missing".to_owned()))?;
                 parse
                     .parse(text, self.tz)
                     .map_err(|why| Refusal::new(Some(field), why.to_owned()))?
@@ -117,15 +117,12 @@ impl Source {
                 } => {
                     let Some(v) = value else { continue };
                     let n = match kind {
-                        Generalize::Number => {
-                            v.trim().parse::<f64>().ok().filter(|x| x.is_finite())
-                        }
+                        Generalize::Number => v.trim().parse::<f64>().ok().filter(|x| x.is_finite()),
                         Generalize::Age => {
                             let born = NaiveDate::parse_from_str(v.trim(), format)
                                 .map_err(|_| refuse("date does not match the format"))?;
                             let on = ts.with_timezone(&self.tz).date_naive();
-                            let years = age(born, on)
-                                .ok_or_else(|| refuse("date is after the event time"))?;
+                            let years = age(born, on).ok_or_else(|| refuse("date is after the event time"))?;
                             Some(f64::from(years))
                         }
                     }
@@ -154,13 +151,9 @@ impl Source {
                         (Some(code), Some(table)) => match table.get(code.trim()) {
                             Some(v) => Some(v.clone()),
                             None if default.is_some() => default.clone(),
-                            None => Some(
-                                parse_typed(*kind, code).map_err(|()| not_typed(name, *kind))?,
-                            ),
+                            None => Some(parse_typed(*kind, code).map_err(|()| not_typed(name, *kind))?),
                         },
-                        (Some(v), None) => {
-                            Some(parse_typed(*kind, v).map_err(|()| not_typed(name, *kind))?)
-                        }
+                        (Some(v), None) => Some(parse_typed(*kind, v).map_err(|()| not_typed(name, *kind))?),
                     };
                     if let Some(typed) = typed {
                         attrs.insert(attr.clone(), typed);
@@ -168,9 +161,7 @@ impl Source {
                 }
             }
         }
-        let key = key.ok_or_else(|| {
-            Refusal::new(Some(&self.key_field), "key is missing or empty".to_owned())
-        })?;
+        let key = key.ok_or_else(|| Refusal::new(Some(&self.key_field), "key is missing or empty".to_owned()))?;
         let id_material = self.id_material(rec)?;
         Ok(Scrubbed {
             key,
@@ -184,9 +175,8 @@ impl Source {
 
     /// Names of the record's fields that no rule names (they are dropped).
     pub fn unnamed_columns<'a>(&'a self, rec: &'a RawRecord) -> impl Iterator<Item = &'a str> + 'a {
-        rec.names().filter(|n| {
-            !self.rules.contains_key(*n) && !self.id_only.contains(*n) && !self.is_time_field(n)
-        })
+        rec.names()
+            .filter(|n| !self.rules.contains_key(*n) && !self.id_only.contains(*n) && !self.is_time_field(n))
     }
 
     fn is_time_field(&self, name: &str) -> bool {
@@ -198,9 +188,8 @@ impl Source {
         match &self.id_fields {
             Some(fields) => {
                 for field in fields {
-                    let v = nonempty(rec.get(field)).ok_or_else(|| {
-                        Refusal::new(Some(field), "id field is missing or empty".to_owned())
-                    })?;
+                    let v = nonempty(rec.get(field))
+                        .ok_or_else(|| Refusal::new(Some(field), "id field is missing or empty".to_owned()))?;
                     push(&mut out, field.as_bytes());
                     push(&mut out, v.trim().as_bytes());
                 }
@@ -222,10 +211,7 @@ impl Source {
 }
 
 fn not_typed(field: &str, kind: super::spec::AttrType) -> Refusal {
-    Refusal::new(
-        Some(field),
-        format!("value is not a valid {}", kind.as_str()),
-    )
+    Refusal::new(Some(field), format!("value is not a valid {}", kind.as_str()))
 }
 
 #[cfg(test)]

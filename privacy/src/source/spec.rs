@@ -278,11 +278,7 @@ impl<'de> Deserialize<'de> for FieldRule {
 
 impl RuleDoc {
     fn check(self) -> Result<FieldRule, String> {
-        let chosen = [
-            self.generalize.is_some(),
-            self.mask.is_some(),
-            self.vault.is_some(),
-        ];
+        let chosen = [self.generalize.is_some(), self.mask.is_some(), self.vault.is_some()];
         if chosen.iter().filter(|c| **c).count() > 1 {
             return Err("a rule takes only one of `generalize`, `mask` or `vault`".to_owned());
         }
@@ -316,10 +312,7 @@ impl RuleDoc {
                 format: self.format,
             }));
         }
-        let banding = [
-            ("bands", self.bands.is_some()),
-            ("format", self.format.is_some()),
-        ];
+        let banding = [("bands", self.bands.is_some()), ("format", self.format.is_some())];
         if let Some(mask) = self.mask {
             not_with("mask", &typed)?;
             not_with("mask", &banding)?;
@@ -329,10 +322,7 @@ impl RuleDoc {
                 _ => return Err("`mask` needs exactly one of `keepFirst` or `keepLast`".to_owned()),
             };
             check_attr(self.attr.as_deref())?;
-            return Ok(FieldRule::Mask(MaskRule {
-                keep,
-                attr: self.attr,
-            }));
+            return Ok(FieldRule::Mask(MaskRule { keep, attr: self.attr }));
         }
         if let Some(kind) = self.vault {
             not_with("vault", &typed)?;

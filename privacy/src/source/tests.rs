@@ -50,13 +50,8 @@ fn the_design_example_compiles() {
             attr: None
         })
     );
-    assert_eq!(
-        spec.spec.fields["EMAIL"],
-        FieldRule::Vault(ContactKind::Email)
-    );
-    assert!(
-        matches!(&spec.spec.fields["DOB"], FieldRule::Generalize(g) if g.kind == Generalize::Age)
-    );
+    assert_eq!(spec.spec.fields["EMAIL"], FieldRule::Vault(ContactKind::Email));
+    assert!(matches!(&spec.spec.fields["DOB"], FieldRule::Generalize(g) if g.kind == Generalize::Age));
     assert_eq!(
         source.id_only,
         HashSet::from(["ACCT_NO".to_owned(), "TXN_REF".to_owned()])
@@ -65,10 +60,7 @@ fn the_design_example_compiles() {
 
 #[test]
 fn api_version_and_default_pattern() {
-    let yaml = with_fields("").replace(
-        "kind: Source",
-        "apiVersion: persona.dev/v1alpha1\nkind: Source",
-    );
+    let yaml = with_fields("").replace("kind: Source", "apiVersion: persona.dev/v1alpha1\nkind: Source");
     let source = Source::from_yaml(&yaml).unwrap();
     assert_eq!(source.pattern(), "s.csv");
     let bad = with_fields("").replace("kind: Source", "apiVersion: persona.dev/v2\nkind: Source");
@@ -91,14 +83,8 @@ fn unknown_fields_are_refused_with_a_position() {
 #[test]
 fn rule_mistakes_name_the_field() {
     let cases = [
-        (
-            "    AGE: {generalize: number, bands: [30, 20]}\n",
-            "strictly ascending",
-        ),
-        (
-            "    AGE: {generalize: number, bands: []}\n",
-            "must not be empty",
-        ),
+        ("    AGE: {generalize: number, bands: [30, 20]}\n", "strictly ascending"),
+        ("    AGE: {generalize: number, bands: []}\n", "must not be empty"),
         ("    AGE: {generalize: number}\n", "needs `bands`"),
         (
             "    AGE: {generalize: age, bands: [18], format: \"%Q\"}\n",
@@ -108,14 +94,8 @@ fn rule_mistakes_name_the_field() {
             "    AGE: {generalize: number, bands: [1], format: \"%Y\"}\n",
             "only for `generalize: age`",
         ),
-        (
-            "    PAN: {mask: {keepLast: 4, keepFirst: 2}}\n",
-            "exactly one of",
-        ),
-        (
-            "    PAN: {mask: {keepLast: 4}, vault: email}\n",
-            "only one of",
-        ),
+        ("    PAN: {mask: {keepLast: 4, keepFirst: 2}}\n", "exactly one of"),
+        ("    PAN: {mask: {keepLast: 4}, vault: email}\n", "only one of"),
         (
             "    PAN: {mask: {keepLast: 4}, type: int}\n",
             "`type` is not allowed with `mask`",
@@ -151,19 +131,14 @@ fn cross_field_mistakes_are_refused() {
     let e = err(&with_fields("").replace("    ID: key\n", "    ID: drop\n"));
     assert!(e.message.contains("none is"), "{e}");
     let e = err(&with_fields("    MCC: {attr: category, lookup: mcc}\n"));
-    assert!(
-        e.message
-            .contains("spec.fields.MCC: unknown lookup table `mcc`"),
-        "{e}"
-    );
+    assert!(e.message.contains("spec.fields.MCC: unknown lookup table `mcc`"), "{e}");
     let e = err(&with_fields("    A: {attr: x}\n    B: {attr: x}\n"));
     assert!(e.message.contains("also produced by field `A`"), "{e}");
     let e = err(&with_fields(
         "    A: {attr: x, type: int, lookup: t}\n  lookups: {t: {\"1\": one}}\n",
     ));
     assert!(
-        e.message
-            .contains("lookup `t` value for code `1` is not a valid int"),
+        e.message.contains("lookup `t` value for code `1` is not a valid int"),
         "{e}"
     );
     let e = err(&with_fields("").replace(
@@ -171,19 +146,10 @@ fn cross_field_mistakes_are_refused() {
         "time: {field: T, tz: Mars/Olympus_Mons}",
     ));
     assert!(e.message.contains("spec.time.tz: unknown time zone"), "{e}");
-    let e = err(&with_fields("").replace(
-        "time: {value: \"2026-01-01T00:00:00Z\"}",
-        "time: {value: tomorrow}",
-    ));
+    let e = err(&with_fields("").replace("time: {value: \"2026-01-01T00:00:00Z\"}", "time: {value: tomorrow}"));
     assert!(e.message.contains("RFC 3339"), "{e}");
-    let e = err(&with_fields("").replace(
-        "time: {value: \"2026-01-01T00:00:00Z\"}",
-        "time: {format: \"%Y\"}",
-    ));
-    assert!(
-        e.message.contains("exactly one of `field` or `value`"),
-        "{e}"
-    );
+    let e = err(&with_fields("").replace("time: {value: \"2026-01-01T00:00:00Z\"}", "time: {format: \"%Y\"}"));
+    assert!(e.message.contains("exactly one of `field` or `value`"), "{e}");
     let e = err(&with_fields("    C: {attr: contacts}\n").replace("event: e", "event: profile"));
     assert!(e.message.contains("reserved"), "{e}");
 }

@@ -96,10 +96,7 @@ mod tests {
             at(f, "Asia/Kolkata", "04/03/2026 15:52").unwrap(),
             "2026-03-04T10:22:00Z"
         );
-        assert_eq!(
-            at(f, "UTC", "04/03/2026 15:52").unwrap(),
-            "2026-03-04T15:52:00Z"
-        );
+        assert_eq!(at(f, "UTC", "04/03/2026 15:52").unwrap(), "2026-03-04T15:52:00Z");
         assert!(at(f, "UTC", "2026-03-04 15:52").is_err());
         assert!(at(f, "UTC", "04/03/2026").is_err());
         assert!(at(f, "UTC", "31/02/2026 10:00").is_err());

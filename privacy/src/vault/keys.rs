@@ -94,9 +94,7 @@ impl KeyRing {
         let ctx = purpose.context(1);
         let entry = purpose.entry(1);
         let key = match self.tree.get(&entry)? {
-            Some(wrapped) => self
-                .kms
-                .decrypt(&WrappedKey::from_bytes(wrapped.to_vec()), &ctx)?,
+            Some(wrapped) => self.kms.decrypt(&WrappedKey::from_bytes(wrapped.to_vec()), &ctx)?,
             None => {
                 let (key, wrapped) = self.kms.generate_data_key(&ctx)?;
                 self.tree.insert(entry, wrapped.as_bytes())?;
@@ -119,11 +117,8 @@ impl KeyRing {
         let version = u32::try_from(self.db.generate_id()? + 1).map_err(|_| Error::Kms {
             message: "vault key versions exhausted".to_owned(),
         })?;
-        let (key, wrapped) = self
-            .kms
-            .generate_data_key(&Purpose::Vault.context(version))?;
-        self.tree
-            .insert(Purpose::Vault.entry(version), wrapped.as_bytes())?;
+        let (key, wrapped) = self.kms.generate_data_key(&Purpose::Vault.context(version))?;
+        self.tree.insert(Purpose::Vault.entry(version), wrapped.as_bytes())?;
         self.tree.flush()?;
         let (version, key) = self.writer.get_or_init(|| (version, key));
         Ok((*version, key))
@@ -136,12 +131,7 @@ impl KeyRing {
         {
             return Ok(Arc::new(key.clone()));
         }
-        if let Some(key) = self
-            .readers
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&version)
-        {
+        if let Some(key) = self.readers.read().unwrap_or_else(|e| e.into_inner()).get(&version) {
             return Ok(key.clone());
         }
         let wrapped = self

@@ -75,13 +75,7 @@ pub(super) struct Swipe {
 }
 
 /// Appends customer `p`'s records for day `d`.
-pub(super) fn day(
-    p: &Profile,
-    d: &Day,
-    rng: &mut ChaCha8Rng,
-    txns: &mut Vec<Txn>,
-    swipes: &mut Vec<Swipe>,
-) {
+pub(super) fn day(p: &Profile, d: &Day, rng: &mut ChaCha8Rng, txns: &mut Vec<Txn>, swipes: &mut Vec<Swipe>) {
     let h = &p.habits;
     let mut seq = 0u16;
     let mut txn = |minute: u32, paise: u64, mcc: Mcc, narration: Narration| {
@@ -143,6 +137,7 @@ pub(super) fn day(
     for _ in 0..count(rng, h.debits_per_day) {
         let mcc = EVERYDAY[weighted(rng, h.weights)];
         let (lo, hi) = mcc.rupees();
+        let hi = hi.min(h.debit_cap.max(lo));
         let paise = match mcc {
             Mcc::Atm => u64::from(rng.gen_range(lo / 500..=hi / 500)) * 50_000,
             _ => rng.gen_range(u64::from(lo) * 100..=u64::from(hi) * 100),
@@ -163,29 +158,24 @@ pub(super) fn day(
 fn swipes_of_day(p: &Profile, d: &Day, rng: &mut ChaCha8Rng, swipes: &mut Vec<Swipe>) {
     let h = &p.habits;
     let mut seq = 0u16;
-    let mut swipe = |second: u32,
-                     merchant: &'static Merchant,
-                     mall: Option<&'static Mall>,
-                     city,
-                     rng: &mut ChaCha8Rng| {
-        let (lo, hi) = merchant.mcc.rupees();
-        let paise = rng.gen_range(u64::from(lo) * 100..=u64::from(hi) * 100);
-        swipes.push(Swipe {
-            second,
-            cust: p.idx,
-            seq,
-            merchant,
-            mall,
-            city,
-            paise,
-        });
-        seq += 1;
-    };
+    let mut swipe =
+        |second: u32, merchant: &'static Merchant, mall: Option<&'static Mall>, city, rng: &mut ChaCha8Rng| {
+            let (lo, hi) = merchant.mcc.rupees();
+            let paise = rng.gen_range(u64::from(lo) * 100..=u64::from(hi) * 100);
+            swipes.push(Swipe {
+                second,
+                cust: p.idx,
+                seq,
+                merchant,
+                mall,
+                city,
+                paise,
+            });
+            seq += 1;
+        };
     let visit = match h.mall {
         MallHabit::Never => None,
-        MallHabit::Rate { mall, per_week } => {
-            rng.gen_bool((per_week / 7.0).min(1.0)).then_some(mall)
-        }
+        MallHabit::Rate { mall, per_week } => rng.gen_bool((per_week / 7.0).min(1.0)).then_some(mall),
         MallHabit::Weekly { mall, phase, extra } => {
             let fixed = matches!((d.number + phase).rem_euclid(7), 0 | 2 | 4);
             (rng.gen_bool(extra) || fixed).then_some(mall)

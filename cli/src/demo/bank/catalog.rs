@@ -118,13 +118,7 @@ pub(super) fn payees(mcc: Mcc) -> &'static [&'static str] {
         Mcc::Shopping => &["AMAZON PAY", "FLIPKART", "MYNTRA", "LIFESTYLE"],
         Mcc::Utilities => &["TATA POWER", "AIRTEL", "JIO", "MAHANAGAR GAS"],
         Mcc::Atm | Mcc::Transfer => &["GPAY", "PHONEPE", "PAYTM"],
-        Mcc::Salary => &[
-            "ACME LTD",
-            "INFOSYS LTD",
-            "TATA CONSULTANCY",
-            "WIPRO LTD",
-            "HDFC LIFE",
-        ],
+        Mcc::Salary => &["ACME LTD", "INFOSYS LTD", "TATA CONSULTANCY", "WIPRO LTD", "HDFC LIFE"],
         Mcc::Interest => &["SB INTEREST"],
     }
 }

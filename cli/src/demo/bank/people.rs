@@ -4,14 +4,21 @@
 //! their story shows for any seed; everyone else is drawn from a few archetypes so
 //! that a few percent of the crowd look like each persona too.
 
+mod ids;
+
 use chrono::{Datelike, Days, NaiveDate};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::catalog::{
-    BENGALURU, CHENNAI, CITIES, EMAIL_DOMAINS, EVERYDAY_WEIGHTS, FIRST_NAMES, KOLKATA, LAST_NAMES,
-    MUMBAI, PHOENIX_BENGALURU, SAVER_WEIGHTS,
+    BENGALURU, CHENNAI, CITIES, EVERYDAY_WEIGHTS, FIRST_NAMES, KOLKATA, LAST_NAMES, MUMBAI, PHOENIX_BENGALURU,
+    SAVER_WEIGHTS,
 };
+
+pub(super) use ids::{IdSpace, permute};
+#[cfg(test)]
+pub(super) use ids::{PAN_SPACE, multiplier};
+use ids::{card, email, pan, push_token};
 
 /// How many leading customers are personas.
 pub(super) const PERSONAS: u32 = 4;
@@ -98,6 +105,8 @@ impl Balance {
 pub(super) struct Habits {
     pub salary: Option<Salary>,
     pub debits_per_day: f64,
+    /// Rupees: no everyday debit above it, so a saver's month stays frugal.
+    pub debit_cap: u32,
     pub weights: &'static [u16; 8],
     pub fuel: Fuel,
     pub fuel_rupees: (u32, u32),
@@ -139,58 +148,6 @@ impl Profile {
     }
 }
 
-/// Seed-dependent offsets of the identifier permutations.
-#[derive(Debug)]
-pub(super) struct IdSpace {
-    email_mod: u64,
-    offsets: [u64; 5],
-}
-
-/// Multiplies by about 0.618 of the modulus (made coprime with it), so `idx * a + b`
-/// is a permutation of the modulus that scatters neighbouring indices: identifiers
-/// look random yet are unique by construction.
-pub(super) fn multiplier(modulus: u64) -> u64 {
-    let mut a = (modulus as f64 * 0.618_033_988_7) as u64 | 1;
-    while gcd(a, modulus) != 1 {
-        a += 2;
-    }
-    a
-}
-
-fn gcd(mut a: u64, mut b: u64) -> u64 {
-    while b != 0 {
-        (a, b) = (b, a % b);
-    }
-    a
-}
-
-pub(super) const PAN_SPACE: u64 = 26 * 26 * 26 * 10_000;
-
-impl IdSpace {
-    pub(super) fn new(seed: u64, customers: u32) -> Self {
-        let mut email_mod = 10_000;
-        while email_mod < u64::from(customers) {
-            email_mod *= 10;
-        }
-        let mut s = seed;
-        let offsets = std::array::from_fn(|_| splitmix(&mut s));
-        IdSpace { email_mod, offsets }
-    }
-}
-
-pub(super) fn permute(idx: u32, modulus: u64, offset: u64) -> u64 {
-    let a = u128::from(multiplier(modulus));
-    ((u128::from(idx) * a + u128::from(offset)) % u128::from(modulus)) as u64
-}
-
-pub(super) fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 struct Identity {
     first: usize,
     last: usize,
@@ -203,9 +160,11 @@ struct Identity {
 }
 
 /// Draws customer `idx` from its own generator, so no customer depends on another.
-pub(super) fn profile(idx: u32, end: NaiveDate, ids: &IdSpace, rng: &mut ChaCha8Rng) -> Profile {
+/// `first` and `end` bound the calendar: ages are as of `end`, and a persona's pay
+/// day is placed so that her story shows in as many calendar months as it can.
+pub(super) fn profile(idx: u32, (first, end): (NaiveDate, NaiveDate), ids: &IdSpace, rng: &mut ChaCha8Rng) -> Profile {
     let (who, habits) = match idx {
-        0..PERSONAS => persona(idx, rng),
+        0..PERSONAS => persona(idx, first, rng),
         _ => crowd(rng),
     };
     let first = &FIRST_NAMES[who.first];
@@ -225,11 +184,7 @@ pub(super) fn profile(idx: u32, end: NaiveDate, ids: &IdSpace, rng: &mut ChaCha8
         String::new()
     };
     let pan = pan(idx, last, ids, rng);
-    let push = if who.push {
-        push_token(rng)
-    } else {
-        String::new()
-    };
+    let push = if who.push { push_token(rng) } else { String::new() };
     let acct = format!("50{:010}", permute(idx, 10_000_000_000, ids.offsets[3]));
     let card = card(idx, ids);
     let branch = format!("{}{:04}", CITIES[who.city].branch, rng.gen_range(1..=60));
@@ -280,7 +235,14 @@ fn last_index(last: &str) -> usize {
         .expect("persona last name listed")
 }
 
-fn persona(idx: u32, rng: &mut ChaCha8Rng) -> (Identity, Habits) {
+/// A pay day in the first week, and never before the calendar's first day when that
+/// falls in the first week: then the first month shows an early salary too.
+fn early_pay_day(first: NaiveDate, rng: &mut ChaCha8Rng) -> u32 {
+    let earliest = if first.day() <= 7 { first.day() } else { 1 };
+    rng.gen_range(earliest..=7)
+}
+
+fn persona(idx: u32, first: NaiveDate, rng: &mut ChaCha8Rng) -> (Identity, Habits) {
     let id = |first, last, city, segment, age, (email, mobile, push)| Identity {
         first: name_index(first),
         last: last_index(last),
@@ -294,21 +256,15 @@ fn persona(idx: u32, rng: &mut ChaCha8Rng) -> (Identity, Habits) {
     match idx {
         // Early salary, regular fuel, a comfortable floor: a car buyer in the making.
         0 => (
-            id(
-                "Saanvi",
-                "Sarkar",
-                MUMBAI,
-                Segment::Affluent,
-                31,
-                (true, true, true),
-            ),
+            id("Saanvi", "Sarkar", MUMBAI, Segment::Affluent, 31, (true, true, true)),
             Habits {
                 salary: Some(Salary {
-                    day: rng.gen_range(1..=7),
+                    day: early_pay_day(first, rng),
                     rupees: (85_000, 95_000),
                     employer: 0,
                 }),
                 debits_per_day: 1.0,
+                debit_cap: u32::MAX,
                 weights: &EVERYDAY_WEIGHTS,
                 fuel: Fuel::Every {
                     period: 6,
@@ -324,14 +280,7 @@ fn persona(idx: u32, rng: &mut ChaCha8Rng) -> (Identity, Habits) {
         ),
         // A mall regular: Phoenix Marketcity three or more evenings a week.
         1 => (
-            id(
-                "Arjun",
-                "Mehta",
-                BENGALURU,
-                Segment::Mass,
-                27,
-                (true, false, true),
-            ),
+            id("Arjun", "Mehta", BENGALURU, Segment::Mass, 27, (true, false, true)),
             Habits {
                 salary: Some(Salary {
                     day: 25,
@@ -339,6 +288,7 @@ fn persona(idx: u32, rng: &mut ChaCha8Rng) -> (Identity, Habits) {
                     employer: 1,
                 }),
                 debits_per_day: 1.2,
+                debit_cap: u32::MAX,
                 weights: &EVERYDAY_WEIGHTS,
                 fuel: Fuel::Never,
                 fuel_rupees: (0, 0),
@@ -355,17 +305,11 @@ fn persona(idx: u32, rng: &mut ChaCha8Rng) -> (Identity, Habits) {
         ),
         // A retired-leaning saver: a large idle balance and interest, little spending.
         2 => (
-            id(
-                "Meera",
-                "Iyer",
-                CHENNAI,
-                Segment::Premium,
-                58,
-                (true, true, false),
-            ),
+            id("Meera", "Iyer", CHENNAI, Segment::Premium, 58, (true, true, false)),
             Habits {
                 salary: None,
-                debits_per_day: 0.25,
+                debits_per_day: 0.2,
+                debit_cap: 3_000,
                 weights: &SAVER_WEIGHTS,
                 fuel: Fuel::Never,
                 fuel_rupees: (0, 0),
@@ -378,14 +322,7 @@ fn persona(idx: u32, rng: &mut ChaCha8Rng) -> (Identity, Habits) {
         ),
         // The contrast: young, month-end salary, thin balance, weak credit.
         _ => (
-            id(
-                "Rohan",
-                "Das",
-                KOLKATA,
-                Segment::Mass,
-                22,
-                (false, true, false),
-            ),
+            id("Rohan", "Das", KOLKATA, Segment::Mass, 22, (false, true, false)),
             Habits {
                 salary: Some(Salary {
                     day: rng.gen_range(28..=30),
@@ -393,6 +330,7 @@ fn persona(idx: u32, rng: &mut ChaCha8Rng) -> (Identity, Habits) {
                     employer: 2,
                 }),
                 debits_per_day: 1.0,
+                debit_cap: u32::MAX,
                 weights: &YOUNG_WEIGHTS,
                 fuel: Fuel::Never,
                 fuel_rupees: (0, 0),
@@ -460,6 +398,7 @@ fn crowd(rng: &mut ChaCha8Rng) -> (Identity, Habits) {
             employer,
         }),
         debits_per_day: rng.gen_range(0.5..2.0),
+        debit_cap: u32::MAX,
         weights: &EVERYDAY_WEIGHTS,
         fuel: if rng.gen_bool(0.3) {
             Fuel::Rate {
@@ -523,66 +462,4 @@ fn crowd(rng: &mut ChaCha8Rng) -> (Identity, Habits) {
         habits.score = score_around(rng, 800.0, 30.0);
     }
     (who, habits)
-}
-
-/// A lowercase address unique by construction: the digit suffix is a permutation of
-/// the customer index, and names hold no digits, so the local part determines it.
-fn email(idx: u32, first: &str, last: &str, ids: &IdSpace, rng: &mut ChaCha8Rng) -> String {
-    let n = permute(idx, ids.email_mod, ids.offsets[0]);
-    let first = first.to_lowercase();
-    let last = last.to_lowercase();
-    let domain = EMAIL_DOMAINS[rng.gen_range(0..EMAIL_DOMAINS.len())];
-    match rng.gen_range(0..4) {
-        0 => format!("{first}.{last}{n}@{domain}"),
-        1 => format!("{first}{last}{n}@{domain}"),
-        2 => format!("{}{last}{n}@{domain}", &first[..1]),
-        _ => format!("{last}.{first}{n}@{domain}"),
-    }
-}
-
-/// `AAAPS1234X`: the fourth letter is P (an individual) and the fifth the surname's
-/// initial, as on real PANs; letters 1-3 and the digits encode a permuted index.
-fn pan(idx: u32, last: &str, ids: &IdSpace, rng: &mut ChaCha8Rng) -> String {
-    let n = permute(idx, PAN_SPACE, ids.offsets[2]);
-    let letters = n / 10_000;
-    let l = |k: u64| char::from(b'A' + (letters / k % 26) as u8);
-    let check = char::from(b'A' + rng.gen_range(0..26u8));
-    format!(
-        "{}{}{}P{}{:04}{check}",
-        l(676),
-        l(26),
-        l(1),
-        &last[..1],
-        n % 10_000
-    )
-}
-
-fn push_token(rng: &mut ChaCha8Rng) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut token = String::with_capacity(26);
-    token.push_str("fcm:");
-    for _ in 0..22 {
-        token.push(char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]));
-    }
-    token
-}
-
-/// A 16-digit Visa-like number with a valid Luhn check digit.
-fn card(idx: u32, ids: &IdSpace) -> String {
-    let body = format!("438628{:09}", permute(idx, 1_000_000_000, ids.offsets[4]));
-    let sum: u32 = body
-        .bytes()
-        .rev()
-        .enumerate()
-        .map(|(i, b)| {
-            let d = u32::from(b - b'0');
-            if i % 2 == 0 {
-                let x = d * 2;
-                if x > 9 { x - 9 } else { x }
-            } else {
-                d
-            }
-        })
-        .sum();
-    format!("{body}{}", (10 - sum % 10) % 10)
 }

@@ -13,8 +13,7 @@ use super::people::Profile;
 
 pub(super) const CUSTOMERS_HEADER: &str =
     "CUST_ID,FULL_NAME,DOB,GENDER,EMAIL,MOBILE,PAN,CITY,SEGMENT,PUSH_ID,KYC_UPDATED";
-pub(super) const TXN_HEADER: &str =
-    "ACCT_NO,TXN_REF,CUST_ID,TXN_DATE,TXN_AMT,DR_CR,MCC,NARRATION,BRANCH";
+pub(super) const TXN_HEADER: &str = "ACCT_NO,TXN_REF,CUST_ID,TXN_DATE,TXN_AMT,DR_CR,MCC,NARRATION,BRANCH";
 pub(super) const BALANCES_HEADER: &str = "AS_OF_DATE,CUSTOMER_NO,ACCOUNT_NO,LEDGER_BALANCE,CCY";
 pub(super) const BUREAU_HEADER: &str = "REPORT_ID,CUSTOMER_NUMBER,PAN,REPORT_DATE,SCORE,GRADE";
 
@@ -80,9 +79,7 @@ impl Stamp {
 }
 
 fn fixed<const N: usize>(s: &str) -> [u8; N] {
-    s.as_bytes()
-        .try_into()
-        .expect("identifiers have a fixed width")
+    s.as_bytes().try_into().expect("identifiers have a fixed width")
 }
 
 /// A deliberate fault in a core-banking row, for the dead-letter path.
@@ -127,14 +124,7 @@ impl std::fmt::Display for Amount {
 
 /// Appends a core-banking row. The two large feeds are formatted by hand into a byte
 /// buffer: `write!` through `core::fmt` made formatting the bulk of generation time.
-pub(super) fn txn(
-    buf: &mut Vec<u8>,
-    t: &Txn,
-    p: &Stamp,
-    day: &DayText,
-    txn_ref: u64,
-    bad: Option<BadTxn>,
-) {
+pub(super) fn txn(buf: &mut Vec<u8>, t: &Txn, p: &Stamp, day: &DayText, txn_ref: u64, bad: Option<BadTxn>) {
     buf.extend_from_slice(&p.acct);
     buf.extend_from_slice(b",TR");
     push_num(buf, txn_ref, 10);
@@ -223,20 +213,8 @@ fn push_amount(buf: &mut Vec<u8>, paise: u64) {
     push_num(buf, paise % 100, 2);
 }
 
-pub(super) fn balance(
-    w: &mut impl Write,
-    p: &Profile,
-    day: &DayText,
-    paise: u64,
-) -> io::Result<()> {
-    writeln!(
-        w,
-        "{},{},{},{},INR",
-        day.iso,
-        p.cust_id,
-        p.acct,
-        Amount(paise)
-    )
+pub(super) fn balance(w: &mut impl Write, p: &Profile, day: &DayText, paise: u64) -> io::Result<()> {
+    writeln!(w, "{},{},{},{},INR", day.iso, p.cust_id, p.acct, Amount(paise))
 }
 
 pub(super) fn bureau(
@@ -247,11 +225,7 @@ pub(super) fn bureau(
     score: u32,
     grade: &str,
 ) -> io::Result<()> {
-    writeln!(
-        w,
-        "BR{report:010},{},{},{date},{score},{grade}",
-        p.cust_id, p.pan
-    )
+    writeln!(w, "BR{report:010},{},{},{date},{score},{grade}", p.cust_id, p.pan)
 }
 
 /// Appends a card-network JSON line.

@@ -51,10 +51,7 @@ pub(super) fn bank(name: &str, cfg: &BankConfig) -> (Scratch, GeneratedBank) {
         last = n;
     })
     .expect("generate");
-    assert_eq!(
-        last, bank.records,
-        "the last progress call reports every record"
-    );
+    assert_eq!(last, bank.records, "the last progress call reports every record");
     (dir, bank)
 }
 
@@ -161,12 +158,9 @@ fn files_and_records_add_up() {
 
 #[test]
 fn rows_have_their_shape_and_faults_are_deliberate() {
-    for (k, c) in [
-        cfg(10, 30, 5, date(2026, 10, 31)),
-        cfg(300, 35, 6, date(2026, 2, 3)),
-    ]
-    .iter()
-    .enumerate()
+    for (k, c) in [cfg(10, 30, 5, date(2026, 10, 31)), cfg(300, 35, 6, date(2026, 2, 3))]
+        .iter()
+        .enumerate()
     {
         let (dir, bank) = bank(&format!("shape-{k}"), c);
         let days = calendar(c);
@@ -212,10 +206,7 @@ fn rows_have_their_shape_and_faults_are_deliberate() {
                 "transactions out of order"
             );
             last = Some(time);
-            let mcc = Mcc::ALL
-                .iter()
-                .find(|m| m.code() == r["MCC"])
-                .expect("known mcc");
+            let mcc = Mcc::ALL.iter().find(|m| m.code() == r["MCC"]).expect("known mcc");
             assert_eq!(r["DR_CR"], if mcc.is_credit() { "C" } else { "D" });
             assert!(r["TXN_REF"].len() == 12 && r["ACCT_NO"].len() == 12);
         }
@@ -229,8 +220,7 @@ fn rows_have_their_shape_and_faults_are_deliberate() {
         for s in swipes(&dir.0) {
             match s {
                 Ok(s) => {
-                    let ts = chrono::DateTime::parse_from_rfc3339(s["ts"].as_str().expect("ts"))
-                        .expect("rfc 3339");
+                    let ts = chrono::DateTime::parse_from_rfc3339(s["ts"].as_str().expect("ts")).expect("rfc 3339");
                     assert!(s["ts"].as_str().expect("ts").ends_with("+05:30"));
                     assert!(last.is_none_or(|l| l <= ts), "swipes out of order");
                     last = Some(ts);
@@ -259,8 +249,7 @@ fn rows_have_their_shape_and_faults_are_deliberate() {
                 _ => "E",
             };
             assert!((300..=900).contains(&score) && r["GRADE"] == grade);
-            let day =
-                NaiveDate::parse_from_str(&r["REPORT_DATE"], "%d-%b-%Y").expect("report date");
+            let day = NaiveDate::parse_from_str(&r["REPORT_DATE"], "%d-%b-%Y").expect("report date");
             assert!(days.contains(&day));
         }
     }
@@ -280,18 +269,12 @@ fn identifiers_are_unique_and_well_formed() {
         let distinct: HashSet<&&str> = values.iter().collect();
         assert_eq!(distinct.len(), values.len(), "{column} values repeat");
     }
-    let with_push = customers
-        .iter()
-        .filter(|r| !r["PUSH_ID"].is_empty())
-        .count() as f64
-        / 3000.0;
+    let with_push = customers.iter().filter(|r| !r["PUSH_ID"].is_empty()).count() as f64 / 3000.0;
     assert!((0.6..0.8).contains(&with_push), "push share {with_push}");
     for r in &customers {
         let pan = r["PAN"].as_bytes();
         assert!(
-            pan.len() == 10
-                && pan[..5].iter().all(u8::is_ascii_uppercase)
-                && pan[5..9].iter().all(u8::is_ascii_digit)
+            pan.len() == 10 && pan[..5].iter().all(u8::is_ascii_uppercase) && pan[5..9].iter().all(u8::is_ascii_digit)
         );
         assert!(pan[9].is_ascii_uppercase());
         let email = &r["EMAIL"];
@@ -299,9 +282,7 @@ fn identifiers_are_unique_and_well_formed() {
         let mobile = &r["MOBILE"];
         assert!(
             mobile.is_empty()
-                || (mobile.len() == 13
-                    && mobile.starts_with("+91")
-                    && b"6789".contains(&mobile.as_bytes()[3]))
+                || (mobile.len() == 13 && mobile.starts_with("+91") && b"6789".contains(&mobile.as_bytes()[3]))
         );
         let push = &r["PUSH_ID"];
         assert!(push.is_empty() || (push.len() == 26 && push.starts_with("fcm:")));
@@ -349,9 +330,7 @@ fn the_crowd_has_lookalikes_of_each_persona() {
     let mut min_balance: BTreeMap<String, f64> = BTreeMap::new();
     for r in table(&dir.0.join("balances.csv")) {
         let b: f64 = r["LEDGER_BALANCE"].parse().expect("balance");
-        let e = min_balance
-            .entry(r["CUSTOMER_NO"].clone())
-            .or_insert(f64::MAX);
+        let e = min_balance.entry(r["CUSTOMER_NO"].clone()).or_insert(f64::MAX);
         *e = e.min(b);
     }
     let good_credit: BTreeSet<String> = table(&dir.0.join("bureau_scores.csv"))
@@ -362,9 +341,7 @@ fn the_crowd_has_lookalikes_of_each_persona() {
     let car = early_big_salary
         .iter()
         .filter(|c| {
-            fuel.get(*c).is_some_and(|f| *f > 3000.0)
-                && min_balance[*c] >= 300_000.0
-                && good_credit.contains(*c)
+            fuel.get(*c).is_some_and(|f| *f > 3000.0) && min_balance[*c] >= 300_000.0 && good_credit.contains(*c)
         })
         .count();
     let savers = min_balance.values().filter(|b| **b >= 1_000_000.0).count();
@@ -383,11 +360,7 @@ fn the_crowd_has_lookalikes_of_each_persona() {
         }
     }
     let mall = mall_days.values().filter(|d| d.len() >= 3).count();
-    for (what, n) in [
-        ("car buyers", car),
-        ("savers", savers),
-        ("mall regulars", mall),
-    ] {
+    for (what, n) in [("car buyers", car), ("savers", savers), ("mall regulars", mall)] {
         assert!((10..=300).contains(&n), "{n} {what} among 2000 customers");
     }
 }
@@ -399,13 +372,7 @@ fn source_specs_map_every_column() {
         .map(|d| serde::Deserialize::deserialize(d).expect("yaml document"))
         .collect();
     let expected = [
-        (
-            "crm-customers",
-            "profile",
-            "customers.csv",
-            CUSTOMERS_HEADER,
-            "CUST_ID",
-        ),
+        ("crm-customers", "profile", "customers.csv", CUSTOMERS_HEADER, "CUST_ID"),
         (
             "core-banking-txn",
             "transaction",
@@ -413,13 +380,7 @@ fn source_specs_map_every_column() {
             TXN_HEADER,
             "CUST_ID",
         ),
-        (
-            "dw-balances",
-            "balance",
-            "balances.csv",
-            BALANCES_HEADER,
-            "CUSTOMER_NO",
-        ),
+        ("dw-balances", "balance", "balances.csv", BALANCES_HEADER, "CUSTOMER_NO"),
         (
             "card-swipes",
             "card_swipe",

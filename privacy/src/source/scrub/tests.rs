@@ -37,11 +37,7 @@ fn txn_row() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
-fn with(
-    row: &[(&'static str, &'static str)],
-    field: &str,
-    value: &'static str,
-) -> Vec<(&'static str, &'static str)> {
+fn with(row: &[(&'static str, &'static str)], field: &str, value: &'static str) -> Vec<(&'static str, &'static str)> {
     row.iter()
         .map(|(k, v)| (*k, if *k == field { value } else { *v }))
         .collect()
@@ -63,11 +59,7 @@ fn every_rule_applies() {
     assert_eq!(attr("direction"), Value::from("credit"));
     assert_eq!(attr("category"), Value::from("fuel"));
     assert_eq!(s.attrs.len(), 5, "{:?}", s.attrs);
-    let vaulted: Vec<_> = s
-        .vaulted
-        .iter()
-        .map(|(k, v)| (*k, v.expose().as_str()))
-        .collect();
+    let vaulted: Vec<_> = s.vaulted.iter().map(|(k, v)| (*k, v.expose().as_str())).collect();
     assert_eq!(
         vaulted,
         [
@@ -87,27 +79,16 @@ fn every_rule_applies() {
     );
     let source = txn();
     let rec = record(&txn_row());
-    assert_eq!(
-        source.unnamed_columns(&rec).collect::<Vec<_>>(),
-        ["BRANCH_SECRET"]
-    );
+    assert_eq!(source.unnamed_columns(&rec).collect::<Vec<_>>(), ["BRANCH_SECRET"]);
 }
 
 #[test]
 fn age_is_taken_at_the_event_time_in_the_source_zone() {
     // 04/03/2026 00:30 in Kolkata is still 3 March in UTC; the birthday is 4 March.
-    let row = with(
-        &with(&txn_row(), "DOB", "2008-03-04"),
-        "TXN_DATE",
-        "04/03/2026 00:30",
-    );
+    let row = with(&with(&txn_row(), "DOB", "2008-03-04"), "TXN_DATE", "04/03/2026 00:30");
     let s = txn().scrub(&record(&row)).unwrap();
     assert_eq!(s.attrs["age_band"], Value::from("18-25"));
-    let row = with(
-        &with(&txn_row(), "DOB", "2008-03-05"),
-        "TXN_DATE",
-        "04/03/2026 23:59",
-    );
+    let row = with(&with(&txn_row(), "DOB", "2008-03-05"), "TXN_DATE", "04/03/2026 23:59");
     assert_eq!(
         txn().scrub(&record(&row)).unwrap().attrs["age_band"],
         Value::from("<18")
@@ -137,16 +118,10 @@ fn codes_map_look_up_pass_through_or_default() {
         );
     let source = Source::from_yaml(&yaml).unwrap();
     let s = source
-        .scrub(&record(&with(
-            &with(&txn_row(), "DR_CR", "D"),
-            "MCC",
-            "9999",
-        )))
+        .scrub(&record(&with(&with(&txn_row(), "DR_CR", "D"), "MCC", "9999")))
         .unwrap();
     assert_eq!(s.attrs["category"], Value::from("other"));
-    let s = source
-        .scrub(&record(&with(&txn_row(), "DR_CR", "D")))
-        .unwrap();
+    let s = source.scrub(&record(&with(&txn_row(), "DR_CR", "D"))).unwrap();
     assert_eq!(s.attrs["debit"], Value::Bool(true));
     assert_eq!(s.attrs["category"], Value::from("fuel"));
     // An unmapped code must still parse as the attribute's type.
@@ -157,11 +132,7 @@ fn codes_map_look_up_pass_through_or_default() {
 
 #[test]
 fn empty_values_give_no_attribute() {
-    let row = with(
-        &with(&with(&txn_row(), "TXN_AMT", ""), "PAN", " "),
-        "EMAIL",
-        "",
-    );
+    let row = with(&with(&with(&txn_row(), "TXN_AMT", ""), "PAN", " "), "EMAIL", "");
     let s = txn().scrub(&record(&row)).unwrap();
     assert!(!s.attrs.contains_key("amount"));
     assert!(!s.attrs.contains_key("pan"));
@@ -182,14 +153,10 @@ fn generalized_numbers() {
         ("999.99", "0-1000"),
         ("10000.5", "10000.5+"),
     ] {
-        let s = source
-            .scrub(&record(&with(&txn_row(), "TXN_AMT", amount)))
-            .unwrap();
+        let s = source.scrub(&record(&with(&txn_row(), "TXN_AMT", amount))).unwrap();
         assert_eq!(s.attrs["txn_amt"], Value::from(band), "{amount}");
     }
-    let e = source
-        .scrub(&record(&with(&txn_row(), "TXN_AMT", "12,5")))
-        .unwrap_err();
+    let e = source.scrub(&record(&with(&txn_row(), "TXN_AMT", "12,5"))).unwrap_err();
     assert_eq!(
         (e.field.as_deref(), e.reason.as_str()),
         (Some("TXN_AMT"), "value is not a number")
@@ -200,25 +167,15 @@ fn generalized_numbers() {
 fn date_formats_for_age() {
     let yaml = TXN.replace("attr: age_band}", "attr: age_band, format: \"%d-%m-%Y\"}");
     let source = Source::from_yaml(&yaml).unwrap();
-    let s = source
-        .scrub(&record(&with(&txn_row(), "DOB", "05-03-2000")))
-        .unwrap();
+    let s = source.scrub(&record(&with(&txn_row(), "DOB", "05-03-2000"))).unwrap();
     assert_eq!(s.attrs["age_band"], Value::from("25-35"));
-    assert!(
-        source
-            .scrub(&record(&with(&txn_row(), "DOB", "2000-03-05")))
-            .is_err()
-    );
+    assert!(source.scrub(&record(&with(&txn_row(), "DOB", "2000-03-05"))).is_err());
 }
 
 #[test]
 fn refusals_name_the_field_never_the_value() {
     let cases: [(&str, &'static str, &str); 7] = [
-        (
-            "TXN_DATE",
-            "2026-03-04 15:52",
-            "time does not match the format",
-        ),
+        ("TXN_DATE", "2026-03-04 15:52", "time does not match the format"),
         ("TXN_DATE", "", "time is missing"),
         ("TXN_AMT", "fifty thousand", "value is not a valid decimal"),
         ("DOB", "05/03/2000", "date does not match the format"),
@@ -227,19 +184,14 @@ fn refusals_name_the_field_never_the_value() {
         ("TXN_REF", "", "id field is missing or empty"),
     ];
     for (field, value, reason) in cases {
-        let e = txn()
-            .scrub(&record(&with(&txn_row(), field, value)))
-            .unwrap_err();
+        let e = txn().scrub(&record(&with(&txn_row(), field, value))).unwrap_err();
         assert_eq!(e.field.as_deref(), Some(field));
         assert_eq!(e.reason, reason);
         if !value.trim().is_empty() {
             assert!(!e.reason.contains(value) && !format!("{e:?}").contains(value));
         }
     }
-    let row: Vec<_> = txn_row()
-        .into_iter()
-        .filter(|(k, _)| *k != "CUST_ID")
-        .collect();
+    let row: Vec<_> = txn_row().into_iter().filter(|(k, _)| *k != "CUST_ID").collect();
     let e = txn().scrub(&record(&row)).unwrap_err();
     assert_eq!(e.field.as_deref(), Some("CUST_ID"));
 }
@@ -248,30 +200,21 @@ fn refusals_name_the_field_never_the_value() {
 fn id_material_is_stable_and_distinct() {
     let source = txn();
     let a = source.scrub(&record(&txn_row())).unwrap();
-    let b = source
-        .scrub(&record(&with(&txn_row(), "TXN_AMT", "1")))
-        .unwrap();
-    let c = source
-        .scrub(&record(&with(&txn_row(), "TXN_REF", "R2")))
-        .unwrap();
+    let b = source.scrub(&record(&with(&txn_row(), "TXN_AMT", "1"))).unwrap();
+    let c = source.scrub(&record(&with(&txn_row(), "TXN_REF", "R2"))).unwrap();
     assert_eq!(*a.id_material, *b.id_material, "only the id fields count");
     assert_ne!(*a.id_material, *c.id_material);
 
     // Without `id`, the whole record, its file and line count.
     let source = Source::from_yaml(&TXN.replace("  id: [ACCT_NO, TXN_REF]\n", "")).unwrap();
     let a = source.scrub(&record(&txn_row())).unwrap();
-    let b = source
-        .scrub(&record(&with(&txn_row(), "TXN_AMT", "1")))
-        .unwrap();
+    let b = source.scrub(&record(&with(&txn_row(), "TXN_AMT", "1"))).unwrap();
     let mut moved = record(&txn_row());
     moved = RawRecord::new(Arc::from("txn-1.csv"), 8, moved.fields().to_vec());
     let c = source.scrub(&moved).unwrap();
     assert_ne!(*a.id_material, *b.id_material);
     assert_ne!(*a.id_material, *c.id_material);
-    assert_eq!(
-        *a.id_material,
-        *source.scrub(&record(&txn_row())).unwrap().id_material
-    );
+    assert_eq!(*a.id_material, *source.scrub(&record(&txn_row())).unwrap().id_material);
     assert_eq!(a.counts.unnamed, 3, "id columns are unnamed without `id`");
 }
 

@@ -1,0 +1,220 @@
+//! `persona run` against the demo's files: replay gives the same matches, bad input
+//! is dead-lettered and the run goes on, re-delivery changes nothing; and the admin
+//! tools `vault resolve` and `offer check`.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use persona_tests::{Demo, files_under, jsonl, persona, persona_unchecked};
+
+fn copy_dir(from: &Path, to: &Path) {
+    for file in files_under(from) {
+        let target = to.join(file.strip_prefix(from).unwrap());
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(&file, &target).unwrap();
+    }
+}
+
+fn run(specs: &Path, sources: &Path, data: &Path, out: &Path) -> std::process::Output {
+    persona(&[
+        "run",
+        "--specs",
+        specs.to_str().unwrap(),
+        "--sources",
+        sources.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn run_replays_the_demo_and_redelivery_changes_nothing() {
+    let demo = Demo::run(250, 60);
+    let out = demo.out();
+    let tmp = demo.dir.path();
+
+    // Same vault (same tokens and event ids), fresh cloud state: identical outputs.
+    let data = tmp.join("replay-data");
+    copy_dir(&out.join("data").join("trusted"), &data.join("trusted"));
+    let replay = tmp.join("replay");
+    run(&out.join("specs"), &out.join("sources"), &data, &replay);
+    for file in [
+        "matches.jsonl",
+        "features.jsonl",
+        "deliveries.jsonl",
+        "dead_letter.jsonl",
+    ] {
+        assert_eq!(read(&replay.join(file)), read(&out.join(file)), "{file} differs");
+    }
+
+    // The same files again into the same state: every event is recognised, nothing
+    // is matched twice.
+    let again = tmp.join("again");
+    run(&out.join("specs"), &out.join("sources"), &data, &again);
+    assert_eq!(read(&again.join("matches.jsonl")), "");
+    let summary: serde_json::Value = serde_json::from_str(&read(&again.join("summary.json"))).unwrap();
+    assert_eq!(summary["events_applied"], 0);
+    assert_eq!(summary["events_duplicate"], summary["events"]);
+    assert_eq!(summary["tokens_issued"], 0);
+    assert_eq!(read(&again.join("features.jsonl")), read(&out.join("features.jsonl")));
+
+    // A bank with a fresh vault: other tokens, the same customers reached by the same offers.
+    let fresh = tmp.join("fresh");
+    run(
+        &out.join("specs"),
+        &out.join("sources"),
+        &tmp.join("fresh-data"),
+        &fresh,
+    );
+    let who = |dir: &Path| -> BTreeSet<(String, String, String)> {
+        jsonl(&dir.join("deliveries.jsonl"))
+            .iter()
+            .map(|d| {
+                (
+                    d["customer_key"].to_string(),
+                    d["offer"].to_string(),
+                    d["channel"].to_string(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(who(&fresh), who(&out));
+    assert_ne!(
+        read(&fresh.join("matches.jsonl")),
+        read(&out.join("matches.jsonl")),
+        "tokens are random per vault"
+    );
+}
+
+#[test]
+fn malformed_lines_are_dead_lettered_and_the_run_goes_on() {
+    let demo = Demo::run(120, 30);
+    let out = demo.out();
+    let tmp = demo.dir.path();
+    let sources = tmp.join("sources");
+    copy_dir(&out.join("sources"), &sources);
+
+    let swipes = sources.join("card_swipes.jsonl");
+    let mut text = read(&swipes);
+    text.push_str("{\"swipe_id\": \"SWX1\", \"customer_ref\": \"C00000001\", \"cardholder\": \"VICTIM PERSON\"\n");
+    std::fs::write(&swipes, &text).unwrap();
+    let broken_swipe_line = text.lines().count() as u64;
+
+    let customers = sources.join("customers.csv");
+    let mut text = read(&customers);
+    text.push_str("C09999999,Victim Person,01-01-1990,victim.person@example.com\n");
+    std::fs::write(&customers, &text).unwrap();
+    let broken_customer_line = text.lines().count() as u64;
+
+    let result = tmp.join("result");
+    let output = run(&out.join("specs"), &sources, &tmp.join("data"), &result);
+    let dead = jsonl(&result.join("dead_letter.jsonl"));
+    let find = |source: &str, file: &str, line: u64| {
+        dead.iter()
+            .find(|d| d["source"] == source && d["file"] == file && d["line"] == line)
+            .cloned()
+    };
+    let swipe = find("card-swipes", "card_swipes.jsonl", broken_swipe_line).expect("broken JSON dead-lettered");
+    assert!(!swipe["reason"].as_str().unwrap().is_empty());
+    let customer = find("crm-customers", "customers.csv", broken_customer_line).expect("short CSV row dead-lettered");
+    assert!(!customer["reason"].as_str().unwrap().is_empty());
+
+    // The rest of the run completed: the other customers were still matched.
+    let summary: serde_json::Value = serde_json::from_str(&read(&result.join("summary.json"))).unwrap();
+    assert_eq!(summary["dead_lettered"].as_u64().unwrap(), dead.len() as u64);
+    assert!(summary["events"].as_u64().unwrap() > 1_000);
+    assert!(!read(&result.join("matches.jsonl")).is_empty());
+    // Refused values are named by field, never shown.
+    let logs = String::from_utf8_lossy(&output.stderr).to_lowercase();
+    let dead_text = read(&result.join("dead_letter.jsonl")).to_lowercase();
+    for value in ["victim", "c09999999", "01-01-1990"] {
+        assert!(!dead_text.contains(value) && !logs.contains(value), "{value} leaked");
+    }
+}
+
+#[test]
+fn vault_resolve_answers_tokens_and_audits() {
+    let demo = Demo::run(60, 30);
+    let out = demo.out();
+    let delivery = jsonl(&out.join("deliveries.jsonl"))
+        .into_iter()
+        .next()
+        .expect("a delivery");
+    let matched = jsonl(&out.join("matches.jsonl"));
+    let token = matched
+        .iter()
+        .find(|m| m["match_id"] == delivery["match_id"])
+        .and_then(|m| m["token"].as_str())
+        .unwrap()
+        .to_owned();
+    let unknown = "tk_aaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let data = out.join("data");
+    let o = persona(&[
+        "vault",
+        "resolve",
+        "--data",
+        data.to_str().unwrap(),
+        &token,
+        unknown,
+        "not-a-token",
+    ]);
+    let stdout = String::from_utf8(o.stdout).unwrap();
+    let key = delivery["customer_key"].as_str().unwrap();
+    assert_eq!(stdout, format!("{token}\t{key}\n{unknown}\t-\nnot-a-token\t-\n"));
+    let audit = read(&data.join("trusted").join("audit").join("admin.jsonl"));
+    assert_eq!(audit.lines().count(), 3);
+    assert!(!audit.contains(key), "the audit trail names tokens, not keys");
+}
+
+#[test]
+fn offer_check_reports_diagnostics_with_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let features = dir.path().join("features.yaml");
+    std::fs::write(
+        &features,
+        "kind: FeatureSet\nmetadata: {name: f}\nspec:\n  features:\n    - {name: min_balance_90d, on: balance, value: event.balance, agg: min, window: 90d}\n",
+    )
+    .unwrap();
+    let offers = dir.path().join("offers.yaml");
+    let good = "kind: Offer\nmetadata: {name: ok}\nspec:\n  title: t\n  trigger: {on: [balance]}\n  when: features.min_balance_90d >= 1\n  channels: [email]\n  variants: [{name: a, message: m}]\n";
+    std::fs::write(
+        &offers,
+        format!(
+            "{good}---\n{}",
+            good.replace("name: ok", "name: bad")
+                .replace("min_balance_90d >= 1", "min_balanse_90d >= 1")
+        ),
+    )
+    .unwrap();
+    let o = persona_unchecked(&[
+        "offer",
+        "check",
+        offers.to_str().unwrap(),
+        "--features",
+        features.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(err.contains("did you mean `min_balance_90d`?"), "{err}");
+    assert!(
+        err.contains(&format!("{}:15:", offers.display())),
+        "the position is in the file: {err}"
+    );
+    assert!(err.contains("^^^"), "{err}");
+
+    std::fs::write(&offers, good).unwrap();
+    let o = persona_unchecked(&[
+        "offer",
+        "check",
+        offers.to_str().unwrap(),
+        "--features",
+        features.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+}
