@@ -431,23 +431,3 @@ fn source_specs_map_every_column() {
         }
     }
 }
-
-/// Times a mid-sized bank: `cargo test --release -p persona -- --ignored --nocapture`.
-#[test]
-#[ignore = "a timing run, not a check"]
-fn timing_of_a_mid_sized_bank() {
-    let c = cfg(20_000, 60, 42, date(2026, 10, 31));
-    let started = std::time::Instant::now();
-    let (dir, bank) = bank("timing", &c);
-    let elapsed = started.elapsed();
-    for f in &bank.files {
-        let text = std::fs::read_to_string(dir.0.join(f)).expect("read");
-        println!(
-            "{:>24} {:>9} lines {:>11} bytes",
-            f.display(),
-            text.lines().count(),
-            text.len()
-        );
-    }
-    println!("{} records in {elapsed:?}", bank.records);
-}
