@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use persona_expr::FieldError;
 use persona_features::{FeatureSet, FeatureSetDocument};
 use persona_offers::{Offer, OfferDocument};
 use persona_privacy::{Source, SourceSpec};
@@ -124,19 +125,25 @@ fn yaml_error(file: &Path, doc_line: usize, e: &serde_yaml::Error) -> String {
     }
 }
 
-/// Renders a spec error of a document: a YAML error at its position, a field error
-/// at the document, an expression error with carets under the offending text.
-fn render_field_error(doc: &Document, path: &str, message: &str) -> String {
-    format!(
-        "error: {}:{}: {} `{}`: {path}: {message}",
-        doc.file.display(),
-        doc.line,
-        doc.kind,
-        doc.name
-    )
-}
-
-fn render_expr_error(doc: &Document, path: &str, source: &str, diagnostics: &persona_expr::Diagnostics) -> String {
+/// Renders a field error of a document: a plain one at the document, an expression
+/// one with carets under the offending text at its position in the file.
+fn render_field_error(doc: &Document, e: &FieldError) -> String {
+    let (path, source, diagnostics) = match e {
+        FieldError::Invalid { path, message } => {
+            return format!(
+                "error: {}:{}: {} `{}`: {path}: {message}",
+                doc.file.display(),
+                doc.line,
+                doc.kind,
+                doc.name
+            );
+        }
+        FieldError::Expr {
+            path,
+            source_text,
+            diagnostics,
+        } => (path, source_text, diagnostics),
+    };
     // Find where the expression sits in the document, to report file positions.
     let first = source.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
     let (line_base, col_base) = doc
@@ -154,26 +161,16 @@ fn render_expr_error(doc: &Document, path: &str, source: &str, diagnostics: &per
 fn render_features_error(doc: &Document, e: &persona_features::Error) -> String {
     match e {
         persona_features::Error::Yaml(y) => yaml_error(&doc.file, doc.line, y),
-        persona_features::Error::Expr {
-            path,
-            source_text,
-            diagnostics,
-        } => render_expr_error(doc, path, source_text, diagnostics),
-        persona_features::Error::Spec { path, message } => render_field_error(doc, path, message),
-        other => render_field_error(doc, "", &other.to_string()),
+        persona_features::Error::Field(f) => render_field_error(doc, f),
+        other => format!("error: {}:{}: {other}", doc.file.display(), doc.line),
     }
 }
 
 fn render_offer_error(doc: &Document, e: &persona_offers::Error) -> String {
     match e {
         persona_offers::Error::Yaml(y) => yaml_error(&doc.file, doc.line, y),
-        persona_offers::Error::Expr {
-            path,
-            source_text,
-            diagnostics,
-        } => render_expr_error(doc, path, source_text, diagnostics),
-        persona_offers::Error::Spec { path, message } => render_field_error(doc, path, message),
-        other => render_field_error(doc, "", &other.to_string()),
+        persona_offers::Error::Field(f) => render_field_error(doc, f),
+        other => format!("error: {}:{}: {other}", doc.file.display(), doc.line),
     }
 }
 
@@ -186,7 +183,7 @@ pub(crate) fn feature_set(docs: &[Document]) -> Result<FeatureSet> {
     let parsed =
         FeatureSetDocument::from_yaml(&doc.text).map_err(|e| anyhow::anyhow!(render_features_error(doc, &e)))?;
     FeatureSet::compile(&parsed).map_err(|errors| {
-        let all: Vec<String> = errors.iter().map(|e| render_features_error(doc, e)).collect();
+        let all: Vec<String> = errors.iter().map(|e| render_field_error(doc, e)).collect();
         anyhow::anyhow!("FeatureSet `{}` is invalid:\n{}", doc.name, all.join("\n"))
     })
 }
@@ -203,7 +200,7 @@ pub(crate) fn offer(doc: &Document, features: &FeatureSet) -> Result<Offer, Prob
         problem(
             errors
                 .iter()
-                .map(|e| render_offer_error(doc, e))
+                .map(|e| render_field_error(doc, e))
                 .collect::<Vec<_>>()
                 .join("\n"),
         )

@@ -50,6 +50,7 @@ mod ast;
 mod check;
 mod diag;
 mod eval;
+mod field;
 mod func;
 mod lex;
 mod parse;
@@ -64,6 +65,7 @@ use persona_event::Value;
 
 pub use diag::{Diagnostic, Diagnostics};
 pub use eval::Scope;
+pub use field::{FieldError, compile_field};
 pub use schema::{FeatureDecl, Root, Schema, Type};
 
 use check::Checker;

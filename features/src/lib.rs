@@ -18,18 +18,9 @@ pub use window::Window;
 /// What can go wrong with a FeatureSet or a snapshot.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A field of the spec is invalid; `path` names it (`spec.features[2].window`).
-    #[error("{path}: {message}")]
-    Spec { path: String, message: String },
-    /// An expression does not compile.
-    #[error("{path}: {diagnostics}")]
-    Expr {
-        path: String,
-        /// The expression's text, to render the diagnostics against.
-        source_text: String,
-        #[source]
-        diagnostics: persona_expr::Diagnostics,
-    },
+    /// A field of the spec is invalid, or its expression does not compile.
+    #[error(transparent)]
+    Field(#[from] persona_expr::FieldError),
     /// The YAML does not parse into a FeatureSet.
     #[error("{0}")]
     Yaml(#[source] serde_yaml::Error),

@@ -6,9 +6,8 @@ use std::collections::HashMap;
 use chrono_tz::Tz;
 use persona_event::hash::fnv1a64;
 use persona_event::time::parse_duration;
-use persona_expr::{Program, Root, Schema, Type};
+use persona_expr::{FieldError, Program, Root, Schema, Type, compile_field};
 
-use crate::Error;
 use crate::agg::Agg;
 use crate::spec::{FeatureSetDocument, FeatureSpec};
 use crate::window::Window;
@@ -60,19 +59,18 @@ pub struct FeatureSet {
 impl FeatureSet {
     /// Validates a document. Every problem is reported, each with the path of the
     /// field it is about (`spec.features[2].window`).
-    pub fn compile(doc: &FeatureSetDocument) -> Result<FeatureSet, Vec<Error>> {
+    pub fn compile(doc: &FeatureSetDocument) -> Result<FeatureSet, Vec<FieldError>> {
         let mut errors = Vec::new();
-        let spec_err = |path: String, message: String| Error::Spec { path, message };
         if doc.kind != "FeatureSet" {
-            errors.push(spec_err(
-                "kind".into(),
+            errors.push(FieldError::invalid(
+                "kind",
                 format!("expected `FeatureSet`, found `{}`", doc.kind),
             ));
         }
         let tz = match doc.spec.timezone.as_deref().unwrap_or("UTC").parse::<Tz>() {
             Ok(tz) => tz,
             Err(_) => {
-                errors.push(spec_err("spec.timezone".into(), "unknown IANA time zone".into()));
+                errors.push(FieldError::invalid("spec.timezone", "unknown IANA time zone"));
                 Tz::UTC
             }
         };
@@ -82,7 +80,7 @@ impl FeatureSet {
         for (i, f) in doc.spec.features.iter().enumerate() {
             let path = format!("spec.features[{i}]");
             if let Err(e) = check_name(&f.name, &index) {
-                errors.push(spec_err(format!("{path}.name"), e));
+                errors.push(FieldError::invalid(format!("{path}.name"), e));
             }
             match compile_feature(f, &path, &event_schema) {
                 Ok(feature) => {
@@ -150,21 +148,12 @@ fn check_name(name: &str, index: &HashMap<String, Slot>) -> Result<(), String> {
     Ok(())
 }
 
-fn compile_feature(f: &FeatureSpec, path: &str, schema: &Schema) -> Result<Feature, Vec<Error>> {
+fn compile_feature(f: &FeatureSpec, path: &str, schema: &Schema) -> Result<Feature, Vec<FieldError>> {
     let mut errors = Vec::new();
     let mut expr = |field: &str, src: &Option<String>| -> Option<Program> {
-        let src = src.as_deref()?;
-        match persona_expr::compile(src, schema) {
-            Ok(p) => Some(p),
-            Err(diagnostics) => {
-                errors.push(Error::Expr {
-                    path: format!("{path}.{field}"),
-                    source_text: src.to_owned(),
-                    diagnostics,
-                });
-                None
-            }
-        }
+        compile_field(format!("{path}.{field}"), src.as_deref()?, schema)
+            .map_err(|e| errors.push(e))
+            .ok()
     };
     let filter = expr("where", &f.filter);
     let value = expr("value", &f.value);
@@ -173,46 +162,34 @@ fn compile_feature(f: &FeatureSpec, path: &str, schema: &Schema) -> Result<Featu
         None => None,
         Some(Ok(d)) => Some(d.num_seconds()),
         Some(Err(e)) => {
-            errors.push(Error::Spec {
-                path: format!("{path}.decay"),
-                message: e.to_string(),
-            });
+            errors.push(FieldError::invalid(format!("{path}.decay"), e.to_string()));
             None
         }
     };
-    let agg = Agg::parse(&f.agg, decay).map_err(|m| {
-        errors.push(Error::Spec {
-            path: format!("{path}.agg"),
-            message: m,
-        })
-    });
-    let window = Window::parse(f.window.as_deref()).map_err(|m| {
-        errors.push(Error::Spec {
-            path: format!("{path}.window"),
-            message: m,
-        })
-    });
+    let agg = Agg::parse(&f.agg, decay).map_err(|m| errors.push(FieldError::invalid(format!("{path}.agg"), m)));
+    let window =
+        Window::parse(f.window.as_deref()).map_err(|m| errors.push(FieldError::invalid(format!("{path}.window"), m)));
     let on = f.on.to_vec();
     if on.is_empty() || on.iter().any(|k| k.trim().is_empty()) {
-        errors.push(Error::Spec {
-            path: format!("{path}.on"),
-            message: "name at least one event type".into(),
-        });
+        errors.push(FieldError::invalid(
+            format!("{path}.on"),
+            "name at least one event type",
+        ));
     }
     if let Ok(agg) = agg
         && agg.needs_value()
         && f.value.is_none()
     {
-        errors.push(Error::Spec {
-            path: format!("{path}.value"),
-            message: format!("`{}` aggregates a value: add `value: event.<attribute>`", agg.name()),
-        });
+        errors.push(FieldError::invalid(
+            format!("{path}.value"),
+            format!("`{}` aggregates a value: add `value: event.<attribute>`", agg.name()),
+        ));
     }
     if f.max_keys.is_some() && f.by.is_none() {
-        errors.push(Error::Spec {
-            path: format!("{path}.maxKeys"),
-            message: "`maxKeys` bounds a `by` family; add `by`".into(),
-        });
+        errors.push(FieldError::invalid(
+            format!("{path}.maxKeys"),
+            "`maxKeys` bounds a `by` family; add `by`",
+        ));
     }
     let (Ok(agg), Ok(window), true) = (agg, window, errors.is_empty()) else {
         return Err(errors);
@@ -244,22 +221,19 @@ fn compile_derived(
     doc: &FeatureSetDocument,
     features: &[Feature],
     index: &mut HashMap<String, Slot>,
-    errors: &mut Vec<Error>,
+    errors: &mut Vec<FieldError>,
 ) -> Vec<Derived> {
     let specs = &doc.spec.derived;
     let mut done: Vec<Derived> = Vec::new();
     let mut pending: Vec<usize> = Vec::new();
     for (i, d) in specs.iter().enumerate() {
         match check_name(&d.name, index) {
-            Ok(()) if specs[..i].iter().any(|e| e.name == d.name) => errors.push(Error::Spec {
-                path: format!("spec.derived[{i}].name"),
-                message: format!("feature `{}` is defined twice", d.name),
-            }),
+            Ok(()) if specs[..i].iter().any(|e| e.name == d.name) => errors.push(FieldError::invalid(
+                format!("spec.derived[{i}].name"),
+                format!("feature `{}` is defined twice", d.name),
+            )),
             Ok(()) => pending.push(i),
-            Err(e) => errors.push(Error::Spec {
-                path: format!("spec.derived[{i}].name"),
-                message: e,
-            }),
+            Err(e) => errors.push(FieldError::invalid(format!("spec.derived[{i}].name"), e)),
         }
     }
     let pending_names: Vec<&str> = pending.iter().map(|&i| specs[i].name.as_str()).collect();
@@ -283,13 +257,9 @@ fn compile_derived(
                     schema = schema.feature(n, Type::Any, false);
                 }
             }
-            match persona_expr::compile(&d.expr, &schema) {
-                Err(diagnostics) => {
-                    errors.push(Error::Expr {
-                        path: format!("spec.derived[{i}].expr"),
-                        source_text: d.expr.clone(),
-                        diagnostics,
-                    });
+            match compile_field(format!("spec.derived[{i}].expr"), &d.expr, &schema) {
+                Err(e) => {
+                    errors.push(e);
                     progressed = true;
                 }
                 Ok(program) => {
@@ -316,10 +286,10 @@ fn compile_derived(
         }
         if !progressed {
             for &i in &pending {
-                errors.push(Error::Spec {
-                    path: format!("spec.derived[{i}].expr"),
-                    message: format!("`{}` depends on itself through other derived features", specs[i].name),
-                });
+                errors.push(FieldError::invalid(
+                    format!("spec.derived[{i}].expr"),
+                    format!("`{}` depends on itself through other derived features", specs[i].name),
+                ));
             }
             break;
         }

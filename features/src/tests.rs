@@ -213,7 +213,7 @@ fn spec_errors_name_the_field() {
     let bad = SET.replace("features.fuel_spend_30d > 3000", "features.fuel_spend_3d > 3000");
     let errors = FeatureSet::compile(&FeatureSetDocument::from_yaml(&bad).unwrap()).unwrap_err();
     assert!(
-        matches!(&errors[0], crate::Error::Expr { path, .. } if path == "spec.derived[0].expr"),
+        matches!(&errors[0], persona_expr::FieldError::Expr { path, .. } if path == "spec.derived[0].expr"),
         "{errors:?}"
     );
 

@@ -19,17 +19,9 @@ pub use spec::OfferDocument;
 /// What can go wrong with an offer or a customer snapshot.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A field of the spec is invalid; `path` names it (`spec.limits.perCustomer`).
-    #[error("{path}: {message}")]
-    Spec { path: String, message: String },
-    /// An expression does not compile.
-    #[error("{path}: {diagnostics}")]
-    Expr {
-        path: String,
-        source_text: String,
-        #[source]
-        diagnostics: persona_expr::Diagnostics,
-    },
+    /// A field of the spec is invalid, or its expression does not compile.
+    #[error(transparent)]
+    Field(#[from] persona_expr::FieldError),
     #[error("{0}")]
     Yaml(#[source] serde_yaml::Error),
     #[error("unreadable customer snapshot: {0}")]

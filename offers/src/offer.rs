@@ -8,10 +8,9 @@ use chrono::{DateTime, NaiveDate, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 use persona_event::Channel;
 use persona_event::time::{parse_duration, parse_ts};
-use persona_expr::{Program, Root, Schema};
+use persona_expr::{FieldError, Program, Root, Schema, compile_field};
 use persona_features::FeatureSet;
 
-use crate::Error;
 use crate::spec::OfferDocument;
 
 /// Outcomes an `offer_response` event can carry.
@@ -67,27 +66,17 @@ pub fn offer_schema(features: &FeatureSet) -> Schema {
 
 impl Offer {
     /// Validates one document. Every problem is reported with the path of its field.
-    pub fn compile(doc: &OfferDocument, features: &FeatureSet) -> Result<Offer, Vec<Error>> {
+    pub fn compile(doc: &OfferDocument, features: &FeatureSet) -> Result<Offer, Vec<FieldError>> {
         let mut errors = Vec::new();
         let spec = &doc.spec;
-        let err = |path: &str, message: String| Error::Spec {
-            path: path.to_owned(),
-            message,
-        };
+        let err = |path: &str, message: String| FieldError::invalid(path, message);
         if doc.kind != "Offer" {
             errors.push(err("kind", format!("expected `Offer`, found `{}`", doc.kind)));
         }
         let schema = offer_schema(features);
         let mut expr = |path: String, src: &Option<String>| -> Option<Program> {
-            let src = src.as_deref()?;
-            persona_expr::compile(src, &schema)
-                .map_err(|diagnostics| {
-                    errors.push(Error::Expr {
-                        path,
-                        source_text: src.to_owned(),
-                        diagnostics,
-                    })
-                })
+            compile_field(path, src.as_deref()?, &schema)
+                .map_err(|e| errors.push(e))
                 .ok()
         };
         let when = expr("spec.when".into(), &spec.when);

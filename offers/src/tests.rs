@@ -258,13 +258,7 @@ fn offer_errors_name_the_field() {
         .replace("1 per 30d", "once a month")
         .replace("features.min_balance_90d", "features.min_balanse_90d");
     let errors = Offer::compile(&OfferDocument::from_yaml(&bad).unwrap(), &set).unwrap_err();
-    let paths: Vec<String> = errors
-        .iter()
-        .map(|e| match e {
-            crate::Error::Spec { path, .. } | crate::Error::Expr { path, .. } => path.clone(),
-            other => other.to_string(),
-        })
-        .collect();
+    let paths: Vec<&str> = errors.iter().map(|e| e.path()).collect();
     assert_eq!(paths, vec!["spec.when", "spec.limits.perCustomer"]);
     let unknown = CAR_LOAN.replace("trigger: {on:", "trigger: {schedule: x, on:");
     assert!(OfferDocument::from_yaml(&unknown).is_err());

@@ -30,19 +30,17 @@ pub(crate) async fn tell(bank: &GeneratedBank, run: &Finished) -> Result<()> {
             m.channel
         );
     }
-    let offer = persona
-        .expected_offer
-        .clone()
-        .filter(|o| hers.iter().any(|m| &m.offer == o))
-        .or_else(|| hers.first().map(|m| m.offer.clone()));
-    let Some(offer) = offer else { return Ok(()) };
+    // Explain the offer her data was built for: why she got it, or why not yet.
+    let Some(offer) = persona.expected_offer.clone() else {
+        return Ok(());
+    };
     let Some(why) = run.shard.explain(&token, &offer, None).await? else {
         return Ok(());
     };
-    println!(
-        "  why `{offer}`: its condition, clause by clause, as of {}:",
-        persona_event::time::format_ts(&why.at)
-    );
+    let got = hers.iter().any(|m| m.offer == offer);
+    let at = persona_event::time::format_ts(&why.at);
+    let verdict = if got { "why" } else { "why not" };
+    println!("  {verdict} `{offer}`: its condition, clause by clause, as of {at}:");
     for c in &why.clauses {
         let reads: Vec<String> = c.features.iter().map(|(n, v)| format!("{n} = {}", show(v))).collect();
         let reads = if reads.is_empty() {
@@ -52,8 +50,10 @@ pub(crate) async fn tell(bank: &GeneratedBank, run: &Finished) -> Result<()> {
         };
         println!("    {} {}{reads}", if c.passed { "yes" } else { "no " }, c.text);
     }
-    if let Err(gate) = &why.outcome {
-        println!("  (now: {} — the offer is not sent twice)", gate.describe());
+    match (&why.outcome, got) {
+        (Err(gate), true) => println!("  (now: {} — the offer is not sent twice)", gate.describe()),
+        (Err(gate), false) => println!("  (not sent: {})", gate.describe()),
+        (Ok(_), _) => {}
     }
     Ok(())
 }
