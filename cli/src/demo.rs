@@ -23,29 +23,44 @@ const SPECS: [(&str, &str); 3] = [
     ("offers.yaml", include_str!("demo/specs/offers.yaml")),
 ];
 
-/// Empties OUT when it is a previous demo's output (or empty); refuses anything else,
-/// so a typo in --out cannot wipe a directory the demo did not make.
-fn replace_out(out: &Path) -> Result<()> {
-    if out.exists() {
-        let ours = out.join("summary.json").exists() || out.join("sources").join("customers.csv").exists();
-        let empty = std::fs::read_dir(out).map(|mut d| d.next().is_none()).unwrap_or(false);
-        if !ours && !empty {
+/// Empties `dir` when it is empty or `ours` says it holds what an earlier demo made;
+/// refuses anything else, so a typo in --out or --data cannot wipe a directory the
+/// demo did not make.
+fn replace_dir(dir: &Path, flag: &str, ours: impl Fn(&str) -> bool) -> Result<()> {
+    if dir.exists() {
+        let mut entries = Vec::new();
+        for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+            entries.push(entry?.file_name().to_string_lossy().into_owned());
+        }
+        if !entries.iter().all(|e| ours(e)) {
             bail!(
-                "{} exists and is not a persona demo output; choose another --out",
-                out.display()
+                "{} exists and was not made by persona demo; choose another {flag}",
+                dir.display()
             );
         }
-        std::fs::remove_dir_all(out).with_context(|| format!("removing {}", out.display()))?;
+        std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
     }
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
 }
 
+/// What a demo writes to --out.
+const OUT_ENTRIES: [&str; 9] = [
+    "sources",
+    "specs",
+    "data",
+    "matches.jsonl",
+    "deliveries.jsonl",
+    "features.jsonl",
+    "audit.jsonl",
+    "summary.json",
+    "dead_letter.jsonl",
+];
+
 pub(crate) async fn run(args: DemoArgs, progress: &Progress) -> Result<ExitCode> {
-    replace_out(&args.out)?;
+    replace_dir(&args.out, "--out", |e| OUT_ENTRIES.contains(&e))?;
     let data = args.data.clone().unwrap_or_else(|| args.out.join("data"));
-    if args.data.is_some() && data.exists() {
-        std::fs::remove_dir_all(&data).with_context(|| format!("removing {}", data.display()))?;
-    }
+    // A demo's bank is new every time: its state starts empty too.
+    replace_dir(&data, "--data", |e| e == "trusted" || e == "cloud")?;
     let sources = args.out.join("sources");
     let config = bank::BankConfig {
         customers: args.customers,

@@ -218,3 +218,32 @@ fn offer_check_reports_diagnostics_with_position() {
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+#[test]
+fn the_demo_replaces_only_what_it_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let precious = dir.path().join("precious.txt");
+    std::fs::write(&precious, "keep me").unwrap();
+    for flag in ["--out", "--data"] {
+        let other = dir.path().join("elsewhere");
+        let (out, data) = if flag == "--out" {
+            (dir.path(), other.as_path())
+        } else {
+            (other.as_path(), dir.path())
+        };
+        let o = persona_unchecked(&[
+            "demo",
+            "--customers",
+            "10",
+            "--days",
+            "30",
+            "--out",
+            out.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{flag}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains(&format!("choose another {flag}")));
+        assert_eq!(read(&precious), "keep me");
+    }
+}
