@@ -3,6 +3,7 @@
 //! and evaluates as of an instant. Plain Rust, no I/O.
 
 mod agg;
+pub mod batch;
 mod codec;
 mod set;
 pub mod spec;

@@ -113,9 +113,13 @@ impl FeatureState {
             None if f.by.is_some() => Value::Map(BTreeMap::new()),
             None => f.agg.finish(std::iter::empty(), at),
             Some(Cell::One(s)) => s.value(f, end, at),
-            Some(Cell::Family(keys)) => {
-                Value::Map(keys.iter().map(|(k, s)| (k.clone(), s.value(f, end, at))).collect())
-            }
+            // A family holds the keys with events inside the window.
+            Some(Cell::Family(keys)) => Value::Map(
+                keys.iter()
+                    .filter(|(_, s)| s.0.iter().any(|(t, _)| f.window.covers(*t, end)))
+                    .map(|(k, s)| (k.clone(), s.value(f, end, at)))
+                    .collect(),
+            ),
         }
     }
 
