@@ -38,6 +38,15 @@ pub(crate) enum Command {
     /// Offer tools.
     #[command(subcommand)]
     Offer(OfferCommand),
+    /// Measured scenarios (see docs/benchmarks.md).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BenchCommand {
+    /// Events/s per core applied to feature state, RAM and snapshot bytes per customer.
+    Features(crate::bench::features::Args),
 }
 
 #[derive(Debug, clap::Args)]

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use persona_event::Token;
 use persona_features::FeatureSet;
 
-use crate::args::{Cli, Command, OfferCommand, RunArgs, VaultCommand};
+use crate::args::{BenchCommand, Cli, Command, OfferCommand, RunArgs, VaultCommand};
 use crate::pipeline::{self, RunOptions};
 use crate::progress::Progress;
 use crate::specs;
@@ -20,6 +20,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => run_files(args, &progress).await,
         Command::Vault(VaultCommand::Resolve { data, tokens }) => resolve(data, tokens),
         Command::Offer(OfferCommand::Check { files, features }) => check(files, features),
+        Command::Bench(BenchCommand::Features(args)) => crate::bench::features::run(&args).map(|()| ExitCode::SUCCESS),
     }
 }
 

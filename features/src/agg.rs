@@ -9,7 +9,7 @@ use chrono_tz::Tz;
 use persona_event::{EventId, Value};
 use serde::{Deserialize, Serialize};
 
-use crate::window::{local_day, local_month};
+use crate::window::{Tiles, local_day, local_month};
 
 /// An aggregation function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -182,7 +182,8 @@ pub(crate) enum Acc {
     Sum(Num),
     Avg(f64, u64),
     Extreme(Option<Value>),
-    Pick(Option<Picked>),
+    /// Boxed: it is rare and the largest variant, and every tile pays for the largest.
+    Pick(Option<Box<Picked>>),
     Set(BTreeSet<String>),
     Ints(BTreeSet<i64>),
     /// Sum of decayed weights as of `at` (microseconds).
@@ -199,7 +200,8 @@ fn decayed(sum: f64, from_us: i64, to_us: i64, half_life_secs: i64) -> f64 {
 
 impl Acc {
     /// Adds one event's value. `value` is null for aggregations that count events.
-    pub(crate) fn add(&mut self, agg: &Agg, value: &Value, ts: DateTime<Utc>, id: &EventId, tz: Tz) {
+    /// `tiles` are the event time's; a time `value` is converted in `tz`.
+    pub(crate) fn add(&mut self, agg: &Agg, value: &Value, ts: DateTime<Utc>, id: &EventId, tiles: &Tiles, tz: Tz) {
         match (self, agg) {
             (Acc::Count(n), _) => *n += 1,
             (Acc::Sum(s), _) if value.as_f64().is_some() => *s = s.add(value),
@@ -231,24 +233,27 @@ impl Acc {
                     }
                 };
                 if replace {
-                    *cur = Some(Picked {
+                    *cur = Some(Box::new(Picked {
                         at,
                         id: id.clone(),
                         value: value.clone(),
-                    });
+                    }));
                 }
             }
             (Acc::Set(s), _) if !value.is_null() => {
                 s.insert(value.to_key());
             }
             (Acc::Ints(s), agg) => {
-                let t = if value.is_null() { Some(ts) } else { value.as_time() };
-                if let Some(t) = t {
-                    s.insert(if *agg == Agg::DistinctDays {
-                        local_day(t, tz)
-                    } else {
-                        local_month(t, tz)
-                    });
+                let days = *agg == Agg::DistinctDays;
+                let calendar = if value.is_null() {
+                    Some(if days { tiles.day } else { tiles.month })
+                } else {
+                    value
+                        .as_time()
+                        .map(|t| if days { local_day(t, tz) } else { local_month(t, tz) })
+                };
+                if let Some(c) = calendar {
+                    s.insert(c);
                 }
             }
             (
@@ -285,7 +290,15 @@ impl Acc {
                 *n += n2;
             }
             (me @ Acc::Extreme(_), Acc::Extreme(Some(v))) => {
-                me.add(agg, v, DateTime::UNIX_EPOCH, &EventId::from_bytes([0; 16]), Tz::UTC)
+                let epoch = Tiles::of(DateTime::UNIX_EPOCH, Tz::UTC);
+                me.add(
+                    agg,
+                    v,
+                    DateTime::UNIX_EPOCH,
+                    &EventId::from_bytes([0; 16]),
+                    &epoch,
+                    Tz::UTC,
+                )
             }
             (Acc::Pick(cur), Acc::Pick(Some(p))) => {
                 let replace = cur.as_ref().is_none_or(|c| {
@@ -327,11 +340,13 @@ mod tests {
     fn run(agg: Agg, values: &[(&str, Value)], at: &str) -> Value {
         let mut acc = agg.empty();
         for (i, (ts, v)) in values.iter().enumerate() {
+            let ts = parse_ts(ts).unwrap();
             acc.add(
                 &agg,
                 v,
-                parse_ts(ts).unwrap(),
+                ts,
                 &EventId::from_bytes([i as u8; 16]),
+                &Tiles::of(ts, Tz::UTC),
                 Tz::UTC,
             );
         }

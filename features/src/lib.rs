@@ -14,7 +14,7 @@ pub use agg::Agg;
 pub use set::{DEFAULT_MAX_KEYS, Derived, Feature, FeatureSet};
 pub use spec::FeatureSetDocument;
 pub use state::{FeatureState, FeatureView};
-pub use window::Window;
+pub use window::{Tiles, Window};
 
 /// What can go wrong with a FeatureSet or a snapshot.
 #[derive(Debug, thiserror::Error)]

@@ -21,6 +21,8 @@ pub struct Feature {
     pub name: String,
     pub on: Vec<String>,
     pub(crate) filter: Option<Program>,
+    /// Index of `filter` among the set's distinct filters.
+    pub(crate) filter_slot: Option<usize>,
     pub(crate) value: Option<Program>,
     pub agg: Agg,
     pub window: Window,
@@ -54,6 +56,10 @@ pub struct FeatureSet {
     /// In dependency order.
     pub(crate) derived: Vec<Derived>,
     pub(crate) index: HashMap<String, Slot>,
+    /// Features by the event types they read, so an event visits only its own.
+    pub(crate) by_kind: HashMap<String, Vec<usize>>,
+    /// Distinct `where` expressions: features that share a filter evaluate it once per event.
+    pub(crate) filters: Vec<Program>,
 }
 
 impl FeatureSet {
@@ -91,6 +97,23 @@ impl FeatureSet {
             }
         }
         let derived = compile_derived(doc, &features, &mut index, &mut errors);
+        let mut by_kind: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut filters: Vec<Program> = Vec::new();
+        for (i, f) in features.iter_mut().enumerate() {
+            for kind in &f.on {
+                by_kind.entry(kind.clone()).or_default().push(i);
+            }
+            f.filter_slot = f
+                .filter
+                .as_ref()
+                .map(|w| match filters.iter().position(|g| g.source() == w.source()) {
+                    Some(slot) => slot,
+                    None => {
+                        filters.push(w.clone());
+                        filters.len() - 1
+                    }
+                });
+        }
         if errors.is_empty() {
             Ok(FeatureSet {
                 name: doc.metadata.name.clone(),
@@ -98,6 +121,8 @@ impl FeatureSet {
                 features,
                 derived,
                 index,
+                by_kind,
+                filters,
             })
         } else {
             Err(errors)
@@ -205,6 +230,7 @@ fn compile_feature(f: &FeatureSpec, path: &str, schema: &Schema) -> Result<Featu
         name: f.name.clone(),
         on,
         filter,
+        filter_slot: None,
         value,
         agg,
         window,

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agg::Acc;
 use crate::set::{Feature, FeatureSet, Slot};
+use crate::window::Tiles;
 
 /// The tiles of one feature (or of one key of a family), sorted by tile.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -65,16 +66,28 @@ impl FeatureState {
         if self.cells.len() < set.features.len() {
             self.cells.resize(set.features.len(), None);
         }
+        let Some(reading) = set.by_kind.get(&event.kind) else {
+            return;
+        };
         let scope = EventScope { event, tz: set.tz };
-        for (i, f) in set.features.iter().enumerate() {
-            if !f.on.contains(&event.kind) {
-                continue;
+        let at = Tiles::of(event.ts, set.tz);
+        let now = if clock == event.ts {
+            at
+        } else {
+            Tiles::of(clock, set.tz)
+        };
+        // Each distinct filter is evaluated at most once per event.
+        let mut passed: Vec<Option<bool>> = vec![None; set.filters.len()];
+        for &i in reading {
+            let f = &set.features[i];
+            if let Some(slot) = f.filter_slot {
+                let pass = *passed[slot].get_or_insert_with(|| set.filters[slot].eval_bool(&scope));
+                if !pass {
+                    continue;
+                }
             }
-            if f.filter.as_ref().is_some_and(|w| !w.eval_bool(&scope)) {
-                continue;
-            }
-            let tile = f.window.tile(event.ts, set.tz);
-            let end = f.window.tile(clock, set.tz);
+            let tile = f.window.tile_of(&at);
+            let end = f.window.tile_of(&now);
             if !f.window.covers(tile, end) {
                 continue;
             }
@@ -102,7 +115,7 @@ impl FeatureState {
                     keys.entry(key).or_default()
                 }
             };
-            series.add(f, tile, end, &value, event, set.tz);
+            series.add(f, tile, end, &value, event, &at, set.tz);
         }
     }
 
@@ -137,7 +150,8 @@ impl FeatureState {
 }
 
 impl Series {
-    fn add(&mut self, f: &Feature, tile: i64, end: i64, value: &Value, event: &Event, tz: Tz) {
+    #[allow(clippy::too_many_arguments)]
+    fn add(&mut self, f: &Feature, tile: i64, end: i64, value: &Value, event: &Event, at: &Tiles, tz: Tz) {
         let pos = match self.0.binary_search_by_key(&tile, |(t, _)| *t) {
             Ok(p) => p,
             Err(p) => {
@@ -145,9 +159,11 @@ impl Series {
                 p
             }
         };
-        self.0[pos].1.add(&f.agg, value, event.ts, &event.id, tz);
+        self.0[pos].1.add(&f.agg, value, event.ts, &event.id, at, tz);
         // Tiles that fell out of the window can never count again.
-        if let Some(n) = f.window.tiles() {
+        if let Some(n) = f.window.tiles()
+            && self.0.first().is_some_and(|(t, _)| *t <= end - n)
+        {
             self.0.retain(|(t, _)| *t > end - n);
         }
     }

@@ -45,13 +45,15 @@ impl Window {
 
     /// The tile an instant falls in.
     pub fn tile(&self, ts: DateTime<Utc>, tz: Tz) -> i64 {
+        self.tile_of(&Tiles::of(ts, tz))
+    }
+
+    /// The tile of an instant whose tiles are already computed.
+    pub fn tile_of(&self, tiles: &Tiles) -> i64 {
         match self {
             Window::Lifetime => LIFETIME_TILE,
-            Window::Days(_) => local_day(ts, tz),
-            Window::Hours(_) => {
-                let offset = i64::from(tz.offset_from_utc_datetime(&ts.naive_utc()).fix().local_minus_utc());
-                (ts.timestamp() + offset).div_euclid(3_600)
-            }
+            Window::Days(_) => tiles.day,
+            Window::Hours(_) => tiles.hour,
         }
     }
 
@@ -60,6 +62,37 @@ impl Window {
         match self.tiles() {
             None => true,
             Some(n) => tile <= end && tile > end - n,
+        }
+    }
+}
+
+/// Days from 0001-01-01 (day 1) to 1970-01-01.
+const UNIX_EPOCH_DAY: i64 = 719_163;
+
+/// The calendar day, clock hour and calendar month of an instant in a time zone,
+/// computed with one time-zone lookup: every windowed feature an event touches needs
+/// them, so an event computes them once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tiles {
+    /// Days since 0001-01-01, as `NaiveDate::num_days_from_ce`.
+    pub day: i64,
+    /// Local clock hours since the epoch.
+    pub hour: i64,
+    /// year * 12 + month - 1.
+    pub month: i64,
+}
+
+impl Tiles {
+    pub fn of(ts: DateTime<Utc>, tz: Tz) -> Tiles {
+        let offset = i64::from(tz.offset_from_utc_datetime(&ts.naive_utc()).fix().local_minus_utc());
+        let local = ts.timestamp() + offset;
+        let day = local.div_euclid(86_400) + UNIX_EPOCH_DAY;
+        let month = chrono::NaiveDate::from_num_days_from_ce_opt(day as i32)
+            .map_or(0, |d| i64::from(d.year()) * 12 + i64::from(d.month0()));
+        Tiles {
+            day,
+            hour: local.div_euclid(3_600),
+            month,
         }
     }
 }
@@ -99,6 +132,24 @@ mod tests {
         let b = w.tile(parse_ts("2026-03-01T19:00:00Z").unwrap(), tz);
         assert_eq!(b, a + 1);
         assert!(w.covers(a, b) && w.covers(b, b) && !w.covers(a - 1, b));
+    }
+
+    #[test]
+    fn tiles_agree_with_the_calendar() {
+        for tz in ["UTC", "Asia/Kolkata", "America/New_York", "Pacific/Chatham"] {
+            let tz: Tz = tz.parse().unwrap();
+            for ts in [
+                "2026-03-08T06:59:00Z",
+                "2026-03-08T07:00:00Z",
+                "2026-12-31T23:59:59Z",
+                "1969-12-31T23:00:00Z",
+            ] {
+                let ts = parse_ts(ts).unwrap();
+                let t = Tiles::of(ts, tz);
+                assert_eq!(t.day, local_day(ts, tz));
+                assert_eq!(t.month, local_month(ts, tz));
+            }
+        }
     }
 
     #[test]

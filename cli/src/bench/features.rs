@@ -1,0 +1,269 @@
+//! `persona bench features`: events per second per core applied to customers' feature
+//! state (no actors, no I/O), memory per customer in RAM and snapshot bytes on disk,
+//! for the demo's FeatureSet (about 50 features) or a generated 1,000-feature set with
+//! families.
+
+use std::fmt;
+use std::time::Instant;
+
+use anyhow::Result;
+use chrono::{DateTime, TimeDelta, Utc};
+use persona_event::{Event, EventId, Token, Value};
+use persona_features::{FeatureSet, FeatureSetDocument, FeatureState};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use super::{median, rss};
+
+const CATEGORIES: [&str; 12] = [
+    "fuel",
+    "dining",
+    "grocery",
+    "transport",
+    "electronics",
+    "shopping",
+    "utilities",
+    "atm",
+    "transfer",
+    "salary",
+    "interest",
+    "travel",
+];
+const MALLS: [&str; 4] = ["Phoenix Marketcity", "Select Citywalk", "Lulu Mall", "Inorbit Mall"];
+const CITIES: [&str; 5] = ["Mumbai", "Bengaluru", "Delhi", "Chennai", "Kochi"];
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum SetChoice {
+    /// The demo's FeatureSet.
+    Demo,
+    /// 1,000 generated features, every tenth a family by merchant.
+    Wide,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    #[arg(long, default_value_t = 20_000)]
+    customers: u32,
+    /// Events per customer, over 90 days.
+    #[arg(long, default_value_t = 100)]
+    events: u32,
+    #[arg(long, value_enum, default_value_t = SetChoice::Demo)]
+    set: SetChoice,
+    #[arg(long, default_value_t = 3)]
+    runs: u32,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Params {
+    set: SetChoice,
+    features: usize,
+    customers: u32,
+    events_per_customer: u32,
+    runs: u32,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    scenario: &'static str,
+    /// Events applied per second on one core (median of the runs).
+    ops_per_sec: f64,
+    cores_used: u32,
+    peak_rss_bytes: u64,
+    /// Resident memory of the feature states, per customer.
+    ram_bytes_per_customer: f64,
+    /// Mean snapshot size per customer.
+    snapshot_bytes_per_customer: f64,
+    runs_ops_per_sec: Vec<f64>,
+    params: Params,
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = &self.params;
+        writeln!(
+            f,
+            "bench features: {:?} set ({} features), {} customers x {} events, {} runs, 1 core",
+            p.set, p.features, p.customers, p.events_per_customer, p.runs
+        )?;
+        let runs: Vec<String> = self.runs_ops_per_sec.iter().map(|r| format!("{r:.0}")).collect();
+        writeln!(
+            f,
+            "  events/s (median)        {:>12.0}   runs: {}",
+            self.ops_per_sec,
+            runs.join(", ")
+        )?;
+        writeln!(
+            f,
+            "  RAM per customer         {:>12.0} bytes",
+            self.ram_bytes_per_customer
+        )?;
+        writeln!(
+            f,
+            "  snapshot per customer    {:>12.0} bytes",
+            self.snapshot_bytes_per_customer
+        )?;
+        write!(f, "  peak RSS                 {:>12} bytes", self.peak_rss_bytes)
+    }
+}
+
+/// The generated 1,000-feature set: every aggregation over several windows and
+/// categories; every tenth feature a family keyed by merchant.
+fn wide_set() -> String {
+    let aggs = ["sum", "count", "avg", "max", "min", "distinct_days", "last", "sum"];
+    let windows = ["1d", "7d", "30d", "90d", "24h"];
+    let mut yaml =
+        String::from("kind: FeatureSet\nmetadata: {name: wide}\nspec:\n  timezone: Asia/Kolkata\n  features:\n");
+    for i in 0..1000 {
+        let agg = aggs[i % aggs.len()];
+        let window = windows[(i / aggs.len()) % windows.len()];
+        let category = CATEGORIES[(i / 40) % CATEGORIES.len()];
+        let direction = ["debit", "credit"][(i / 480) % 2];
+        let value = if agg == "count" || agg == "distinct_days" {
+            String::new()
+        } else {
+            ", value: event.amount".into()
+        };
+        let by = if i % 10 == 0 { ", by: event.merchant" } else { "" };
+        yaml.push_str(&format!(
+            "    - {{name: f{i:04}, on: transaction, where: 'event.category == \"{category}\" and event.direction == \"{direction}\"', agg: {agg}{value}, window: {window}{by}}}\n"
+        ));
+    }
+    yaml
+}
+
+fn feature_set(choice: SetChoice) -> Result<FeatureSet> {
+    let yaml = match choice {
+        SetChoice::Demo => include_str!("../demo/specs/featureset.yaml").to_owned(),
+        SetChoice::Wide => wide_set(),
+    };
+    let doc = FeatureSetDocument::from_yaml(&yaml)?;
+    FeatureSet::compile(&doc).map_err(|errors| {
+        anyhow::anyhow!(
+            "bench FeatureSet: {}",
+            errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+        )
+    })
+}
+
+/// One customer's events over 90 days, in time order.
+fn customer_events(c: u32, n: u32, start: DateTime<Utc>) -> Vec<Event> {
+    let mut rng = ChaCha8Rng::seed_from_u64(u64::from(c));
+    let token = {
+        let mut b = [0u8; 16];
+        b[..4].copy_from_slice(&c.to_be_bytes());
+        Token::from_bytes(b)
+    };
+    let mut minutes: Vec<i64> = (0..n).map(|_| rng.gen_range(0..90 * 24 * 60)).collect();
+    minutes.sort_unstable();
+    minutes
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let mut id = [0u8; 16];
+            id[..4].copy_from_slice(&c.to_be_bytes());
+            id[4..8].copy_from_slice(&(i as u32).to_be_bytes());
+            let roll: f64 = rng.r#gen();
+            let mut attrs = std::collections::BTreeMap::new();
+            let kind = if roll < 0.7 {
+                let category = CATEGORIES[rng.gen_range(0..CATEGORIES.len())];
+                let credit = category == "salary" || category == "interest" || rng.gen_bool(0.1);
+                attrs.insert("category".into(), Value::from(category));
+                attrs.insert("direction".into(), Value::from(if credit { "credit" } else { "debit" }));
+                attrs.insert(
+                    "amount".into(),
+                    Value::Float(f64::from(rng.gen_range(50..500_000)) / 100.0),
+                );
+                attrs.insert("merchant".into(), Value::from(format!("m{}", rng.gen_range(0..20))));
+                "transaction"
+            } else if roll < 0.85 {
+                attrs.insert(
+                    "balance".into(),
+                    Value::Float(f64::from(rng.gen_range(1_000..5_000_000)) / 10.0),
+                );
+                "balance"
+            } else {
+                attrs.insert(
+                    "amount".into(),
+                    Value::Float(f64::from(rng.gen_range(100..200_000)) / 100.0),
+                );
+                attrs.insert("city".into(), Value::from(CITIES[rng.gen_range(0..CITIES.len())]));
+                if rng.gen_bool(0.4) {
+                    attrs.insert("mall".into(), Value::from(MALLS[rng.gen_range(0..MALLS.len())]));
+                }
+                "card_swipe"
+            };
+            Event {
+                id: EventId::from_bytes(id),
+                token: token.clone(),
+                kind: kind.into(),
+                ts: start + TimeDelta::minutes(m),
+                attrs,
+            }
+        })
+        .collect()
+}
+
+pub(crate) fn run(args: &Args) -> Result<()> {
+    let set = feature_set(args.set)?;
+    let start = persona_event::time::parse_ts("2026-08-01T00:00:00Z")?;
+    let customers: Vec<Vec<Event>> = (0..args.customers)
+        .map(|c| customer_events(c, args.events, start))
+        .collect();
+    let total = u64::from(args.customers) * u64::from(args.events);
+    let mut rates = Vec::new();
+    let mut ram = 0.0;
+    let mut snapshot = 0.0;
+    for run in 0..args.runs.max(1) {
+        let (before, _) = rss();
+        let started = Instant::now();
+        let mut states: Vec<FeatureState> = Vec::with_capacity(customers.len());
+        for events in &customers {
+            let mut state = FeatureState::default();
+            for e in events {
+                state.apply(&set, e);
+            }
+            states.push(state);
+        }
+        rates.push(total as f64 / started.elapsed().as_secs_f64());
+        let (after, _) = rss();
+        // Only the first run measures memory: later runs reuse what the allocator kept.
+        if run == 0 {
+            ram = after.saturating_sub(before) as f64 / f64::from(args.customers.max(1));
+        }
+        snapshot = states.iter().map(|s| s.encode(&set).len() as f64).sum::<f64>() / f64::from(args.customers.max(1));
+        drop(states);
+    }
+    let report = Report {
+        scenario: "features",
+        ops_per_sec: median(rates.clone()),
+        cores_used: 1,
+        peak_rss_bytes: rss().1,
+        ram_bytes_per_customer: ram,
+        snapshot_bytes_per_customer: snapshot,
+        runs_ops_per_sec: rates,
+        params: Params {
+            set: args.set,
+            features: set.features().len() + set.derived().len(),
+            customers: args.customers,
+            events_per_customer: args.events,
+            runs: args.runs,
+        },
+    };
+    super::print(&report, args.json);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_bench_sets_compile_and_have_their_size() {
+        assert!(feature_set(SetChoice::Demo).unwrap().features().len() >= 50);
+        assert_eq!(feature_set(SetChoice::Wide).unwrap().features().len(), 1000);
+    }
+}
