@@ -3,6 +3,8 @@
 //! or Offer is reported with its file and line and left out, so the rest of the run
 //! goes on; without a valid FeatureSet there is no model to run.
 
+mod locate;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -129,15 +131,7 @@ fn yaml_error(file: &Path, doc_line: usize, e: &serde_yaml::Error) -> String {
 /// one with carets under the offending text at its position in the file.
 fn render_field_error(doc: &Document, e: &FieldError) -> String {
     let (path, source, diagnostics) = match e {
-        FieldError::Invalid { path, message } => {
-            return format!(
-                "error: {}:{}: {} `{}`: {path}: {message}",
-                doc.file.display(),
-                doc.line,
-                doc.kind,
-                doc.name
-            );
-        }
+        FieldError::Invalid { path, message } => return render_at(doc, path, message),
         FieldError::Expr {
             path,
             source_text,
@@ -156,6 +150,34 @@ fn render_field_error(doc: &Document, e: &FieldError) -> String {
     let mut out = format!("error: {} `{}`: {path}: invalid expression\n", doc.kind, doc.name);
     let _ = write!(out, "{}", diagnostics.render_at(source, &origin, line_base, col_base));
     out
+}
+
+/// `file:line:col: Kind `name`: path: message`, with the line and a caret under the
+/// field when the path can be found in the document.
+fn render_at(doc: &Document, path: &str, message: &str) -> String {
+    let head = |line: usize, col: usize| {
+        format!(
+            "error: {}:{line}:{col}: {} `{}`: {path}: {message}",
+            doc.file.display(),
+            doc.kind,
+            doc.name
+        )
+    };
+    match locate::locate(&doc.text, path) {
+        Some((line, col)) => {
+            let text = doc.text.lines().nth(line - 1).unwrap_or_default();
+            let number = doc.line + line - 1;
+            let width = number.to_string().len();
+            format!(
+                "{}\n{:>width$} |\n{number} | {text}\n{:>width$} | {}^",
+                head(number, col),
+                "",
+                "",
+                " ".repeat(col - 1)
+            )
+        }
+        None => head(doc.line, 1),
+    }
 }
 
 fn render_features_error(doc: &Document, e: &persona_features::Error) -> String {
@@ -208,10 +230,32 @@ pub(crate) fn offer(doc: &Document, features: &FeatureSet) -> Result<Offer, Prob
 }
 
 fn source(doc: &Document) -> Result<Source, Problem> {
-    let problem = |e: persona_privacy::SpecError| Problem {
-        kind: doc.kind.clone(),
-        name: doc.name.clone(),
-        rendered: format!("error: {}:{}: Source `{}`: {e}", doc.file.display(), doc.line, doc.name),
+    let problem = |e: persona_privacy::SpecError| {
+        let rendered = match (e.line, e.column) {
+            (Some(line), Some(col)) => format!(
+                "error: {}:{}:{col}: Source `{}`: {}",
+                doc.file.display(),
+                doc.line + line - 1,
+                doc.name,
+                e.message
+            ),
+            // Errors found after parsing start with the field's path.
+            _ => match e.message.split_once(": ") {
+                Some((path, message)) if path.starts_with("spec") => render_at(doc, path, message),
+                _ => format!(
+                    "error: {}:{}: Source `{}`: {}",
+                    doc.file.display(),
+                    doc.line,
+                    doc.name,
+                    e.message
+                ),
+            },
+        };
+        Problem {
+            kind: doc.kind.clone(),
+            name: doc.name.clone(),
+            rendered,
+        }
     };
     let spec = SourceSpec::from_yaml(&doc.text).map_err(problem)?;
     Source::compile(spec).map_err(problem)

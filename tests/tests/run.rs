@@ -247,3 +247,30 @@ fn the_demo_replaces_only_what_it_made() {
         assert_eq!(read(&precious), "keep me");
     }
 }
+
+#[test]
+fn featureset_errors_name_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let features = dir.path().join("features.yaml");
+    std::fs::write(
+        &features,
+        "kind: FeatureSet\nmetadata: {name: f}\nspec:\n  features:\n    - name: spend\n      on: transaction\n      value: event.amount\n      agg: sum\n      window: 30x\n    - {name: n, on: transaction, agg: cont}\n",
+    )
+    .unwrap();
+    let o = persona_unchecked(&["offer", "check", features.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8(o.stderr).unwrap();
+    let file = features.display();
+    assert!(
+        err.contains(&format!(
+            "{file}:9:7: FeatureSet `f`: spec.features[0].window: invalid window `30x`"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{file}:10:34: FeatureSet `f`: spec.features[1].agg: unknown aggregation `cont`"
+        )),
+        "{err}"
+    );
+}
