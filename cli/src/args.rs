@@ -32,6 +32,8 @@ pub(crate) enum Command {
     Demo(DemoArgs),
     /// Run the pipeline over your own sources and specs, embedded.
     Run(RunArgs),
+    /// Compute features.jsonl in batch from the source files, without actors.
+    Backfill(crate::backfill::Args),
     /// Trusted-zone vault administration.
     #[command(subcommand)]
     Vault(VaultCommand),
@@ -114,6 +116,6 @@ pub(crate) enum OfferCommand {
     },
 }
 
-fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
+pub(crate) fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
     persona_event::time::parse_ts(s).map_err(|e| e.to_string())
 }

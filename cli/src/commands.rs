@@ -18,6 +18,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Demo(args) => crate::demo::run(args, &progress).await,
         Command::Run(args) => run_files(args, &progress).await,
+        Command::Backfill(args) => crate::backfill::run(args, &progress).await.map(|()| ExitCode::SUCCESS),
         Command::Vault(VaultCommand::Resolve { data, tokens }) => resolve(data, tokens),
         Command::Offer(OfferCommand::Check { files, features }) => check(files, features),
         Command::Bench(BenchCommand::Features(args)) => crate::bench::features::run(&args).map(|()| ExitCode::SUCCESS),

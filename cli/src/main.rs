@@ -1,6 +1,7 @@
 //! The `persona` command: wires telemetry and arguments to the commands.
 
 mod args;
+mod backfill;
 mod bench;
 mod commands;
 mod demo;

@@ -49,19 +49,20 @@ pub(crate) fn open_vault(data: &Path) -> Result<Arc<Vault>> {
     ))
 }
 
-pub(crate) async fn run(specs: Specs, opts: RunOptions<'_>, progress: &Progress) -> Result<Finished> {
-    let started = Instant::now();
-    std::fs::create_dir_all(opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
-    let vault = open_vault(opts.data)?;
-
-    // Trusted zone: read, scrub, tokenize. Events are then fed in event-time order
-    // (a merge across all sources), as DESIGN.md §6 asks of `persona run`.
+/// The trusted zone's part: every source's records scrubbed and tokenized into events,
+/// sorted by (time, event id).
+pub(crate) async fn ingest(
+    sources: Vec<persona_privacy::Source>,
+    vault: &Arc<Vault>,
+    dir: &Path,
+    progress: &Progress,
+) -> Result<(Vec<Event>, IngestReport)> {
     let bar = progress.counter("ingest", "records");
-    let gateway = Gateway::new(specs.sources, vault.clone());
-    let sources = opts.sources.to_owned();
-    let (mut events, ingest) = tokio::task::spawn_blocking(move || -> Result<(Vec<Event>, IngestReport)> {
+    let gateway = Gateway::new(sources, vault.clone());
+    let dir = dir.to_owned();
+    let (mut events, report) = tokio::task::spawn_blocking(move || -> Result<(Vec<Event>, IngestReport)> {
         let mut events = Vec::new();
-        let report = gateway.ingest_dir(&sources, &mut |e| {
+        let report = gateway.ingest_dir(&dir, &mut |e| {
             events.push(e);
             if events.len() % 65_536 == 0 {
                 bar.set(events.len() as u64);
@@ -73,6 +74,17 @@ pub(crate) async fn run(specs: Specs, opts: RunOptions<'_>, progress: &Progress)
     .await??;
     vault.flush()?;
     events.sort_unstable_by(|a, b| (a.ts, &a.id).cmp(&(b.ts, &b.id)));
+    Ok((events, report))
+}
+
+pub(crate) async fn run(specs: Specs, opts: RunOptions<'_>, progress: &Progress) -> Result<Finished> {
+    let started = Instant::now();
+    std::fs::create_dir_all(opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
+    let vault = open_vault(opts.data)?;
+
+    // Trusted zone: read, scrub, tokenize. Events are then fed in event-time order
+    // (a merge across all sources), as DESIGN.md §6 asks of `persona run`.
+    let (events, ingest) = ingest(specs.sources, &vault, opts.sources, progress).await?;
     let latest = events.last().map(|e| e.ts);
     let ingest_secs = started.elapsed().as_secs_f64();
     tracing::info!(
