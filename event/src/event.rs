@@ -28,6 +28,15 @@ impl Event {
         self.attrs.get(name).unwrap_or(&NULL)
     }
 
+    /// `event.<name>` by reference when it is an attribute (null when absent); `None`
+    /// for the envelope's `ts`, `type` and `id`, which [`Event::field`] builds.
+    pub fn attr_field(&self, name: &str) -> Option<&Value> {
+        match name {
+            "ts" | "type" | "id" => None,
+            other => Some(self.attr(other)),
+        }
+    }
+
     /// `event.<name>` in an expression: `ts`, `type` and `id` are the envelope's,
     /// any other name an attribute's (null when absent).
     pub fn field(&self, name: &str) -> Value {

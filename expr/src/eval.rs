@@ -27,6 +27,13 @@ pub trait Scope {
     /// `event.name`: the scope maps `ts`, `type`, `id` and the event's attributes.
     fn event(&self, name: &str) -> Value;
 
+    /// `event.name` without a copy, when the scope holds the value as it is (an
+    /// attribute); `None` sends the evaluator to [`Scope::event`]. Filters run on every
+    /// event for every feature, so not cloning strings there matters.
+    fn event_ref(&self, _name: &str) -> Option<&Value> {
+        None
+    }
+
     /// `features.name`; a family returns a `Value::Map` of its members.
     fn feature(&self, _name: &str) -> Value {
         Value::Null
@@ -120,11 +127,14 @@ pub(crate) fn truthy(v: &Value) -> bool {
 }
 
 impl Node {
-    pub(crate) fn eval<'a>(&'a self, s: &dyn Scope) -> Cow<'a, Value> {
+    pub(crate) fn eval<'a>(&'a self, s: &'a dyn Scope) -> Cow<'a, Value> {
         let owned = match self {
             Node::Const(v) => return Cow::Borrowed(v),
             Node::Path(root, name) => match root {
-                Root::Event => s.event(name),
+                Root::Event => match s.event_ref(name) {
+                    Some(v) => return Cow::Borrowed(v),
+                    None => s.event(name),
+                },
                 Root::Features => s.feature(name),
                 Root::Profile => s.profile(name),
                 Root::Prefs => s.prefs(name),

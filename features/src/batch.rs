@@ -31,6 +31,9 @@ impl Scope for EventScope<'_> {
     fn event(&self, name: &str) -> Value {
         self.event.field(name)
     }
+    fn event_ref(&self, name: &str) -> Option<&Value> {
+        self.event.attr_field(name)
+    }
     fn timezone(&self) -> Tz {
         self.tz
     }

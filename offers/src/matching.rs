@@ -51,6 +51,9 @@ impl Scope for CustomerScope<'_> {
     fn event(&self, name: &str) -> Value {
         self.event.map_or(Value::Null, |e| e.field(name))
     }
+    fn event_ref(&self, name: &str) -> Option<&Value> {
+        self.event.and_then(|e| e.attr_field(name))
+    }
     fn feature(&self, name: &str) -> Value {
         self.features.get(name)
     }

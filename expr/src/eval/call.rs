@@ -10,7 +10,7 @@ use persona_event::Value;
 use super::{Node, Scope, member_of};
 use crate::func::Func;
 
-pub(crate) fn call<'a>(f: Func, args: &'a [Node], s: &dyn Scope) -> Cow<'a, Value> {
+pub(crate) fn call<'a>(f: Func, args: &'a [Node], s: &'a dyn Scope) -> Cow<'a, Value> {
     let arg = |i: usize| args.get(i).map_or(Cow::Owned(Value::Null), |n| n.eval(s));
     let value = match f {
         Func::Coalesce => {
