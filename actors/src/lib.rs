@@ -151,6 +151,20 @@ impl Shard {
         Ok(total)
     }
 
+    /// Replaces the FeatureSet and offers while the shard runs, without a restart:
+    /// each partition switches between two batches, so every event is applied under
+    /// exactly one engine. Offer budgets already used carry over.
+    pub async fn reload(&mut self, engine: Arc<Engine>) -> Result<(), Error> {
+        engine.catalog.restore_budget_used(&self.engine.catalog.budget_used());
+        for p in &self.partitions {
+            call!(p, PartitionMsg::Reload, engine.clone())
+                .map_err(actor_err)?
+                .map_err(Error::Actor)?;
+        }
+        self.engine = engine;
+        Ok(())
+    }
+
     /// Every customer's features as of `at` (default: each customer's clock), sorted
     /// by token.
     pub async fn features(&self, at: Option<DateTime<Utc>>) -> Result<Vec<CustomerFeatures>, Error> {

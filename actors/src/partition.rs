@@ -44,6 +44,10 @@ pub(crate) enum PartitionMsg {
     ),
     /// Explain an offer for a customer.
     Explain(Token, String, Option<DateTime<Utc>>, RpcReplyPort<Option<Explanation>>),
+    /// Replace the FeatureSet and offers: customers in memory are carried over through
+    /// the snapshot codec (unchanged features keep their state, new or edited ones
+    /// start empty, removed ones are dropped).
+    Reload(Arc<Engine>, RpcReplyPort<Result<(), String>>),
 }
 
 pub(crate) struct PartitionActor;
@@ -128,6 +132,15 @@ impl PartitionState {
         Ok(self.checkpointed)
     }
 
+    fn reload(&mut self, engine: Arc<Engine>) -> Result<(), Error> {
+        for customer in self.customers.values_mut() {
+            let bytes = customer.encode(&self.args.engine);
+            *customer = Customer::decode(&bytes, &engine)?;
+        }
+        self.args.engine = engine;
+        Ok(())
+    }
+
     fn features(&self, at: Option<DateTime<Utc>>) -> Result<Vec<CustomerFeatures>, Error> {
         let engine = &self.args.engine;
         let mut out = Vec::new();
@@ -196,6 +209,9 @@ impl Actor for PartitionActor {
             }
             PartitionMsg::Features(at, reply) => {
                 let _ = reply.send(state.features(at).map_err(|e| e.to_string()));
+            }
+            PartitionMsg::Reload(engine, reply) => {
+                let _ = reply.send(state.reload(engine).map_err(|e| e.to_string()));
             }
             PartitionMsg::Explain(token, offer, at, reply) => {
                 let engine = &state.args.engine;

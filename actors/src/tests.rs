@@ -143,3 +143,44 @@ async fn explain_answers_for_known_customers_only() {
     );
     shard.stop().await;
 }
+
+#[tokio::test]
+async fn a_featureset_is_replaced_while_the_shard_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Arc::new(MemoryBus::new(3));
+    let mut shard = Shard::start(config(dir.path(), "s4"), engine(), bus.clone())
+        .await
+        .unwrap();
+    let evs = events(4, 6);
+    let (before, after) = evs.split_at(evs.len() / 2);
+    for e in before {
+        bus.publish(e.clone());
+    }
+    // Wait until the first half is applied, then swap in a set with one more feature.
+    while shard.progress().load(std::sync::atomic::Ordering::Relaxed) < before.len() as u64 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let wider = SET.to_owned() + "    - {name: txns, on: transaction, agg: count}\n";
+    let set = FeatureSet::compile(&FeatureSetDocument::from_yaml(&wider).unwrap()).unwrap();
+    let offer = Offer::compile(&OfferDocument::from_yaml(OFFER).unwrap(), &set).unwrap();
+    shard.reload(Arc::new(Engine::new(set, vec![offer]))).await.unwrap();
+    for e in after {
+        bus.publish(e.clone());
+    }
+    bus.close_events();
+    shard.drain().await.unwrap();
+    let features = shard.features(None).await.unwrap();
+    shard.stop().await;
+    // `spend` kept its state across the swap; `txns` counts only what came after it.
+    let spend: i64 = features
+        .iter()
+        .map(|(_, _, f)| f["spend"].as_f64().unwrap() as i64)
+        .sum();
+    let txns: i64 = features
+        .iter()
+        .map(|(_, _, f)| f["txns"].as_f64().unwrap() as i64)
+        .sum();
+    assert_eq!(spend, 4 * 6 * 30);
+    let after_txns = after.iter().filter(|e| e.kind == "transaction").count() as i64;
+    assert_eq!(txns, after_txns);
+}
