@@ -62,6 +62,13 @@ macro_rules! id_type {
             pub fn as_str(&self) -> &str {
                 &self.0
             }
+
+            /// The 128 bits back (for compact binary encodings).
+            pub fn to_bytes(&self) -> [u8; 16] {
+                let body = self.0[$prefix.len()..].to_ascii_uppercase();
+                let bytes = BASE32_NOPAD.decode(body.as_bytes()).expect("validated on construction");
+                bytes.try_into().expect("128 bits")
+            }
         }
 
         impl fmt::Display for $name {
@@ -127,6 +134,7 @@ mod tests {
         fn every_128_bit_value_round_trips(bytes in any::<[u8; 16]>()) {
             let t = Token::from_bytes(bytes);
             prop_assert_eq!(Token::parse(t.as_str()).unwrap(), t.clone());
+            prop_assert_eq!(t.to_bytes(), bytes);
             let json = serde_json::to_string(&t).unwrap();
             prop_assert_eq!(serde_json::from_str::<Token>(&json).unwrap(), t);
         }

@@ -146,7 +146,7 @@ impl Agg {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) enum Num {
     Int(i64),
-    Float(f64),
+    Float(#[serde(with = "crate::codec::compact_f64")] f64),
 }
 
 impl Num {
@@ -171,6 +171,7 @@ impl Num {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Picked {
     at: i64,
+    #[serde(with = "crate::codec::event_id_bytes")]
     id: EventId,
     value: Value,
 }
@@ -180,7 +181,7 @@ pub(crate) struct Picked {
 pub(crate) enum Acc {
     Count(u64),
     Sum(Num),
-    Avg(f64, u64),
+    Avg(#[serde(with = "crate::codec::compact_f64")] f64, u64),
     Extreme(Option<Value>),
     /// Boxed: it is rare and the largest variant, and every tile pays for the largest.
     Pick(Option<Box<Picked>>),

@@ -15,8 +15,10 @@ use crate::agg::Acc;
 use crate::set::{Feature, FeatureSet, Slot};
 use crate::window::Tiles;
 
-/// The tiles of one feature (or of one key of a family), sorted by tile.
+/// The tiles of one feature (or of one key of a family), sorted by tile. Encoded with
+/// each tile number as the difference from the previous one (mostly one byte).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(into = "crate::codec::SeriesWire", from = "crate::codec::SeriesWire")]
 pub(crate) struct Series(pub(crate) Vec<(i64, Acc)>);
 
 /// The state of one feature.
