@@ -49,6 +49,27 @@ fn csv_lines_are_physical_and_quoting_works() {
 }
 
 #[test]
+fn csv_lines_stay_physical_with_crlf_and_a_byte_order_mark() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "id,note\n1,plain\n2,\"two\nlines\"\n3\n4,last\n";
+    for (name, bytes) in [
+        ("crlf", body.replace('\n', "\r\n").into_bytes()),
+        ("bom", [b"\xef\xbb\xbf".as_slice(), body.as_bytes()].concat()),
+        (
+            "bom-crlf",
+            [b"\xef\xbb\xbf".as_slice(), body.replace('\n', "\r\n").as_bytes()].concat(),
+        ),
+    ] {
+        let path = dir.path().join(format!("{name}.csv"));
+        fs::write(&path, bytes).unwrap();
+        let s = source("csv", "");
+        let items: Vec<Read> = s.read(&path, "x.csv").unwrap().map(Result::unwrap).collect();
+        let lines: Vec<u64> = lines_of(items).iter().map(|(l, _)| *l).collect();
+        assert_eq!(lines, vec![2, 3, 5, 6], "{name}");
+    }
+}
+
+#[test]
 fn jsonl_lines_objects_and_literal_keys() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("src.jsonl");

@@ -96,6 +96,7 @@ enum Inner {
         reader: csv::Reader<File>,
         header: Vec<Arc<str>>,
         buf: csv::ByteRecord,
+        lines: LineCounter,
     },
     Jsonl {
         reader: BufReader<File>,
@@ -110,6 +111,48 @@ impl fmt::Debug for Inner {
             Inner::Csv { header, .. } => f.debug_struct("Csv").field("header", header).finish(),
             Inner::Jsonl { line, .. } => f.debug_struct("Jsonl").field("line", line).finish(),
         }
+    }
+}
+
+/// Physical line numbers from byte offsets, counted over a second sequential reader of
+/// the file. (The csv crate's own line count is off by one with CRLF line endings;
+/// byte offsets are exact, and records may span lines inside quotes.)
+struct LineCounter {
+    reader: BufReader<File>,
+    offset: u64,
+    newlines: u64,
+}
+
+impl LineCounter {
+    fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Self {
+            reader: BufReader::new(file),
+            offset: 0,
+            newlines: 0,
+        })
+    }
+
+    /// The 1-based line of a record starting at `byte`; offsets must not go backwards.
+    /// The byte itself is counted too: with CRLF endings csv reports a record's start
+    /// at the `\n` left over from the previous line's `\r\n`, and a record never
+    /// really starts with a newline.
+    fn line_at(&mut self, byte: u64) -> u64 {
+        let end = byte + 1;
+        while self.offset < end {
+            let Ok(chunk) = self.reader.fill_buf() else { break };
+            if chunk.is_empty() {
+                break;
+            }
+            let take = chunk.len().min((end - self.offset) as usize);
+            self.newlines += chunk[..take].iter().filter(|&&b| b == b'\n').count() as u64;
+            self.offset += take as u64;
+            self.reader.consume(take);
+        }
+        self.newlines + 1
     }
 }
 
@@ -134,10 +177,12 @@ impl Records {
                     .iter()
                     .map(|h| Arc::from(String::from_utf8_lossy(h).trim()))
                     .collect();
+                let lines = LineCounter::open(path)?;
                 Inner::Csv {
                     reader,
                     header,
                     buf: csv::ByteRecord::new(),
+                    lines,
                 }
             }
             Format::Jsonl => Inner::Jsonl {
@@ -163,13 +208,19 @@ impl Records {
     }
 
     fn next_csv(&mut self) -> Option<Result<Read>> {
-        let Inner::Csv { reader, header, buf } = &mut self.inner else {
+        let Inner::Csv {
+            reader,
+            header,
+            buf,
+            lines,
+        } = &mut self.inner
+        else {
             return None;
         };
         match reader.read_byte_record(buf) {
             Ok(false) => None,
             Ok(true) => {
-                let line = buf.position().map_or(0, |p| p.line());
+                let line = buf.position().map_or(0, |p| lines.line_at(p.byte()));
                 if buf.len() != header.len() {
                     let reason = format!("record has {} fields, the header has {}", buf.len(), header.len());
                     return Some(Ok(Read::Refused {
@@ -190,7 +241,7 @@ impl Records {
                 Some(Ok(Read::Record(RawRecord::new(self.file.clone(), line, fields))))
             }
             Err(e) => {
-                let line = e.position().map_or(0, |p| p.line());
+                let line = e.position().map_or(0, |p| lines.line_at(p.byte()));
                 if matches!(e.kind(), csv::ErrorKind::Io(_)) {
                     self.done = true;
                     return Some(Err(Error::Csv {
