@@ -125,7 +125,15 @@ impl Gateway {
             };
             let scrubbed = match source.scrub(&rec) {
                 Ok(s) => s,
-                Err(refusal) => {
+                Err(mut refusal) => {
+                    if rec.end_line() > rec.line() {
+                        refusal.reason = format!(
+                            "{} (the record spans lines {}-{})",
+                            refusal.reason,
+                            rec.line(),
+                            rec.end_line()
+                        );
+                    }
                     refuse(&mut counts, rec.line(), refusal);
                     continue;
                 }

@@ -207,6 +207,11 @@ impl Source {
                 if let Some(other) = produced.insert(attr.clone(), name) {
                     return Err(at(format!("attribute `{attr}` is also produced by field `{other}`")));
                 }
+                if matches!(attr.as_str(), "ts" | "type" | "id") {
+                    return Err(at(format!(
+                        "attribute name `{attr}` is reserved: `event.{attr}` is the event's own; choose another"
+                    )));
+                }
                 if attr == "contacts" && body.event == persona_event::kinds::PROFILE {
                     return Err(at("attribute `contacts` is reserved on profile events".to_owned()));
                 }

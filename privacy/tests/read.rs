@@ -113,3 +113,39 @@ fn files_follow_the_pattern_sorted() {
     assert!(s.files(dir.path()).unwrap().is_empty());
     assert!(s.read(&dir.path().join("src.csv"), "src.csv").is_err());
 }
+
+#[test]
+fn jsonl_numbers_keep_their_text_and_a_bom_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("src.jsonl");
+    let body = "\u{feff}{\"id\": 100000000000000000001, \"note\": 1.10}\n{\"id\": 100000000000000000002, \"note\": \"x\\\"y\"}\n";
+    fs::write(&path, body).unwrap();
+    let s = source("jsonl", "");
+    let items: Vec<Read> = s.read(&path, "src.jsonl").unwrap().map(Result::unwrap).collect();
+    let keys: Vec<String> = items
+        .iter()
+        .map(|r| match r {
+            Read::Record(rec) => s.scrub(rec).unwrap().key.expose_secret().to_owned(),
+            Read::Refused { refusal, .. } => panic!("refused: {}", refusal.reason),
+        })
+        .collect();
+    assert_eq!(keys, vec!["100000000000000000001", "100000000000000000002"]);
+    assert_eq!(lines_of(items).iter().map(|(l, _)| *l).collect::<Vec<_>>(), vec![1, 2]);
+}
+
+#[test]
+fn a_duplicated_csv_column_refuses_the_records_and_a_stray_quote_names_its_span() {
+    let dir = tempfile::tempdir().unwrap();
+    let dup = dir.path().join("dup.csv");
+    fs::write(&dup, "id,note,note\n1,a,b\n").unwrap();
+    let s = source("csv", "");
+    let got = lines_of(s.read(&dup, "dup.csv").unwrap().map(Result::unwrap).collect());
+    assert_eq!(got, vec![(2, Err("the header names column `note` twice".to_owned()))]);
+
+    let stray = dir.path().join("stray.csv");
+    fs::write(&stray, "id,note\n1,\"open\n2,b\n3,c\n").unwrap();
+    let got = lines_of(s.read(&stray, "stray.csv").unwrap().map(Result::unwrap).collect());
+    // The unclosed quote swallowed lines 3-4 into line 2's record.
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, 2);
+}

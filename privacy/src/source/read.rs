@@ -1,12 +1,14 @@
 //! Reading source files into raw records: CSV with a header row, or JSON Lines. A
 //! record that cannot be read whole is refused with its 1-based physical line.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use serde_json::value::RawValue;
 use zeroize::Zeroize;
 
 use super::Refusal;
@@ -18,13 +20,32 @@ use crate::{Error, Result};
 pub struct RawRecord {
     file: Arc<str>,
     line: u64,
+    /// The last physical line, when a quoted value spans lines.
+    end_line: u64,
     fields: Vec<(Arc<str>, Option<String>)>,
 }
 
 impl RawRecord {
     /// A record of `file` at `line`. A `None` value is a JSON `null`.
     pub fn new(file: Arc<str>, line: u64, fields: Vec<(Arc<str>, Option<String>)>) -> Self {
-        Self { file, line, fields }
+        Self {
+            file,
+            line,
+            end_line: line,
+            fields,
+        }
+    }
+
+    /// The same record, spanning physical lines up to `end_line`.
+    pub fn spanning(mut self, end_line: u64) -> Self {
+        self.end_line = end_line.max(self.line);
+        self
+    }
+
+    /// The last physical line of the record: a quoted value may span lines, and a
+    /// stray quote can swallow the lines after it, which a refusal must say.
+    pub fn end_line(&self) -> u64 {
+        self.end_line
     }
 
     /// The file, relative to the sources directory.
@@ -97,6 +118,9 @@ enum Inner {
         header: Vec<Arc<str>>,
         buf: csv::ByteRecord,
         lines: LineCounter,
+        /// A column the header names twice: which copy a rule means is unknowable,
+        /// so every record of the file is refused.
+        duplicate: Option<Arc<str>>,
     },
     Jsonl {
         reader: BufReader<File>,
@@ -108,7 +132,7 @@ enum Inner {
 impl fmt::Debug for Inner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Inner::Csv { header, .. } => f.debug_struct("Csv").field("header", header).finish(),
+            Inner::Csv { header, .. } => f.debug_struct("Csv").field("header", header).finish_non_exhaustive(),
             Inner::Jsonl { line, .. } => f.debug_struct("Jsonl").field("line", line).finish(),
         }
     }
@@ -176,13 +200,19 @@ impl Records {
                     })?
                     .iter()
                     .map(|h| Arc::from(String::from_utf8_lossy(h).trim()))
-                    .collect();
+                    .collect::<Vec<Arc<str>>>();
+                let duplicate = header
+                    .iter()
+                    .enumerate()
+                    .find(|(i, h)| header[..*i].contains(h))
+                    .map(|(_, h)| h.clone());
                 let lines = LineCounter::open(path)?;
                 Inner::Csv {
                     reader,
                     header,
                     buf: csv::ByteRecord::new(),
                     lines,
+                    duplicate,
                 }
             }
             Format::Jsonl => Inner::Jsonl {
@@ -213,6 +243,7 @@ impl Records {
             header,
             buf,
             lines,
+            duplicate,
         } = &mut self.inner
         else {
             return None;
@@ -221,8 +252,25 @@ impl Records {
             Ok(false) => None,
             Ok(true) => {
                 let line = buf.position().map_or(0, |p| lines.line_at(p.byte()));
+                let spanned = buf
+                    .iter()
+                    .map(|f| f.iter().filter(|&&b| b == b'\n').count() as u64)
+                    .sum::<u64>();
+                let end_line = line + spanned;
+                let span = if spanned > 0 {
+                    format!(" (the record spans lines {line}-{end_line})")
+                } else {
+                    String::new()
+                };
+                if let Some(name) = duplicate {
+                    let reason = format!("the header names column `{name}` twice");
+                    return Some(Ok(Read::Refused {
+                        line,
+                        refusal: Refusal::new(None, reason),
+                    }));
+                }
                 if buf.len() != header.len() {
-                    let reason = format!("record has {} fields, the header has {}", buf.len(), header.len());
+                    let reason = format!("record has {} fields, the header has {}{span}", buf.len(), header.len());
                     return Some(Ok(Read::Refused {
                         line,
                         refusal: Refusal::new(None, reason),
@@ -238,7 +286,9 @@ impl Records {
                         }
                     }
                 }
-                Some(Ok(Read::Record(RawRecord::new(self.file.clone(), line, fields))))
+                Some(Ok(Read::Record(
+                    RawRecord::new(self.file.clone(), line, fields).spanning(end_line),
+                )))
             }
             Err(e) => {
                 let line = e.position().map_or(0, |p| lines.line_at(p.byte()));
@@ -279,12 +329,27 @@ impl Records {
             if buf.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let read = match serde_json::from_slice::<serde_json::Value>(buf) {
-                Ok(serde_json::Value::Object(map)) => {
-                    let fields = map.into_iter().map(|(k, v)| (Arc::from(k), json_text(v))).collect();
-                    Read::Record(RawRecord::new(self.file.clone(), *line, fields))
-                }
-                Ok(_) => Read::Refused {
+            // A byte order mark may open the first line of a file.
+            let text = if *line == 1 {
+                buf.strip_prefix(b"\xef\xbb\xbf").unwrap_or(buf)
+            } else {
+                buf
+            };
+            // Fields are read raw so a number keeps its literal text: through f64,
+            // 100000000000000000001 and 100000000000000000002 would be one customer.
+            let read = match serde_json::from_slice::<BTreeMap<String, &RawValue>>(text) {
+                Ok(map) => match map
+                    .into_iter()
+                    .map(|(k, v)| Ok((Arc::from(k), json_text(v)?)))
+                    .collect()
+                {
+                    Ok(fields) => Read::Record(RawRecord::new(self.file.clone(), *line, fields)),
+                    Err(e) => Read::Refused {
+                        line: *line,
+                        refusal: e,
+                    },
+                },
+                Err(e) if e.is_data() => Read::Refused {
                     line: *line,
                     refusal: Refusal::new(None, "json line is not an object".to_owned()),
                 },
@@ -298,15 +363,19 @@ impl Records {
     }
 }
 
-/// A JSON value as field text: strings as they are, numbers and booleans as written,
-/// `null` as missing, and arrays or objects as their compact JSON text.
-fn json_text(v: serde_json::Value) -> Option<String> {
-    match v {
-        serde_json::Value::Null => None,
-        serde_json::Value::String(s) => Some(s),
-        serde_json::Value::Bool(b) => Some(b.to_string()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        nested => Some(nested.to_string()),
+/// A JSON value as field text: strings unescaped, numbers and booleans exactly as
+/// written, `null` as missing, and arrays or objects as their compact JSON text.
+fn json_text(v: &RawValue) -> Result<Option<String>, Refusal> {
+    let raw = v.get().trim();
+    match raw.as_bytes().first() {
+        Some(b'"') => serde_json::from_str::<String>(raw)
+            .map(Some)
+            .map_err(|_| Refusal::new(None, "invalid json string".to_owned())),
+        _ if raw == "null" => Ok(None),
+        Some(b'[' | b'{') => serde_json::from_str::<serde_json::Value>(raw)
+            .map(|v| Some(v.to_string()))
+            .map_err(|_| Refusal::new(None, "invalid json value".to_owned())),
+        _ => Ok(Some(raw.to_owned())),
     }
 }
 

@@ -152,6 +152,13 @@ fn cross_field_mistakes_are_refused() {
     assert!(e.message.contains("exactly one of `field` or `value`"), "{e}");
     let e = err(&with_fields("    C: {attr: contacts}\n").replace("event: e", "event: profile"));
     assert!(e.message.contains("reserved"), "{e}");
+    for name in ["type", "ts", "id"] {
+        let e = err(&with_fields(&format!("    C: {{attr: {name}}}\n")));
+        assert!(
+            e.message.contains(&format!("attribute name `{name}` is reserved")),
+            "{e}"
+        );
+    }
 }
 
 #[test]

@@ -69,14 +69,31 @@ impl TimeParse {
             TimeParse::Epoch(f) => NaiveDateTime::parse_from_str(text, f)
                 .map(|t| t.and_utc())
                 .map_err(|_| "time does not match the format"),
-            TimeParse::Local(f) => NaiveDateTime::parse_from_str(text, f)
-                .map_err(|_| "time does not match the format")
+            TimeParse::Local(f) => naive_with_defaults(text, f)
+                .ok_or("time does not match the format")
                 .and_then(local),
             TimeParse::Date(f) => NaiveDate::parse_from_str(text, f)
                 .map_err(|_| "time does not match the format")
                 .and_then(|d| local(d.and_time(chrono::NaiveTime::MIN))),
         }
     }
+}
+
+/// A local date and time by `format`; a format that stops at the hour (hourly drops:
+/// `%Y-%m-%d %H`) or the minute reads the rest as zero.
+fn naive_with_defaults(text: &str, format: &str) -> Option<NaiveDateTime> {
+    if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
+        return Some(t);
+    }
+    let mut parsed = chrono::format::Parsed::new();
+    chrono::format::parse(&mut parsed, text, chrono::format::StrftimeItems::new(format)).ok()?;
+    if parsed.minute().is_none() {
+        parsed.set_minute(0).ok()?;
+    }
+    if parsed.second().is_none() {
+        parsed.set_second(0).ok()?;
+    }
+    parsed.to_naive_datetime_with_offset(0).ok()
 }
 
 #[cfg(test)]
@@ -97,6 +114,11 @@ mod tests {
             "2026-03-04T10:22:00Z"
         );
         assert_eq!(at(f, "UTC", "04/03/2026 15:52").unwrap(), "2026-03-04T15:52:00Z");
+        assert_eq!(
+            at(Some("%Y-%m-%d %H"), "Asia/Kolkata", "2026-03-04 15").unwrap(),
+            "2026-03-04T09:30:00Z"
+        );
+        assert!(at(Some("%Y-%m-%d %H"), "UTC", "2026-03-04 25").is_err());
         assert!(at(f, "UTC", "2026-03-04 15:52").is_err());
         assert!(at(f, "UTC", "04/03/2026").is_err());
         assert!(at(f, "UTC", "31/02/2026 10:00").is_err());
