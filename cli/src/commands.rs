@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use persona_event::Token;
-use persona_features::FeatureSet;
+use persona_expr::{Root, Schema};
 
 use crate::args::{BenchCommand, Cli, Command, OfferCommand, RunArgs, VaultCommand};
 use crate::pipeline::{self, RunOptions};
@@ -92,17 +92,33 @@ fn check(files: Vec<PathBuf>, features: Option<PathBuf>) -> Result<ExitCode> {
     let mut all = files.clone();
     all.extend(features.iter().cloned());
     let (docs, mut problems) = specs::documents(&all)?;
-    let set: FeatureSet = match specs::feature_set(&docs) {
-        Ok(set) => set,
-        Err(e) => {
-            eprintln!("{e:#}");
-            return Ok(ExitCode::from(1));
+    let has_set = docs.iter().any(|d| d.kind == "FeatureSet");
+    // Without a FeatureSet, feature names and types cannot be checked; the rest can.
+    let (schema, tz, against) = if has_set {
+        match specs::feature_set(&docs) {
+            Ok(set) => (
+                persona_offers::offer_schema(&set),
+                set.timezone(),
+                format!("FeatureSet `{}`", set.name),
+            ),
+            Err(e) => {
+                eprintln!("{e:#}");
+                return Ok(ExitCode::from(1));
+            }
         }
+    } else {
+        eprintln!("warning: no FeatureSet given (--features FILE): feature names and types are not checked");
+        let all_roots = [Root::Event, Root::Features, Root::Profile, Root::Prefs];
+        let schema = all_roots
+            .into_iter()
+            .fold(Schema::new(), Schema::allow_root)
+            .open_features();
+        (schema, chrono_tz::Tz::UTC, "no FeatureSet".to_owned())
     };
     let mut checked = 0;
     for doc in docs.iter().filter(|d| d.kind == "Offer") {
         checked += 1;
-        if let Err(p) = specs::offer(doc, &set) {
+        if let Err(p) = specs::offer_in(doc, &schema, tz) {
             problems.push(p);
         }
     }
@@ -118,8 +134,7 @@ fn check(files: Vec<PathBuf>, features: Option<PathBuf>) -> Result<ExitCode> {
         eprintln!("{}", p.rendered);
     }
     println!(
-        "{checked} offer(s) checked against FeatureSet `{}`: {} error(s)",
-        set.name,
+        "{checked} offer(s) checked against {against}: {} error(s)",
         problems.len()
     );
     Ok(if problems.is_empty() {

@@ -2,6 +2,7 @@
 //! tokenize (gateway) -> in-process bus -> shard of partition actors -> matches ->
 //! de-tokenizer -> file channel adapter, with every output file of DESIGN.md §6.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -12,7 +13,7 @@ use chrono::{DateTime, Utc};
 use persona_actors::{Shard, ShardConfig};
 use persona_bus::MemoryBus;
 use persona_detokenizer::{Detokenizer, FileAdapter};
-use persona_event::{Event, Match};
+use persona_event::{Event, Match, Token};
 use persona_gateway::{Gateway, IngestReport};
 use persona_offers::Engine;
 use persona_privacy::{LocalKms, Vault};
@@ -127,6 +128,19 @@ pub(crate) async fn run(specs: Specs, opts: RunOptions<'_>, progress: &Progress)
     };
 
     let total = events.len() as u64;
+    // An --as-of before the latest event is before the actors' clocks: windows cannot
+    // be evaluated there from streaming state, so features.jsonl comes from the batch
+    // evaluation of the events up to it.
+    let earlier = opts.as_of.filter(|a| latest.is_some_and(|l| *a < l));
+    let mut history: HashMap<Token, Vec<Event>> = HashMap::new();
+    if let Some(at) = earlier {
+        tracing::info!(
+            "--as-of is before the latest event: features.jsonl is evaluated in batch from this run's events"
+        );
+        for e in events.iter().filter(|e| e.ts <= at) {
+            history.entry(e.token.clone()).or_default().push(e.clone());
+        }
+    }
     for e in events {
         bus.publish(e);
     }
@@ -150,8 +164,23 @@ pub(crate) async fn run(specs: Specs, opts: RunOptions<'_>, progress: &Progress)
     let (detokenizer, mut matches) = consumer.await??;
     let (_, delivery) = detokenizer.finish(&opts.out.join("audit.jsonl"))?;
 
-    let as_of = opts.as_of.or(latest);
-    let features = shard.features(as_of).await?;
+    let features = match earlier {
+        Some(at) => {
+            let mut batch: Vec<_> = history
+                .into_iter()
+                .map(|(token, events)| {
+                    (
+                        token,
+                        at,
+                        persona_features::batch::evaluate(&engine.features, &events, at),
+                    )
+                })
+                .collect();
+            batch.sort_by(|a, b| a.0.cmp(&b.0));
+            batch
+        }
+        None => shard.features(opts.as_of.or(latest)).await?,
+    };
     matches.sort_by(|a, b| (a.ts, &a.token, &a.offer).cmp(&(b.ts, &b.token, &b.offer)));
     crate::outputs::write_matches(&opts.out.join("matches.jsonl"), &matches)?;
     crate::outputs::write_features(&opts.out.join("features.jsonl"), &features)?;

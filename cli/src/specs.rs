@@ -212,13 +212,18 @@ pub(crate) fn feature_set(docs: &[Document]) -> Result<FeatureSet> {
 
 /// Compiles one Offer document against the FeatureSet.
 pub(crate) fn offer(doc: &Document, features: &FeatureSet) -> Result<Offer, Problem> {
+    offer_in(doc, &persona_offers::offer_schema(features), features.timezone())
+}
+
+/// Compiles one Offer document against an expression schema.
+pub(crate) fn offer_in(doc: &Document, schema: &persona_expr::Schema, tz: chrono_tz::Tz) -> Result<Offer, Problem> {
     let problem = |rendered: String| Problem {
         kind: doc.kind.clone(),
         name: doc.name.clone(),
         rendered,
     };
     let parsed = OfferDocument::from_yaml(&doc.text).map_err(|e| problem(render_offer_error(doc, &e)))?;
-    Offer::compile(&parsed, features).map_err(|errors| {
+    Offer::compile_in(&parsed, schema, tz).map_err(|errors| {
         problem(
             errors
                 .iter()
@@ -272,12 +277,20 @@ pub(crate) fn load(dir: &Path) -> Result<Specs> {
             "FeatureSet" => continue,
             "Source" => source(doc).map(|s| sources.push(s)),
             "Offer" => offer(doc, &features).map(|o| offers.push(o)),
+            // Running without a contact policy the bank wrote would send offers in its
+            // quiet hours and over its daily caps: refuse the run rather than ignore it.
+            "ContactPolicy" => bail!(
+                "{}:{}: ContactPolicy `{}` is not supported by this version of persona yet; \
+                 refusing to run without the limits it sets (remove it to run without contact-policy limits)",
+                doc.file.display(),
+                doc.line,
+                doc.name
+            ),
             other => Err(Problem {
                 kind: other.to_owned(),
                 name: doc.name.clone(),
                 rendered: format!(
-                    "error: {}:{}: unsupported kind `{other}`: expected Source, FeatureSet or Offer \
-                     (ContactPolicy is not supported by this version)",
+                    "error: {}:{}: unsupported kind `{other}`: expected Source, FeatureSet or Offer",
                     doc.file.display(),
                     doc.line
                 ),
@@ -287,11 +300,23 @@ pub(crate) fn load(dir: &Path) -> Result<Specs> {
             problems.push(p);
         }
     }
-    for (i, o) in offers.iter().enumerate() {
-        if offers[..i].iter().any(|p| p.name == o.name) {
-            bail!("offer `{}` is defined twice", o.name);
+    // A second offer of the same name is refused; the first stays.
+    let mut kept: Vec<Offer> = Vec::with_capacity(offers.len());
+    for o in offers {
+        if kept.iter().any(|k| k.name == o.name) {
+            problems.push(Problem {
+                kind: "Offer".into(),
+                name: o.name.clone(),
+                rendered: format!(
+                    "error: Offer `{}` is defined twice; the first definition is used",
+                    o.name
+                ),
+            });
+        } else {
+            kept.push(o);
         }
     }
+    let offers = kept;
     Ok(Specs {
         sources,
         features,

@@ -205,6 +205,12 @@ impl<'s> Checker<'s> {
     /// `features.name` as written at `span`: its declaration, or an E003.
     fn feature(&mut self, name: &Spanned<String>) -> Option<crate::schema::FeatureDecl> {
         let decl = self.schema.lookup(&name.node);
+        if decl.is_none() && self.schema.is_open() {
+            return Some(crate::schema::FeatureDecl {
+                ty: Type::Any,
+                family: false,
+            });
+        }
         if decl.is_none() {
             let help = did_you_mean(&name.node, self.schema.feature_names());
             self.diags.push(
@@ -268,7 +274,8 @@ impl<'s> Checker<'s> {
                 let Some(decl) = self.feature(name) else {
                     return Typed::poisoned();
                 };
-                if !decl.family {
+                // An undeclared feature of an open schema may be a family.
+                if !decl.family && self.schema.lookup(&name.node).is_some() {
                     let d = Diagnostic::new(
                         "E008",
                         format!("feature `{}` is not a family", name.node),

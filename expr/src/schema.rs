@@ -127,6 +127,9 @@ pub struct FeatureDecl {
 pub struct Schema {
     roots: [bool; 4],
     features: BTreeMap<String, FeatureDecl>,
+    /// Undeclared features are allowed (of any type, indexable): checking offers
+    /// without their FeatureSet.
+    open: bool,
 }
 
 impl Schema {
@@ -144,6 +147,17 @@ impl Schema {
     pub fn feature(mut self, name: &str, ty: Type, family: bool) -> Self {
         self.features.insert(name.to_owned(), FeatureDecl { ty, family });
         self
+    }
+
+    /// Accepts features it does not declare, as `Any` (and indexable): for checking
+    /// expressions when the FeatureSet is not at hand. Declared ones are still checked.
+    pub fn open_features(mut self) -> Self {
+        self.open = true;
+        self
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        self.open
     }
 
     pub fn allows(&self, root: Root) -> bool {

@@ -194,7 +194,10 @@ fn compile_feature(f: &FeatureSpec, path: &str, schema: &Schema) -> Result<Featu
     let agg = Agg::parse(&f.agg, decay).map_err(|m| errors.push(FieldError::invalid(format!("{path}.agg"), m)));
     let window =
         Window::parse(f.window.as_deref()).map_err(|m| errors.push(FieldError::invalid(format!("{path}.window"), m)));
-    let on = f.on.to_vec();
+    let mut on = f.on.to_vec();
+    // Listing a type twice must not count its events twice.
+    on.sort();
+    on.dedup();
     if on.is_empty() || on.iter().any(|k| k.trim().is_empty()) {
         errors.push(FieldError::invalid(
             format!("{path}.on"),

@@ -115,7 +115,11 @@ impl FeatureState {
                     };
                     let key = key.to_key();
                     if !keys.contains_key(&key) && keys.len() >= f.max_keys {
-                        continue;
+                        // Keys whose window emptied count no more: forget them first.
+                        keys.retain(|_, s| s.0.iter().any(|(t, _)| f.window.covers(*t, end)));
+                        if keys.len() >= f.max_keys {
+                            continue;
+                        }
                     }
                     keys.entry(key).or_default()
                 }

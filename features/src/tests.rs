@@ -255,4 +255,22 @@ fn families_are_bounded() {
             ("fuel".into(), Value::Float(20.0))
         ])
     );
+    // Once their window has emptied, old keys make room for new ones.
+    st.apply(&set, &txn(9, "2026-12-01T05:00:00Z", 5.0, "debit", "travel"));
+    let Value::Map(m) = st.view(&set, None).get("spend_30d") else {
+        panic!()
+    };
+    assert_eq!(m, BTreeMap::from([("travel".into(), Value::Float(5.0))]));
+}
+
+#[test]
+fn an_event_type_listed_twice_counts_once() {
+    let yaml = SET.replace(
+        "agg: count, window: 2h}",
+        "agg: count, window: 2h}\n    - {name: twice, on: [transaction, transaction], agg: count}",
+    );
+    let set = FeatureSet::compile(&FeatureSetDocument::from_yaml(&yaml).unwrap()).unwrap();
+    let mut st = FeatureState::default();
+    st.apply(&set, &txn(1, "2026-10-01T05:00:00Z", 10.0, "debit", "fuel"));
+    assert_eq!(st.view(&set, None).get("twice"), Value::Int(1));
 }

@@ -144,11 +144,33 @@ impl Gateway {
             counts.fields += scrubbed.counts;
             let (token, issued) = self.vault.tokenize(&scrubbed.key).map_err(vault_err)?;
             counts.tokens_issued += u64::from(issued);
+            let is_profile = source.event() == kinds::PROFILE;
             for (kind, value) in &scrubbed.vaulted {
                 self.vault.store_contact(&token, *kind, value).map_err(vault_err)?;
             }
+            // A contact vaulted by a source of another event type must still reach the
+            // cloud, or the customer is unreachable: a profile event of its own carries
+            // the kinds held. Its id is a keyed hash of the record's and the kinds', so a
+            // re-read gives the same event and the cloud recognises it.
+            if !scrubbed.vaulted.is_empty() && !is_profile {
+                let held = self.vault.contact_kinds(&token).map_err(vault_err)?;
+                let list: Vec<Value> = held.iter().map(|k| Value::from(k.as_str())).collect();
+                let mut material = scrubbed.id_material.to_vec();
+                material.extend(held.iter().flat_map(|k| k.as_str().bytes()));
+                sink(Event {
+                    id: self
+                        .vault
+                        .event_id(&format!("{name}#contacts"), &material)
+                        .map_err(vault_err)?,
+                    token: token.clone(),
+                    kind: kinds::PROFILE.to_owned(),
+                    ts: scrubbed.ts,
+                    attrs: [("contacts".to_owned(), Value::List(list))].into(),
+                });
+                counts.events += 1;
+            }
             let mut attrs = scrubbed.attrs;
-            if source.event() == kinds::PROFILE {
+            if is_profile {
                 let held = self.vault.contact_kinds(&token).map_err(vault_err)?;
                 let list = held.into_iter().map(|k| Value::from(k.as_str())).collect();
                 attrs.insert("contacts".to_owned(), Value::List(list));

@@ -217,9 +217,10 @@ fn no_protected_value_leaves_and_bad_lines_become_dead_letters() {
         }
     );
 
-    // The rest of each file went on.
-    assert_eq!(events.len(), 5);
-    assert_eq!((report.records_read, report.events), (11, 5));
+    // The rest of each file went on. The app record that vaults a device also
+    // announces the customer's contact kinds in a profile event of its own.
+    assert_eq!(events.len(), 6);
+    assert_eq!((report.records_read, report.events), (11, 6));
     assert_eq!(report.tokens_issued, 3);
     assert_eq!(report.per_source["customers"].events, 3);
     assert_eq!(report.per_source["app"].dead_lettered, 3);
@@ -240,11 +241,19 @@ fn no_protected_value_leaves_and_bad_lines_become_dead_letters() {
         &Value::List(vec!["email".into(), "phone".into()])
     );
     assert_eq!(events[2].attr("contacts"), &Value::List(vec!["email".into()]));
-    assert_eq!(events[3].kind, "app_event");
+    // The app record vaulted a device: its profile event says so, before the record's event.
+    assert_eq!(events[3].kind, "profile");
     assert_eq!(events[3].token, saanvi.token);
-    assert_eq!(events[3].attr("mall"), &Value::from("Phoenix"));
-    assert!(events[3].attr("contacts").is_null());
-    assert_eq!(events[4].attr("duration_s"), &Value::Int(12));
+    assert_eq!(
+        events[3].attr("contacts"),
+        &Value::List(vec!["email".into(), "phone".into(), "device".into()])
+    );
+    assert_eq!(events[3].attrs.len(), 1);
+    assert_eq!(events[4].kind, "app_event");
+    assert_eq!(events[4].token, saanvi.token);
+    assert_eq!(events[4].attr("mall"), &Value::from("Phoenix"));
+    assert!(events[4].attr("contacts").is_null());
+    assert_eq!(events[5].attr("duration_s"), &Value::Int(12));
 
     // The trusted zone can still go back, and holds the contacts it vaulted.
     let vault = gw.vault();
@@ -292,4 +301,40 @@ fn a_source_without_files_is_not_an_error() {
     assert!(events.is_empty());
     assert_eq!(report.records_read, 0);
     assert_eq!(report.per_source["customers"].files, 0);
+}
+
+#[test]
+fn contacts_vaulted_by_a_non_profile_source_reach_the_cloud_as_a_profile_event() {
+    let crm = "kind: Source\nmetadata: {name: crm}\nspec:\n  format: csv\n  event: profile\n  id: [ID]\n  time: {value: \"2026-01-01T00:00:00Z\"}\n  fields:\n    ID: key\n    CITY: {attr: city}\n";
+    let contacts = "kind: Source\nmetadata: {name: contacts}\nspec:\n  format: csv\n  event: contact_update\n  id: [ID, AT]\n  time: {field: AT}\n  fields:\n    ID: key\n    EMAIL: {vault: email}\n";
+    let dir = tempfile::tempdir().unwrap();
+    let (src, data) = (dir.path().join("src"), dir.path().join("data"));
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("crm.csv"), "ID,CITY\nK1,Pune\n").unwrap();
+    std::fs::write(
+        src.join("contacts.csv"),
+        "ID,EMAIL,AT\nK1,k1@example.com,2026-02-01T00:00:00Z\n",
+    )
+    .unwrap();
+    let kms = LocalKms::open(&data.join("kms")).unwrap();
+    let vault = Arc::new(Vault::open(&data.join("vault"), Arc::new(kms)).unwrap());
+    let sources = vec![Source::from_yaml(crm).unwrap(), Source::from_yaml(contacts).unwrap()];
+    let gw = Gateway::new(sources, vault);
+    let (report, events) = ingest(&gw, &src);
+    let profiles: Vec<&Event> = events.iter().filter(|e| e.kind == "profile").collect();
+    assert_eq!(profiles.len(), 2, "{events:?}");
+    assert_eq!(profiles[0].attrs["contacts"], Value::List(vec![]));
+    assert_eq!(
+        profiles[1].attrs["contacts"],
+        Value::List(vec![Value::from(ContactKind::Email.as_str())])
+    );
+    assert_eq!(
+        profiles[1].ts,
+        persona_event::time::parse_ts("2026-02-01T00:00:00Z").unwrap()
+    );
+    assert_eq!(report.events, 3);
+    // A second read of the same files gives the same events, ids included.
+    let (_, again) = ingest(&gw, &src);
+    let ids = |evs: &[Event]| evs.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&again), ids(&events));
 }

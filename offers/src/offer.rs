@@ -67,15 +67,21 @@ pub fn offer_schema(features: &FeatureSet) -> Schema {
 impl Offer {
     /// Validates one document. Every problem is reported with the path of its field.
     pub fn compile(doc: &OfferDocument, features: &FeatureSet) -> Result<Offer, Vec<FieldError>> {
+        Offer::compile_in(doc, &offer_schema(features), features.timezone())
+    }
+
+    /// Validates against an expression schema and the time zone of calendar dates;
+    /// `compile` uses the FeatureSet's. (`persona offer check` without a FeatureSet
+    /// uses an open schema.)
+    pub fn compile_in(doc: &OfferDocument, schema: &Schema, tz: Tz) -> Result<Offer, Vec<FieldError>> {
         let mut errors = Vec::new();
         let spec = &doc.spec;
         let err = |path: &str, message: String| FieldError::invalid(path, message);
         if doc.kind != "Offer" {
             errors.push(err("kind", format!("expected `Offer`, found `{}`", doc.kind)));
         }
-        let schema = offer_schema(features);
         let mut expr = |path: String, src: &Option<String>| -> Option<Program> {
-            compile_field(path, src.as_deref()?, &schema)
+            compile_field(path, src.as_deref()?, schema)
                 .map_err(|e| errors.push(e))
                 .ok()
         };
@@ -148,7 +154,6 @@ impl Offer {
                 format!("unknown response `{}`: expected one of {expected}", a.response),
             ));
         }
-        let tz = features.timezone();
         let valid = spec.valid.clone().unwrap_or_default();
         let mut instant = |path: &str, s: Option<&str>, day_after: bool| {
             s.and_then(|s| {
@@ -171,7 +176,12 @@ impl Offer {
             name: doc.metadata.name.clone(),
             title: spec.title.clone(),
             priority: spec.priority,
-            on: spec.trigger.on.clone(),
+            on: {
+                let mut on = spec.trigger.on.clone();
+                on.sort();
+                on.dedup();
+                on
+            },
             when,
             channels: spec.channels.clone(),
             variants,
@@ -219,7 +229,13 @@ fn parse_instant(s: &str, tz: Tz, day_after: bool) -> Result<DateTime<Utc>, Stri
             .map(|t| t.with_timezone(&Utc))
             .ok_or_else(|| format!("`{s}` has no midnight in {tz}"));
     }
-    parse_ts(s).map_err(|_| format!("invalid date `{s}`: expected YYYY-MM-DD or an RFC 3339 instant"))
+    let instant = parse_ts(s).map_err(|_| format!("invalid date `{s}`: expected YYYY-MM-DD or an RFC 3339 instant"))?;
+    // An inclusive end instant: valid up to and including it.
+    Ok(if day_after {
+        instant + chrono::TimeDelta::microseconds(1)
+    } else {
+        instant
+    })
 }
 
 /// All offers, in arbitration order (priority, then name), with their global budgets.
@@ -320,5 +336,7 @@ mod tests {
             parse_ts("2026-12-31T18:30:00Z").unwrap()
         );
         assert!(parse_instant("31/12/2026", tz, false).is_err());
+        let until = parse_ts("2026-03-05T10:00:00Z").unwrap();
+        assert!(parse_instant("2026-03-05T10:00:00Z", tz, true).unwrap() > until);
     }
 }

@@ -184,3 +184,38 @@ fn a_bank_written_only_against_the_contract_runs_end_to_end() {
         assert!(!stderr.contains(p) && !stdout.contains(p), "{p} printed");
     }
 }
+
+#[test]
+fn features_as_of_an_earlier_instant_count_only_what_came_before() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
+    persona(&[
+        "run",
+        "--specs",
+        fixture().join("specs").to_str().unwrap(),
+        "--sources",
+        fixture().join("sources").to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--as-of",
+        "2026-03-04T00:00:00Z",
+    ]);
+    let features = jsonl(&out.join("features.jsonl"));
+    assert_eq!(features.len(), 3, "every member has a profile before the instant");
+    assert!(features.iter().all(|f| f["as_of"] == "2026-03-04T00:00:00Z"));
+    // 01:00 on 4 March in Berlin: M-001's two groceries (1 and 3 March) count, her
+    // travel purchase (4 March, 09:00) does not yet.
+    let anna = features
+        .iter()
+        .find(|f| f["features"]["txn_count"] == 2)
+        .expect("M-001");
+    assert_eq!(
+        anna["features"],
+        json!({"grocery_7d": 105.5, "spend_by_kind_30d": {"grocery": 105.5}, "txn_count": 2,
+               "kinds_seen": 1, "last_kind": "grocery", "txn_2h": 0, "big_grocer": true})
+    );
+    let empty = features.iter().filter(|f| f["features"]["txn_count"] == 0).count();
+    assert_eq!(empty, 2);
+}

@@ -274,3 +274,54 @@ fn featureset_errors_name_file_line_and_column() {
         "{err}"
     );
 }
+
+#[test]
+fn offer_check_without_a_featureset_still_checks_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let offers = dir.path().join("offers.yaml");
+    let good = "kind: Offer\nmetadata: {name: ok}\nspec:\n  title: t\n  trigger: {on: [balance]}\n  when: features.anything >= 1 and features.family[\"k\"] > 0\n  channels: [email]\n  variants: [{name: a, message: m}]\n";
+    std::fs::write(&offers, good).unwrap();
+    let o = persona_unchecked(&["offer", "check", offers.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("feature names and types are not checked"));
+    std::fs::write(&offers, good.replace(">= 1 and", ">= and")).unwrap();
+    let o = persona_unchecked(&["offer", "check", offers.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn a_duplicate_offer_is_refused_and_a_contact_policy_stops_the_run() {
+    let demo = Demo::run(40, 30);
+    let out = demo.out();
+    let tmp = demo.dir.path();
+    let specs = tmp.join("specs");
+    copy_dir(&out.join("specs"), &specs);
+    let offers = read(&specs.join("offers.yaml"));
+    let first = offers.split("---").next().unwrap().to_owned();
+    std::fs::write(specs.join("again.yaml"), first).unwrap();
+    let o = run(&specs, &out.join("sources"), &tmp.join("d1"), &tmp.join("o1"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Offer `car-loan` is defined twice"));
+
+    std::fs::write(
+        specs.join("policy.yaml"),
+        "kind: ContactPolicy\nmetadata: {name: default}\nspec: {maxPerDay: 1}\n",
+    )
+    .unwrap();
+    let o = persona_unchecked(&[
+        "run",
+        "--specs",
+        specs.to_str().unwrap(),
+        "--sources",
+        out.join("sources").to_str().unwrap(),
+        "--data",
+        tmp.join("d2").to_str().unwrap(),
+        "--out",
+        tmp.join("o2").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("ContactPolicy `default` is not supported"));
+    assert!(
+        !tmp.join("o2").join("matches.jsonl").exists(),
+        "nothing was sent without the policy"
+    );
+}
