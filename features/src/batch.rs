@@ -13,6 +13,7 @@ use persona_expr::Scope;
 
 use crate::agg::Agg;
 use crate::set::{Feature, FeatureSet};
+use crate::state::EventScope;
 use crate::window::{local_day, local_month};
 
 /// One qualifying event of a feature: its time and value. Points are kept in
@@ -20,26 +21,6 @@ use crate::window::{local_day, local_month};
 struct Point {
     ts: DateTime<Utc>,
     value: Value,
-}
-
-struct EventScope<'a> {
-    event: &'a Event,
-    tz: Tz,
-}
-
-impl Scope for EventScope<'_> {
-    fn event(&self, name: &str) -> Value {
-        self.event.field(name)
-    }
-    fn event_ref(&self, name: &str) -> Option<&Value> {
-        self.event.attr_field(name)
-    }
-    fn timezone(&self) -> Tz {
-        self.tz
-    }
-    fn now(&self) -> Option<DateTime<Utc>> {
-        Some(self.event.ts)
-    }
 }
 
 /// Scope of derived features over the values computed so far.

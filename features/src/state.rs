@@ -36,10 +36,11 @@ pub struct FeatureState {
     pub(crate) cells: Vec<Option<Cell>>,
 }
 
-/// Expression scope over one event, for `where`, `value` and `by`.
-struct EventScope<'a> {
-    event: &'a Event,
-    tz: Tz,
+/// Expression scope over one event, for `where`, `value` and `by` (streaming and
+/// batch alike).
+pub(crate) struct EventScope<'a> {
+    pub(crate) event: &'a Event,
+    pub(crate) tz: Tz,
 }
 
 impl Scope for EventScope<'_> {

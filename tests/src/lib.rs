@@ -47,6 +47,24 @@ pub fn persona_unchecked(args: &[&str]) -> Output {
         .expect("running persona")
 }
 
+/// `persona run --specs --sources --data --out` plus `extra` arguments; panics when it fails.
+pub fn run_files(specs: &Path, sources: &Path, data: &Path, out: &Path, extra: &[&str]) -> Output {
+    let paths = [specs, sources, data, out].map(|p| p.to_str().expect("utf-8 path").to_owned());
+    let mut args = vec![
+        "run",
+        "--specs",
+        &paths[0],
+        "--sources",
+        &paths[1],
+        "--data",
+        &paths[2],
+        "--out",
+        &paths[3],
+    ];
+    args.extend_from_slice(extra);
+    persona(&args)
+}
+
 /// A demo run in a temporary directory.
 #[derive(Debug)]
 pub struct Demo {

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use persona_tests::{files_under, jsonl, persona};
+use persona_tests::{files_under, jsonl, persona, run_files};
 use serde_json::json;
 
 fn fixture() -> PathBuf {
@@ -18,17 +18,7 @@ fn fixture() -> PathBuf {
 fn a_bank_written_only_against_the_contract_runs_end_to_end() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
-    let output = persona(&[
-        "run",
-        "--specs",
-        fixture().join("specs").to_str().unwrap(),
-        "--sources",
-        fixture().join("sources").to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let output = run_files(&fixture().join("specs"), &fixture().join("sources"), &data, &out, &[]);
     let stderr = String::from_utf8(output.stderr).unwrap();
     let stdout = String::from_utf8(output.stdout).unwrap();
 
@@ -189,19 +179,13 @@ fn a_bank_written_only_against_the_contract_runs_end_to_end() {
 fn features_as_of_an_earlier_instant_count_only_what_came_before() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
-    persona(&[
-        "run",
-        "--specs",
-        fixture().join("specs").to_str().unwrap(),
-        "--sources",
-        fixture().join("sources").to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--as-of",
-        "2026-03-04T00:00:00Z",
-    ]);
+    run_files(
+        &fixture().join("specs"),
+        &fixture().join("sources"),
+        &data,
+        &out,
+        &["--as-of", "2026-03-04T00:00:00Z"],
+    );
     let features = jsonl(&out.join("features.jsonl"));
     assert_eq!(features.len(), 3, "every member has a profile before the instant");
     assert!(features.iter().all(|f| f["as_of"] == "2026-03-04T00:00:00Z"));

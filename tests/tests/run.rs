@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use persona_tests::{Demo, files_under, jsonl, persona, persona_unchecked};
+use persona_tests::{Demo, files_under, jsonl, persona, persona_unchecked, run_files};
 
 fn copy_dir(from: &Path, to: &Path) {
     for file in files_under(from) {
@@ -16,17 +16,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 fn run(specs: &Path, sources: &Path, data: &Path, out: &Path) -> std::process::Output {
-    persona(&[
-        "run",
-        "--specs",
-        specs.to_str().unwrap(),
-        "--sources",
-        sources.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ])
+    run_files(specs, sources, data, out, &[])
 }
 
 fn read(path: &Path) -> String {
