@@ -44,15 +44,19 @@ pub(crate) enum SetChoice {
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
+    /// Customers, each with her own feature state.
     #[arg(long, default_value_t = 20_000)]
     customers: u32,
     /// Events per customer, over 90 days.
     #[arg(long, default_value_t = 100)]
     events: u32,
+    /// Which FeatureSet to measure.
     #[arg(long, value_enum, default_value_t = SetChoice::Demo)]
     set: SetChoice,
+    /// Runs; throughput is their median.
     #[arg(long, default_value_t = 3)]
     runs: u32,
+    /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
 }
