@@ -81,6 +81,11 @@ impl PartitionState {
                 }
                 None => Customer::default(),
             };
+            // A backfill run recomputes its features for each customer it activates;
+            // the embedded runtime activates a customer once per run. (Passivation
+            // will have to remember that her backfill already started.)
+            let mut customer = customer;
+            customer.start_backfill(&self.args.engine);
             self.stats.activations += 1;
             self.customers.insert(token.clone(), customer);
         }
@@ -134,8 +139,7 @@ impl PartitionState {
 
     fn reload(&mut self, engine: Arc<Engine>) -> Result<(), Error> {
         for customer in self.customers.values_mut() {
-            let bytes = customer.encode(&self.args.engine);
-            *customer = Customer::decode(&bytes, &engine)?;
+            *customer = customer.reload(&self.args.engine, &engine)?;
         }
         self.args.engine = engine;
         Ok(())

@@ -150,6 +150,21 @@ impl Program {
         self.inner.node.eval(scope).into_owned()
     }
 
+    /// Like [`Program::eval`], borrowing the value when the scope holds it (an event
+    /// attribute), so the hot path copies nothing it only reads.
+    pub fn eval_cow<'a>(&'a self, scope: &'a dyn Scope) -> std::borrow::Cow<'a, Value> {
+        self.inner.node.eval(scope)
+    }
+
+    /// When the whole expression is one path (`event.amount`), its root and name: a
+    /// caller on a hot path can then read the value in place, with no evaluation.
+    pub fn as_path(&self) -> Option<(Root, &str)> {
+        match &self.inner.node {
+            Node::Path(root, name) => Some((*root, name)),
+            _ => None,
+        }
+    }
+
     /// Whether the expression holds: true only when it evaluates to `true`.
     pub fn eval_bool(&self, scope: &dyn Scope) -> bool {
         truthy(&self.inner.node.eval(scope))

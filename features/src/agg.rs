@@ -2,12 +2,9 @@
 //! it, and how the tiles inside a window combine into the feature's value. Every
 //! accumulator is mergeable, which is what lets a window be a set of tiles.
 
-use std::collections::BTreeSet;
-
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use persona_event::{EventId, Value};
-use serde::{Deserialize, Serialize};
 
 use crate::window::{Tiles, local_day, local_month};
 
@@ -108,10 +105,10 @@ impl Agg {
             Agg::Count => Acc::Count(0),
             Agg::Sum => Acc::Sum(Num::Int(0)),
             Agg::Avg => Acc::Avg(0.0, 0),
-            Agg::Min | Agg::Max => Acc::Extreme(None),
+            Agg::Min | Agg::Max => Acc::Extreme(Scalar::Null),
             Agg::First | Agg::Last => Acc::Pick(None),
-            Agg::DistinctCount => Acc::Set(BTreeSet::new()),
-            Agg::DistinctDays | Agg::DistinctMonths => Acc::Ints(BTreeSet::new()),
+            Agg::DistinctCount => Acc::Set(SmallSet::Empty),
+            Agg::DistinctDays | Agg::DistinctMonths => Acc::Ints(SmallSet::Empty),
             Agg::Decay { .. } => Acc::Decay { at: 0, sum: 0.0 },
         }
     }
@@ -128,7 +125,7 @@ impl Agg {
             Acc::Sum(Num::Float(x)) => Value::Float(x),
             Acc::Avg(_, 0) => Value::Null,
             Acc::Avg(sum, n) => Value::Float(sum / n as f64),
-            Acc::Extreme(v) => v.unwrap_or(Value::Null),
+            Acc::Extreme(v) => v.to_value(),
             Acc::Pick(p) => p.map_or(Value::Null, |p| p.value),
             Acc::Set(s) => Value::Int(s.len() as i64),
             Acc::Ints(s) => Value::Int(s.len() as i64),
@@ -143,10 +140,10 @@ impl Agg {
 }
 
 /// A number that stays an integer while it can, so integer sums are exact.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum Num {
     Int(i64),
-    Float(#[serde(with = "crate::codec::compact_f64")] f64),
+    Float(f64),
 }
 
 impl Num {
@@ -167,26 +164,124 @@ impl Num {
     }
 }
 
-/// The earliest or latest value by (event time, event id).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Picked {
-    at: i64,
-    #[serde(with = "crate::codec::event_id_bytes")]
-    id: EventId,
-    value: Value,
+/// A value kept by min, max, first and last: numbers inline (the usual case), any
+/// other value boxed, so a tile stays small.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Scalar {
+    Null,
+    Int(i64),
+    Float(f64),
+    Other(Box<Value>),
 }
 
-/// What one tile of one feature remembers.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+impl Scalar {
+    pub(crate) fn of(v: &Value) -> Scalar {
+        match v {
+            Value::Null => Scalar::Null,
+            Value::Int(i) => Scalar::Int(*i),
+            Value::Float(x) => Scalar::Float(*x),
+            other => Scalar::Other(Box::new(other.clone())),
+        }
+    }
+
+    pub(crate) fn to_value(&self) -> Value {
+        match self {
+            Scalar::Null => Value::Null,
+            Scalar::Int(i) => Value::Int(*i),
+            Scalar::Float(x) => Value::Float(*x),
+            Scalar::Other(v) => (**v).clone(),
+        }
+    }
+
+    fn compare(&self, v: &Value) -> Option<std::cmp::Ordering> {
+        match self {
+            Scalar::Null => None,
+            Scalar::Int(i) => Value::Int(*i).compare(v),
+            Scalar::Float(x) => Value::Float(*x).compare(v),
+            Scalar::Other(o) => o.compare(v),
+        }
+    }
+}
+
+/// The earliest or latest value by (event time, event id).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Picked {
+    pub(crate) at: i64,
+    pub(crate) id: EventId,
+    pub(crate) value: Value,
+}
+
+/// A small sorted set: one element inline (a day tile of `distinct_days` holds one
+/// day), more on the heap.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum SmallSet<T> {
+    Empty,
+    One(T),
+    // A thin pointer: `Vec` itself would make every tile 8 bytes larger.
+    #[allow(clippy::box_collection)]
+    Many(Box<Vec<T>>),
+}
+
+impl<T: Ord + Clone> SmallSet<T> {
+    pub(crate) fn insert(&mut self, x: T) {
+        match self {
+            SmallSet::Empty => *self = SmallSet::One(x),
+            SmallSet::One(y) if *y == x => {}
+            SmallSet::One(y) => {
+                let mut v = vec![y.clone(), x];
+                v.sort();
+                *self = SmallSet::Many(Box::new(v));
+            }
+            SmallSet::Many(v) => {
+                if let Err(p) = v.binary_search(&x) {
+                    v.insert(p, x);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn contains<Q: Ord + ?Sized>(&self, x: &Q) -> bool
+    where
+        T: std::borrow::Borrow<Q>,
+    {
+        self.as_slice().binary_search_by(|y| y.borrow().cmp(x)).is_ok()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            SmallSet::Empty => 0,
+            SmallSet::One(_) => 1,
+            SmallSet::Many(v) => v.len(),
+        }
+    }
+
+    pub(crate) fn as_slice(&self) -> &[T] {
+        match self {
+            SmallSet::Empty => &[],
+            SmallSet::One(x) => std::slice::from_ref(x),
+            SmallSet::Many(v) => v,
+        }
+    }
+
+    fn extend(&mut self, other: &SmallSet<T>) {
+        for x in other.as_slice() {
+            self.insert(x.clone());
+        }
+    }
+}
+
+/// What one tile of one feature remembers. Kept to 24 bytes: a customer holds one per
+/// feature per active day.
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Acc {
     Count(u64),
     Sum(Num),
-    Avg(#[serde(with = "crate::codec::compact_f64")] f64, u64),
-    Extreme(Option<Value>),
+    Avg(f64, u64),
+    Extreme(Scalar),
     /// Boxed: it is rare and the largest variant, and every tile pays for the largest.
     Pick(Option<Box<Picked>>),
-    Set(BTreeSet<String>),
-    Ints(BTreeSet<i64>),
+    Set(SmallSet<Box<str>>),
+    Ints(SmallSet<i64>),
     /// Sum of decayed weights as of `at` (microseconds).
     Decay {
         at: i64,
@@ -213,15 +308,13 @@ impl Acc {
                 }
             }
             (Acc::Extreme(cur), agg) if !value.is_null() => {
-                let replace = match cur {
-                    None => true,
-                    Some(c) => match value.compare(c) {
-                        Some(o) => (o.is_lt() && *agg == Agg::Min) || (o.is_gt() && *agg == Agg::Max),
-                        None => false,
-                    },
+                let replace = match cur.compare(value) {
+                    _ if *cur == Scalar::Null => true,
+                    Some(o) => (o.is_gt() && *agg == Agg::Min) || (o.is_lt() && *agg == Agg::Max),
+                    None => false,
                 };
                 if replace {
-                    *cur = Some(value.clone());
+                    *cur = Scalar::of(value);
                 }
             }
             (Acc::Pick(cur), agg) if !value.is_null() => {
@@ -234,16 +327,31 @@ impl Acc {
                     }
                 };
                 if replace {
-                    *cur = Some(Box::new(Picked {
-                        at,
-                        id: id.clone(),
-                        value: value.clone(),
-                    }));
+                    match cur {
+                        // In place: `last` replaces its pick on nearly every event.
+                        Some(p) => {
+                            p.at = at;
+                            p.id.clone_from(id);
+                            match (&mut p.value, value) {
+                                (Value::Str(mine), Value::Str(theirs)) => mine.clone_from(theirs),
+                                (mine, theirs) => *mine = theirs.clone(),
+                            }
+                        }
+                        None => {
+                            *cur = Some(Box::new(Picked {
+                                at,
+                                id: id.clone(),
+                                value: value.clone(),
+                            }))
+                        }
+                    }
                 }
             }
-            (Acc::Set(s), _) if !value.is_null() => {
-                s.insert(value.to_key());
-            }
+            (Acc::Set(s), _) if !value.is_null() => match value {
+                Value::Str(k) if s.contains(k.as_str()) => {}
+                Value::Str(k) => s.insert(k.as_str().into()),
+                other => s.insert(other.to_key().into_boxed_str()),
+            },
             (Acc::Ints(s), agg) => {
                 let days = *agg == Agg::DistinctDays;
                 let calendar = if value.is_null() {
@@ -281,6 +389,21 @@ impl Acc {
         }
     }
 
+    /// Whether the tile holds nothing (merging it changes nothing).
+    pub(crate) fn is_empty(&self) -> bool {
+        match self {
+            Acc::Count(n) => *n == 0,
+            Acc::Sum(Num::Int(0)) => true,
+            Acc::Sum(_) => false,
+            Acc::Avg(_, n) => *n == 0,
+            Acc::Extreme(s) => *s == Scalar::Null,
+            Acc::Pick(p) => p.is_none(),
+            Acc::Set(s) => s.len() == 0,
+            Acc::Ints(s) => s.len() == 0,
+            Acc::Decay { at, sum } => *at == 0 && *sum == 0.0,
+        }
+    }
+
     /// Folds another tile of the same aggregation into this one.
     fn merge(&mut self, agg: &Agg, other: &Acc) {
         match (self, other) {
@@ -290,11 +413,11 @@ impl Acc {
                 *s += s2;
                 *n += n2;
             }
-            (me @ Acc::Extreme(_), Acc::Extreme(Some(v))) => {
+            (me @ Acc::Extreme(_), Acc::Extreme(v)) if *v != Scalar::Null => {
                 let epoch = Tiles::of(DateTime::UNIX_EPOCH, Tz::UTC);
                 me.add(
                     agg,
-                    v,
+                    &v.to_value(),
                     DateTime::UNIX_EPOCH,
                     &EventId::from_bytes([0; 16]),
                     &epoch,
@@ -310,8 +433,8 @@ impl Acc {
                     *cur = Some(p.clone());
                 }
             }
-            (Acc::Set(a), Acc::Set(b)) => a.extend(b.iter().cloned()),
-            (Acc::Ints(a), Acc::Ints(b)) => a.extend(b.iter().copied()),
+            (Acc::Set(a), Acc::Set(b)) => a.extend(b),
+            (Acc::Ints(a), Acc::Ints(b)) => a.extend(b),
             (Acc::Decay { at, sum }, Acc::Decay { at: at2, sum: sum2 }) => {
                 let Agg::Decay { half_life_secs, .. } = *agg else {
                     return;
@@ -440,6 +563,12 @@ mod tests {
             "2026-01-02T00:00:00Z",
         );
         assert!((a.as_f64().unwrap() - 6.0).abs() < 1e-12 && (b.as_f64().unwrap() - 6.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_tile_stays_small() {
+        // A customer holds one accumulator per feature per active day or hour.
+        assert!(std::mem::size_of::<Acc>() <= 24, "{}", std::mem::size_of::<Acc>());
     }
 
     #[test]

@@ -11,7 +11,7 @@ mod state;
 mod window;
 
 pub use agg::Agg;
-pub use set::{DEFAULT_MAX_KEYS, Derived, Feature, FeatureSet};
+pub use set::{DEFAULT_MAX_KEYS, Derived, Feature, FeatureSet, Selection};
 pub use spec::FeatureSetDocument;
 pub use state::{FeatureState, FeatureView};
 pub use window::{Tiles, Window};

@@ -1,7 +1,7 @@
 //! A FeatureSet validated into its runtime form: expressions compiled, aggregations and
 //! windows parsed, derived features ordered so that each reads only those before it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono_tz::Tz;
 use persona_event::hash::fnv1a64;
@@ -24,10 +24,14 @@ pub struct Feature {
     /// Index of `filter` among the set's distinct filters.
     pub(crate) filter_slot: Option<usize>,
     pub(crate) value: Option<Program>,
+    /// The attribute, when `value` is just `event.<attribute>` (read in place).
+    pub(crate) value_attr: Option<Box<str>>,
     pub agg: Agg,
     pub window: Window,
     pub(crate) by: Option<Program>,
     pub max_keys: usize,
+    /// Where the feature's state lives.
+    pub(crate) place: Place,
     /// Fingerprint of the definition: a snapshot cell is read back only into a feature
     /// with the same definition, so editing a feature restarts it empty.
     pub(crate) fingerprint: u32,
@@ -38,6 +42,48 @@ pub struct Feature {
 pub struct Derived {
     pub name: String,
     pub(crate) program: Program,
+}
+
+/// Where a feature's state lives: a column of a tile group, or its own family of keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Place {
+    Column { group: usize, column: usize },
+    Family(usize),
+}
+
+/// Features that read the same event types through the same filter over the same
+/// window share one list of tiles: a row per tile, a column per feature. An event is
+/// filtered once and placed once per group, not once per feature. (Grouping by
+/// window, not only by unit, keeps a 7-day feature from holding 90 days of rows
+/// beside a 90-day one.)
+#[derive(Clone, Debug)]
+pub(crate) struct Group {
+    pub(crate) filter_slot: Option<usize>,
+    /// The members' window: tiles older than it are pruned.
+    pub(crate) window: Window,
+    /// Groups of the same class differ only by window length; snapshots write them
+    /// together.
+    pub(crate) class: usize,
+    /// Feature indexes, in column order.
+    pub(crate) members: Vec<usize>,
+}
+
+/// What an event of one type touches.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Readers {
+    pub(crate) groups: Vec<usize>,
+    /// Feature indexes of the `by` families reading the type.
+    pub(crate) families: Vec<usize>,
+}
+
+/// Some of a set's base features, chosen by name: the ones a backfill recomputes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Selection(pub(crate) Vec<bool>);
+
+impl Selection {
+    pub(crate) fn has(&self, feature: usize) -> bool {
+        self.0.get(feature).copied().unwrap_or(false)
+    }
 }
 
 /// Where a feature name points.
@@ -56,10 +102,19 @@ pub struct FeatureSet {
     /// In dependency order.
     pub(crate) derived: Vec<Derived>,
     pub(crate) index: HashMap<String, Slot>,
-    /// Features by the event types they read, so an event visits only its own.
-    pub(crate) by_kind: HashMap<String, Vec<usize>>,
-    /// Distinct `where` expressions: features that share a filter evaluate it once per event.
-    pub(crate) filters: Vec<Program>,
+    /// Tile groups of the non-family features.
+    pub(crate) groups: Vec<Group>,
+    /// Number of `by` families.
+    pub(crate) families: usize,
+    /// What each event type touches, sorted by type, so an event visits only its own.
+    pub(crate) by_kind: Vec<(Box<str>, Readers)>,
+    /// Distinct `where` expressions, each as the clauses of its top-level `and`.
+    pub(crate) filters: Vec<Vec<usize>>,
+    /// Distinct clauses of the filters: a clause several filters share (`event.direction
+    /// == "debit"`) is evaluated at most once per event.
+    pub(crate) clauses: Vec<Program>,
+    /// Feature indexes by the fingerprint of their definition, for reading snapshots.
+    pub(crate) by_fingerprint: HashMap<u32, usize>,
 }
 
 impl FeatureSet {
@@ -97,23 +152,10 @@ impl FeatureSet {
             }
         }
         let derived = compile_derived(doc, &features, &mut index, &mut errors);
-        let mut by_kind: HashMap<String, Vec<usize>> = HashMap::new();
-        let mut filters: Vec<Program> = Vec::new();
-        for (i, f) in features.iter_mut().enumerate() {
-            for kind in &f.on {
-                by_kind.entry(kind.clone()).or_default().push(i);
-            }
-            f.filter_slot = f
-                .filter
-                .as_ref()
-                .map(|w| match filters.iter().position(|g| g.source() == w.source()) {
-                    Some(slot) => slot,
-                    None => {
-                        filters.push(w.clone());
-                        filters.len() - 1
-                    }
-                });
-        }
+        let (filters, clauses) = share_filters(&mut features);
+        let (groups, families) = place(&mut features);
+        let by_kind = readers(&features, &groups);
+        let by_fingerprint = features.iter().enumerate().map(|(i, f)| (f.fingerprint, i)).collect();
         if errors.is_empty() {
             Ok(FeatureSet {
                 name: doc.metadata.name.clone(),
@@ -121,8 +163,12 @@ impl FeatureSet {
                 features,
                 derived,
                 index,
+                groups,
+                families,
                 by_kind,
                 filters,
+                clauses,
+                by_fingerprint,
             })
         } else {
             Err(errors)
@@ -154,10 +200,139 @@ impl FeatureSet {
         schema
     }
 
+    /// The base features named. Derived features are computed from the others and
+    /// need no backfill; naming one, or an unknown name, is an error that says so.
+    pub fn select<S: AsRef<str>>(&self, names: &[S]) -> Result<Selection, String> {
+        let mut chosen = vec![false; self.features.len()];
+        for name in names {
+            let name = name.as_ref();
+            match self.index.get(name) {
+                Some(Slot::Base(i)) => chosen[*i] = true,
+                Some(Slot::Derived(_)) => {
+                    return Err(format!(
+                        "`{name}` is a derived feature: it is computed from the others, backfill those"
+                    ));
+                }
+                None => return Err(format!("FeatureSet `{}` has no feature `{name}`", self.name)),
+            }
+        }
+        Ok(Selection(chosen))
+    }
+
     /// Whether any feature reads events of this type.
     pub fn reads(&self, kind: &str) -> bool {
-        self.features.iter().any(|f| f.on.iter().any(|k| k == kind))
+        self.readers(kind).is_some()
     }
+
+    pub(crate) fn feature_by_fingerprint(&self, fingerprint: u32) -> Option<&Feature> {
+        self.by_fingerprint.get(&fingerprint).map(|&i| &self.features[i])
+    }
+
+    pub(crate) fn readers(&self, kind: &str) -> Option<&Readers> {
+        let i = self.by_kind.binary_search_by(|(k, _)| (**k).cmp(kind)).ok()?;
+        Some(&self.by_kind[i].1)
+    }
+}
+
+/// Numbers the distinct `where` expressions and points each feature at its own;
+/// splits them into distinct clauses.
+fn share_filters(features: &mut [Feature]) -> (Vec<Vec<usize>>, Vec<Program>) {
+    let mut sources: Vec<&str> = Vec::new();
+    let mut filters: Vec<Vec<usize>> = Vec::new();
+    let mut clauses: Vec<Program> = Vec::new();
+    let mut texts: Vec<String> = Vec::new();
+    let mut slots = Vec::with_capacity(features.len());
+    for f in features.iter() {
+        let slot = f
+            .filter
+            .as_ref()
+            .map(|w| match sources.iter().position(|s| *s == w.source()) {
+                Some(slot) => slot,
+                None => {
+                    sources.push(w.source());
+                    let parts = w
+                        .clauses()
+                        .into_iter()
+                        .map(|c| match texts.iter().position(|t| *t == c.text) {
+                            Some(k) => k,
+                            None => {
+                                texts.push(c.text);
+                                clauses.push(c.program);
+                                clauses.len() - 1
+                            }
+                        })
+                        .collect();
+                    filters.push(parts);
+                    filters.len() - 1
+                }
+            });
+        slots.push(slot);
+    }
+    for (f, slot) in features.iter_mut().zip(slots) {
+        f.filter_slot = slot;
+    }
+    (filters, clauses)
+}
+
+/// Sorts the features into tile groups (same event types, filter and tile unit) and
+/// families; returns the groups and the number of families.
+fn place(features: &mut [Feature]) -> (Vec<Group>, usize) {
+    let mut groups: Vec<(Vec<String>, Group)> = Vec::new();
+    let mut families = 0;
+    for (i, f) in features.iter_mut().enumerate() {
+        if f.by.is_some() {
+            f.place = Place::Family(families);
+            families += 1;
+            continue;
+        }
+        let found = groups
+            .iter()
+            .position(|(on, g)| *on == f.on && g.filter_slot == f.filter_slot && g.window == f.window);
+        let g = match found {
+            Some(g) => g,
+            None => {
+                let class = groups
+                    .iter()
+                    .find(|(on, g)| *on == f.on && g.filter_slot == f.filter_slot && g.window.same_unit(&f.window))
+                    .map_or(groups.len(), |(_, g)| g.class);
+                groups.push((
+                    f.on.clone(),
+                    Group {
+                        filter_slot: f.filter_slot,
+                        window: f.window,
+                        class,
+                        members: Vec::new(),
+                    },
+                ));
+                groups.len() - 1
+            }
+        };
+        let group = &mut groups[g].1;
+        f.place = Place::Column {
+            group: g,
+            column: group.members.len(),
+        };
+        group.members.push(i);
+    }
+    (groups.into_iter().map(|(_, g)| g).collect(), families)
+}
+
+/// For each event type, the groups and families that read it.
+fn readers(features: &[Feature], groups: &[Group]) -> Vec<(Box<str>, Readers)> {
+    let mut by_kind: BTreeMap<&str, Readers> = BTreeMap::new();
+    for (g, group) in groups.iter().enumerate() {
+        for kind in &features[group.members[0]].on {
+            by_kind.entry(kind).or_default().groups.push(g);
+        }
+    }
+    for (i, f) in features.iter().enumerate() {
+        if let Place::Family(_) = f.place {
+            for kind in &f.on {
+                by_kind.entry(kind).or_default().families.push(i);
+            }
+        }
+    }
+    by_kind.into_iter().map(|(k, r)| (k.into(), r)).collect()
 }
 
 fn check_name(name: &str, index: &HashMap<String, Slot>) -> Result<(), String> {
@@ -234,11 +409,16 @@ fn compile_feature(f: &FeatureSpec, path: &str, schema: &Schema) -> Result<Featu
         on,
         filter,
         filter_slot: None,
+        value_attr: value.as_ref().and_then(|v| match v.as_path() {
+            Some((Root::Event, name)) if !matches!(name, "ts" | "type" | "id") => Some(name.into()),
+            _ => None,
+        }),
         value,
         agg,
         window,
         by,
         max_keys: f.max_keys.map_or(DEFAULT_MAX_KEYS, |k| k as usize),
+        place: Place::Family(usize::MAX),
         fingerprint,
     })
 }

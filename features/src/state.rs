@@ -1,39 +1,43 @@
-//! One customer's feature state: per feature, its tiles (one for a lifetime feature,
-//! one per day or hour that had events for a windowed one, per key for a family), and
-//! the customer's clock, the latest event time applied. Memory follows what the
-//! customer did, not the size of the windows.
+//! One customer's feature state: per tile group, its tiles (one for lifetime
+//! features, one per day or hour that had events for windowed ones) with a column per
+//! feature; per family, the tiles of each key; and the customer's clock, the latest
+//! event time applied. Memory follows what the customer did, not the size of the
+//! windows.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use persona_event::{Event, Value};
 use persona_expr::Scope;
-use serde::{Deserialize, Serialize};
 
-use crate::agg::Acc;
-use crate::set::{Feature, FeatureSet, Slot};
-use crate::window::Tiles;
+use crate::agg::{Acc, Picked, Scalar, SmallSet};
+use crate::set::{Feature, FeatureSet, Group, Place, Selection, Slot};
+use crate::window::{Tiles, Window};
 
-/// The tiles of one feature (or of one key of a family), sorted by tile. Encoded with
-/// each tile number as the difference from the previous one (mostly one byte).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(into = "crate::codec::SeriesWire", from = "crate::codec::SeriesWire")]
-pub(crate) struct Series(pub(crate) Vec<(i64, Acc)>);
+static NULL: Value = Value::Null;
 
-/// The state of one feature.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub(crate) enum Cell {
-    One(Series),
-    Family(BTreeMap<String, Series>),
+/// The tiles of one tile group: `tiles` sorted, and a row of accumulators per tile,
+/// one per member feature (row-major: `accs[row * width + column]`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Tiled {
+    pub(crate) tiles: Vec<i64>,
+    pub(crate) accs: Vec<Acc>,
 }
+
+/// The tiles of one key of a family, sorted by tile.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Series(pub(crate) Vec<(i64, Acc)>);
 
 /// A customer's features, as state.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FeatureState {
     pub(crate) clock: Option<DateTime<Utc>>,
-    /// Indexed like `FeatureSet::features`; `None` until the feature sees an event.
-    pub(crate) cells: Vec<Option<Cell>>,
+    /// Indexed like `FeatureSet::groups`; empty until the customer has a group's event.
+    pub(crate) groups: Vec<Tiled>,
+    /// Indexed by family number.
+    pub(crate) families: Vec<BTreeMap<String, Series>>,
 }
 
 /// Expression scope over one event, for `where`, `value` and `by` (streaming and
@@ -58,23 +62,142 @@ impl Scope for EventScope<'_> {
     }
 }
 
+/// The filters of a set evaluated for one event, each clause at most once.
+struct Filters<'a> {
+    set: &'a FeatureSet,
+    scope: &'a EventScope<'a>,
+    clauses: &'a mut [Option<bool>],
+}
+
+impl Filters<'_> {
+    fn pass(&mut self, slot: Option<usize>) -> bool {
+        let Some(slot) = slot else {
+            return true;
+        };
+        self.set.filters[slot]
+            .iter()
+            .all(|&k| *self.clauses[k].get_or_insert_with(|| self.set.clauses[k].eval_bool(self.scope)))
+    }
+}
+
+/// What one event brings to a feature: where, when and its value.
+struct Arrival<'a> {
+    event: &'a Event,
+    scope: &'a EventScope<'a>,
+    tiles: &'a Tiles,
+    tz: Tz,
+}
+
+impl Arrival<'_> {
+    /// The feature's value for this event, or `None` when the feature skips it. An
+    /// attribute is read in place; any other expression is evaluated into `scratch`.
+    fn value<'v>(&'v self, f: &Feature, scratch: &'v mut Value) -> Option<&'v Value> {
+        let value = match (&f.value, &f.value_attr) {
+            (None, _) => &NULL,
+            (Some(_), Some(attr)) => self.event.attr(attr),
+            (Some(v), None) => {
+                *scratch = v.eval(self.scope);
+                scratch
+            }
+        };
+        (!(f.agg.needs_value() && value.is_null())).then_some(value)
+    }
+
+    fn add_to(&self, acc: &mut Acc, f: &Feature, value: &Value) {
+        acc.add(&f.agg, value, self.event.ts, &self.event.id, self.tiles, self.tz);
+    }
+}
+
 impl FeatureState {
     /// The latest event time applied.
     pub fn clock(&self) -> Option<DateTime<Utc>> {
         self.clock
     }
 
+    /// Approximate heap bytes held (allocated capacity, not counting the allocator's
+    /// own overhead): what a runtime weighs when it bounds memory.
+    pub fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let acc_heap = |a: &Acc| match a {
+            Acc::Extreme(Scalar::Other(_)) => size_of::<Value>(),
+            Acc::Pick(Some(_)) => size_of::<Picked>(),
+            Acc::Set(SmallSet::Many(v)) => size_of::<Vec<Box<str>>>() + v.capacity() * size_of::<Box<str>>(),
+            Acc::Set(s) => s.as_slice().iter().map(|k| k.len()).sum(),
+            Acc::Ints(SmallSet::Many(v)) => size_of::<Vec<i64>>() + v.capacity() * size_of::<i64>(),
+            _ => 0,
+        };
+        let groups: usize = self
+            .groups
+            .iter()
+            .map(|t| {
+                t.tiles.capacity() * size_of::<i64>()
+                    + t.accs.capacity() * size_of::<Acc>()
+                    + t.accs.iter().map(acc_heap).sum::<usize>()
+            })
+            .sum();
+        let families: usize = self
+            .families
+            .iter()
+            .flat_map(|keys| keys.iter())
+            .map(|(k, s)| {
+                // A B-tree entry: key, value and a share of the node.
+                k.capacity()
+                    + size_of::<(String, Series)>() * 2
+                    + s.0.capacity() * size_of::<(i64, Acc)>()
+                    + s.0.iter().map(|(_, a)| acc_heap(a)).sum::<usize>()
+            })
+            .sum();
+        self.groups.capacity() * size_of::<Tiled>()
+            + self.families.capacity() * size_of::<BTreeMap<String, Series>>()
+            + groups
+            + families
+    }
+
     /// Applies one event to every feature that reads it. Windowed features accept a
     /// late event while its tile is still inside the window measured from the clock.
     pub fn apply(&mut self, set: &FeatureSet, event: &Event) {
+        self.apply_to(set, event, None);
+    }
+
+    /// Applies one event to the selected features only: a backfill recomputing them
+    /// from history, over events the others have already counted.
+    pub fn apply_selected(&mut self, set: &FeatureSet, event: &Event, only: &Selection) {
+        self.apply_to(set, event, Some(only));
+    }
+
+    /// Empties the selected features, so that a backfill can recompute them.
+    pub fn reset(&mut self, set: &FeatureSet, only: &Selection) {
+        for (_, f) in set.features.iter().enumerate().filter(|(i, _)| only.has(*i)) {
+            match f.place {
+                Place::Column { group, column } => {
+                    if let Some(tiled) = self.groups.get_mut(group) {
+                        let width = set.groups[group].members.len();
+                        for row in 0..tiled.tiles.len() {
+                            tiled.accs[row * width + column] = f.agg.empty();
+                        }
+                    }
+                }
+                Place::Family(k) => {
+                    if let Some(keys) = self.families.get_mut(k) {
+                        keys.clear();
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply_to(&mut self, set: &FeatureSet, event: &Event, only: Option<&Selection>) {
         let clock = self.clock.map_or(event.ts, |c| c.max(event.ts));
         self.clock = Some(clock);
-        if self.cells.len() < set.features.len() {
-            self.cells.resize(set.features.len(), None);
-        }
-        let Some(reading) = set.by_kind.get(&event.kind) else {
+        let Some(readers) = set.readers(&event.kind) else {
             return;
         };
+        if self.groups.len() < set.groups.len() {
+            self.groups.resize_with(set.groups.len(), Tiled::default);
+        }
+        if self.families.len() < set.families {
+            self.families.resize_with(set.families, BTreeMap::new);
+        }
         let scope = EventScope { event, tz: set.tz };
         let at = Tiles::of(event.ts, set.tz);
         let now = if clock == event.ts {
@@ -82,65 +205,71 @@ impl FeatureState {
         } else {
             Tiles::of(clock, set.tz)
         };
-        // Each distinct filter is evaluated at most once per event.
-        let mut passed: Vec<Option<bool>> = vec![None; set.filters.len()];
-        for &i in reading {
+        let mut on_stack = [None; 64];
+        let mut on_heap;
+        let clauses = if set.clauses.len() <= on_stack.len() {
+            &mut on_stack[..set.clauses.len()]
+        } else {
+            on_heap = vec![None; set.clauses.len()];
+            &mut on_heap[..]
+        };
+        let mut filters = Filters {
+            set,
+            scope: &scope,
+            clauses,
+        };
+        let arrival = Arrival {
+            event,
+            scope: &scope,
+            tiles: &at,
+            tz: set.tz,
+        };
+        for &g in &readers.groups {
+            let group = &set.groups[g];
+            if only.is_some_and(|o| !group.members.iter().any(|&i| o.has(i))) {
+                continue;
+            }
+            if filters.pass(group.filter_slot) {
+                self.groups[g].add(set, group, &arrival, &now, only);
+            }
+        }
+        for &i in &readers.families {
             let f = &set.features[i];
-            if let Some(slot) = f.filter_slot {
-                let pass = *passed[slot].get_or_insert_with(|| set.filters[slot].eval_bool(&scope));
-                if !pass {
-                    continue;
-                }
-            }
-            let tile = f.window.tile_of(&at);
-            let end = f.window.tile_of(&now);
-            if !f.window.covers(tile, end) {
+            let Place::Family(k) = f.place else { continue };
+            if only.is_some_and(|o| !o.has(i)) {
                 continue;
             }
-            let value = f.value.as_ref().map_or(Value::Null, |v| v.eval(&scope));
-            if f.agg.needs_value() && value.is_null() {
-                continue;
+            if filters.pass(f.filter_slot) {
+                add_to_family(&mut self.families[k], f, &arrival, &now);
             }
-            let series = match &f.by {
-                None => match self.cells[i].get_or_insert_with(|| Cell::One(Series::default())) {
-                    Cell::One(s) => s,
-                    Cell::Family(_) => continue,
-                },
-                Some(by) => {
-                    let key = by.eval(&scope);
-                    if key.is_null() {
-                        continue;
-                    }
-                    let Cell::Family(keys) = self.cells[i].get_or_insert_with(|| Cell::Family(BTreeMap::new())) else {
-                        continue;
-                    };
-                    let key = key.to_key();
-                    if !keys.contains_key(&key) && keys.len() >= f.max_keys {
-                        // Keys whose window emptied count no more: forget them first.
-                        keys.retain(|_, s| s.0.iter().any(|(t, _)| f.window.covers(*t, end)));
-                        if keys.len() >= f.max_keys {
-                            continue;
-                        }
-                    }
-                    keys.entry(key).or_default()
-                }
-            };
-            series.add(f, tile, end, &value, event, &at, set.tz);
         }
     }
 
     /// The value of a base feature at `at` (a family as a map).
-    fn base_value(&self, f: &Feature, i: usize, at: DateTime<Utc>, tz: Tz) -> Value {
-        let end = f.window.tile(at, tz);
-        match self.cells.get(i).and_then(Option::as_ref) {
-            None if f.by.is_some() => Value::Map(BTreeMap::new()),
-            None => f.agg.finish(std::iter::empty(), at),
-            Some(Cell::One(s)) => s.value(f, end, at),
+    fn base_value(&self, set: &FeatureSet, f: &Feature, at: DateTime<Utc>) -> Value {
+        let end = f.window.tile(at, set.tz);
+        match f.place {
+            Place::Column { group, column } => {
+                let width = set.groups[group].members.len();
+                let Some(tiled) = self.groups.get(group) else {
+                    return f.agg.finish(std::iter::empty(), at);
+                };
+                let accs = tiled
+                    .tiles
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, t)| f.window.covers(**t, end))
+                    .map(|(row, _)| &tiled.accs[row * width + column]);
+                f.agg.finish(accs, at)
+            }
             // A family holds the keys with events inside the window.
-            Some(Cell::Family(keys)) => Value::Map(
-                keys.iter()
+            Place::Family(k) => Value::Map(
+                self.families
+                    .get(k)
+                    .into_iter()
+                    .flatten()
                     .filter(|(_, s)| s.0.iter().any(|(t, _)| f.window.covers(*t, end)))
-                    .map(|(k, s)| (k.clone(), s.value(f, end, at)))
+                    .map(|(key, s)| (key.clone(), s.value(f, end, at)))
                     .collect(),
             ),
         }
@@ -159,25 +288,115 @@ impl FeatureState {
     }
 }
 
-impl Series {
-    #[allow(clippy::too_many_arguments)]
-    fn add(&mut self, f: &Feature, tile: i64, end: i64, value: &Value, event: &Event, at: &Tiles, tz: Tz) {
-        let pos = match self.0.binary_search_by_key(&tile, |(t, _)| *t) {
-            Ok(p) => p,
-            Err(p) => {
-                self.0.insert(p, (tile, f.agg.empty()));
-                p
+impl Tiled {
+    /// Adds an event that passed the group's filter to each member that counts it.
+    fn add(&mut self, set: &FeatureSet, group: &Group, arrival: &Arrival, now: &Tiles, only: Option<&Selection>) {
+        let tile = group.window.tile_of(arrival.tiles);
+        let end = group.window.tile_of(now);
+        if !group.window.covers(tile, end) {
+            return;
+        }
+        let width = group.members.len();
+        let mut row = None;
+        let mut scratch = Value::Null;
+        for (column, &i) in group.members.iter().enumerate() {
+            if only.is_some_and(|o| !o.has(i)) {
+                continue;
             }
-        };
-        self.0[pos].1.add(&f.agg, value, event.ts, &event.id, at, tz);
-        // Tiles that fell out of the window can never count again.
-        if let Some(n) = f.window.tiles()
-            && self.0.first().is_some_and(|(t, _)| *t <= end - n)
-        {
-            self.0.retain(|(t, _)| *t > end - n);
+            let f = &set.features[i];
+            let Some(value) = arrival.value(f, &mut scratch) else {
+                continue;
+            };
+            let r = *row.get_or_insert_with(|| self.row(tile, group, set));
+            arrival.add_to(&mut self.accs[r * width + column], f, value);
+        }
+        if row.is_some() {
+            self.prune(group.window, end, width);
         }
     }
 
+    /// The row of `tile`, inserted empty when missing.
+    pub(crate) fn row(&mut self, tile: i64, group: &Group, set: &FeatureSet) -> usize {
+        match self.tiles.binary_search(&tile) {
+            Ok(r) => r,
+            Err(r) => {
+                let width = group.members.len();
+                // Grow by a quarter (at least 4 rows), not double: a customer's tiles
+                // grow a row a day, and doubling would leave most of the slack unused.
+                if self.tiles.len() == self.tiles.capacity() {
+                    let more = (self.tiles.len() / 4).max(4);
+                    self.tiles.reserve_exact(more);
+                    self.accs.reserve_exact(more * width);
+                }
+                self.tiles.insert(r, tile);
+                let at = r * width;
+                self.accs
+                    .splice(at..at, group.members.iter().map(|&i| set.features[i].agg.empty()));
+                r
+            }
+        }
+    }
+
+    /// Drops the tiles that fell out of the group's longest window: they can never
+    /// count again.
+    fn prune(&mut self, window: Window, end: i64, width: usize) {
+        if let Some(n) = window.tiles() {
+            let stale = self.tiles.partition_point(|t| *t <= end - n);
+            if stale > 0 {
+                self.tiles.drain(..stale);
+                self.accs.drain(..stale * width);
+            }
+        }
+    }
+}
+
+/// Adds an event that passed a family's filter to its key's tiles.
+fn add_to_family(keys: &mut BTreeMap<String, Series>, f: &Feature, arrival: &Arrival, now: &Tiles) {
+    let tile = f.window.tile_of(arrival.tiles);
+    let end = f.window.tile_of(now);
+    if !f.window.covers(tile, end) {
+        return;
+    }
+    let mut scratch = Value::Null;
+    let Some(value) = arrival.value(f, &mut scratch) else {
+        return;
+    };
+    let Some(by) = &f.by else { return };
+    let key = by.eval_cow(arrival.scope);
+    if key.is_null() {
+        return;
+    }
+    let key: Cow<str> = match &*key {
+        Value::Str(k) => Cow::Borrowed(k.as_str()),
+        other => Cow::Owned(other.to_key()),
+    };
+    if !keys.contains_key(&*key) {
+        if keys.len() >= f.max_keys {
+            // Keys whose window emptied count no more: forget them first.
+            keys.retain(|_, s| s.0.iter().any(|(t, _)| f.window.covers(*t, end)));
+            if keys.len() >= f.max_keys {
+                return;
+            }
+        }
+        keys.insert(key.clone().into_owned(), Series::default());
+    }
+    let Some(series) = keys.get_mut(&*key) else { return };
+    let pos = match series.0.binary_search_by_key(&tile, |(t, _)| *t) {
+        Ok(p) => p,
+        Err(p) => {
+            series.0.insert(p, (tile, f.agg.empty()));
+            p
+        }
+    };
+    arrival.add_to(&mut series.0[pos].1, f, value);
+    if let Some(n) = f.window.tiles()
+        && series.0.first().is_some_and(|(t, _)| *t <= end - n)
+    {
+        series.0.retain(|(t, _)| *t > end - n);
+    }
+}
+
+impl Series {
     fn value(&self, f: &Feature, end: i64, at: DateTime<Utc>) -> Value {
         let tiles = self
             .0
@@ -205,7 +424,7 @@ impl FeatureView<'_> {
     /// One feature by name, base or derived; null when the set has no such feature.
     pub fn get(&self, name: &str) -> Value {
         match self.set.index.get(name) {
-            Some(Slot::Base(i)) => self.state.base_value(&self.set.features[*i], *i, self.at, self.set.tz),
+            Some(Slot::Base(i)) => self.state.base_value(self.set, &self.set.features[*i], self.at),
             Some(Slot::Derived(j)) => self.set.derived[*j].program.eval(self),
             None => Value::Null,
         }
@@ -217,8 +436,7 @@ impl FeatureView<'_> {
             .set
             .features
             .iter()
-            .enumerate()
-            .map(|(i, f)| (f.name.clone(), self.state.base_value(f, i, self.at, self.set.tz)));
+            .map(|f| (f.name.clone(), self.state.base_value(self.set, f, self.at)));
         let mut out: BTreeMap<String, Value> = base.collect();
         for d in &self.set.derived {
             let v = d.program.eval(self);

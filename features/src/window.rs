@@ -35,6 +35,11 @@ impl Window {
         }
     }
 
+    /// Whether both windows count the same kind of tiles (lifetime, days or hours).
+    pub(crate) fn same_unit(&self, other: &Window) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+    }
+
     /// Number of tiles, `None` for lifetime.
     pub fn tiles(&self) -> Option<i64> {
         match *self {

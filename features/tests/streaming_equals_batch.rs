@@ -20,6 +20,9 @@ spec:
     - {name: n_1d, on: [transaction, card_swipe], agg: count, window: 1d}
     - {name: n_3h, on: transaction, agg: count, window: 3h}
     - {name: sum_7d, on: transaction, value: event.amount, agg: sum, window: 7d}
+    - {name: sum_30d, on: transaction, value: event.amount, agg: sum, window: 30d}
+    - {name: sum_3d, on: transaction, value: event.amount, agg: sum, window: 3d}
+    - {name: n_30d, on: transaction, agg: count, window: 30d}
     - {name: int_sum_30d, on: transaction, value: event.units, agg: sum, window: 30d}
     - {name: avg_30d, on: transaction, value: event.amount, agg: avg, window: 30d}
     - {name: min_24h, on: transaction, value: event.amount, agg: min, window: 24h}
@@ -83,7 +86,7 @@ fn close(a: &Value, b: &Value) -> bool {
     }
 }
 
-fn streams() -> impl Strategy<Value = (Vec<Event>, Vec<usize>, Vec<i64>, usize)> {
+fn streams() -> impl Strategy<Value = (Vec<Event>, Vec<usize>, Vec<i64>, usize, usize)> {
     let one = (0u8..3, 0i64..100_000, 1u32..4_000, 0u8..4, 0u8..3);
     (proptest::collection::vec(one, 1..70), 0usize..3).prop_flat_map(|(raw, tz)| {
         let events: Vec<Event> = raw
@@ -94,7 +97,9 @@ fn streams() -> impl Strategy<Value = (Vec<Event>, Vec<usize>, Vec<i64>, usize)>
         let order = Just((0..events.len()).collect::<Vec<_>>()).prop_shuffle();
         // Instants after the latest event: at once, hours later, weeks later (empty windows).
         let later = proptest::collection::vec(prop_oneof![Just(0i64), 0i64..600, 0i64..90_000], 1..4);
-        (Just(events), order, later, Just(tz))
+        // Where the actor is passivated to a snapshot and read back mid-stream.
+        let restart = 0..=events.len();
+        (Just(events), order, later, Just(tz), restart)
     })
 }
 
@@ -102,10 +107,13 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn streaming_equals_batch((events, order, later, tz) in streams()) {
+    fn streaming_equals_batch((events, order, later, tz, restart) in streams()) {
         let set = set(["UTC", "Asia/Kolkata", "America/New_York"][tz]);
         let mut state = FeatureState::default();
-        for &i in &order {
+        for (n, &i) in order.iter().enumerate() {
+            if n == restart {
+                state = FeatureState::decode(&state.encode(&set), &set).unwrap();
+            }
             state.apply(&set, &events[i]);
         }
         let latest = events.iter().map(|e| e.ts).max().unwrap();

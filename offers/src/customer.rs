@@ -51,6 +51,10 @@ pub struct Customer {
     pub sent: Vec<Sent>,
     pub responses: Vec<Response>,
     applied: HashSet<u64>,
+    /// In a backfill run, the events already counted for the features it recomputes
+    /// (kept while the customer is active, never in a snapshot: a run that stops
+    /// half-way is run again and starts the backfill over).
+    backfilled: HashSet<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -70,7 +74,16 @@ impl Customer {
     /// Applies an event to the model (features, profile, preferences, responses).
     /// Returns false, changing nothing, when this event id was applied before.
     pub fn apply(&mut self, engine: &Engine, event: &Event) -> bool {
-        if !self.applied.insert(fnv1a64(event.id.as_str().as_bytes())) {
+        let id = fnv1a64(event.id.as_str().as_bytes());
+        if let Some(only) = &engine.backfill
+            && self.backfilled.insert(id)
+            && self.applied.contains(&id)
+        {
+            // Counted before for the other features: now for the backfilled ones too.
+            self.features.apply_selected(&engine.features, event, only);
+            return false;
+        }
+        if !self.applied.insert(id) {
             return false;
         }
         self.features.apply(&engine.features, event);
@@ -97,6 +110,23 @@ impl Customer {
             _ => {}
         }
         true
+    }
+
+    /// The customer under a new engine (a FeatureSet or offers replaced while
+    /// running): through her snapshot, keeping what a backfill run counted so far.
+    pub fn reload(&self, from: &Engine, to: &Engine) -> Result<Customer, Error> {
+        let mut customer = Customer::decode(&self.encode(from), to)?;
+        customer.backfilled.clone_from(&self.backfilled);
+        Ok(customer)
+    }
+
+    /// Starts a backfill run for this customer: empties the features the engine
+    /// recomputes. Called once, when the run first activates her.
+    pub fn start_backfill(&mut self, engine: &Engine) {
+        if let Some(only) = &engine.backfill {
+            self.features.reset(&engine.features, only);
+            self.backfilled.clear();
+        }
     }
 
     pub fn profile_value(&self, name: &str) -> Value {
@@ -152,6 +182,7 @@ impl Customer {
             sent: snap.sent,
             responses: snap.responses,
             applied: snap.applied.into_iter().collect(),
+            backfilled: HashSet::new(),
         })
     }
 }

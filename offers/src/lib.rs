@@ -8,7 +8,7 @@ mod matching;
 mod offer;
 pub mod spec;
 
-use persona_features::FeatureSet;
+use persona_features::{FeatureSet, Selection};
 
 pub use customer::{Customer, Dated, HISTORY_LIMIT, Response, Sent};
 pub use explain::{ClauseOutcome, Explanation};
@@ -26,6 +26,9 @@ pub enum Error {
     Yaml(#[source] serde_yaml::Error),
     #[error("unreadable customer snapshot: {0}")]
     Snapshot(String),
+    /// `--backfill` names a feature that cannot be backfilled.
+    #[error("cannot backfill: {0}")]
+    Backfill(String),
 }
 
 impl OfferDocument {
@@ -40,6 +43,9 @@ impl OfferDocument {
 pub struct Engine {
     pub features: FeatureSet,
     pub catalog: Catalog,
+    /// Features this run recomputes from the events it reads, those already applied
+    /// included (`persona run --backfill`).
+    pub backfill: Option<Selection>,
 }
 
 impl Engine {
@@ -47,7 +53,18 @@ impl Engine {
         Engine {
             features,
             catalog: Catalog::new(offers),
+            backfill: None,
         }
+    }
+
+    /// An engine whose customers recompute the named features from the events they
+    /// receive: each customer's named features are emptied when she is first
+    /// activated, then every event counts for them once, whether or not it was applied
+    /// before. The other features, offers and history see only new events as always.
+    pub fn with_backfill<S: AsRef<str>>(mut self, names: &[S]) -> Result<Engine, Error> {
+        let selection = self.features.select(names).map_err(Error::Backfill)?;
+        self.backfill = Some(selection);
+        Ok(self)
     }
 }
 
