@@ -240,3 +240,47 @@ async fn a_shard_stopped_mid_stream_resumes_from_its_checkpoint_exactly_once() {
     assert_eq!(ids.len(), 20);
     assert!(ids.values().all(|s| s.len() == 1), "{ids:?}");
 }
+
+/// `persona run --backfill`: a feature added to the set is recomputed from every event
+/// the run reads, those applied by earlier runs included; the other features and the
+/// offers see only the new events, and a second backfill starts over.
+#[tokio::test]
+async fn an_added_feature_is_backfilled_from_the_events_of_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let evs = events(6, 6);
+    let (first, _) = run(dir.path(), "s6a", &evs[..evs.len() / 2]).await;
+    let wider = SET.to_owned() + "    - {name: txns, on: transaction, agg: count}\n";
+    let set = FeatureSet::compile(&FeatureSetDocument::from_yaml(&wider).unwrap()).unwrap();
+    let offer = Offer::compile(&OfferDocument::from_yaml(OFFER).unwrap(), &set).unwrap();
+    let backfilling = Arc::new(Engine::new(set, vec![offer]).with_backfill(&["txns"]).unwrap());
+    for round in ["s6b", "s6c"] {
+        let bus = Arc::new(MemoryBus::new(4));
+        let mut shard = Shard::start(config(dir.path(), round), backfilling.clone(), bus.clone())
+            .await
+            .unwrap();
+        // Everything, and some of it twice.
+        for e in evs.iter().chain(&evs[..5]) {
+            bus.publish(e.clone());
+        }
+        bus.close_events();
+        shard.drain().await.unwrap();
+        let features = shard.features(None).await.unwrap();
+        shard.stop().await;
+        assert_eq!(features.len(), 6);
+        for (token, _, f) in &features {
+            assert_eq!(f["txns"], Value::Int(6), "{round} {token}");
+            assert_eq!(f["spend"], Value::Int(180), "{round} {token}");
+        }
+        bus.matches().close();
+        let matched = bus.matches().read(1, 100).await.map_or(0, |b| b.len());
+        // Each customer is matched once over all runs: the backfill matches nobody.
+        let expected = if round == "s6b" { 6 - first.len() } else { 0 };
+        assert_eq!(matched, expected, "{round}: first run matched {}", first.len());
+    }
+    let unknown = Engine::new(
+        FeatureSet::compile(&FeatureSetDocument::from_yaml(SET).unwrap()).unwrap(),
+        Vec::new(),
+    )
+    .with_backfill(&["txns"]);
+    assert!(unknown.unwrap_err().to_string().contains("no feature `txns`"));
+}
