@@ -129,6 +129,19 @@ impl Shard {
         Ok(())
     }
 
+    /// Releases the contact policy's deferred matches due by `until` (in a run, its
+    /// clock: the latest event time) onto the matches stream; returns how many. Call
+    /// it after [`Shard::drain`]: it checkpoints what it changes.
+    pub async fn release_due(&mut self, until: DateTime<Utc>) -> Result<u64, Error> {
+        let mut released = 0;
+        for p in &self.partitions {
+            released += call!(p, PartitionMsg::ReleaseDue, until)
+                .map_err(actor_err)?
+                .map_err(Error::Actor)?;
+        }
+        Ok(released)
+    }
+
     /// Bus entries handled so far (applied or recognised as already applied).
     pub fn progress(&self) -> Arc<AtomicU64> {
         self.progress.clone()

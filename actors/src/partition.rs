@@ -44,6 +44,9 @@ pub(crate) enum PartitionMsg {
     ),
     /// Explain an offer for a customer.
     Explain(Token, String, Option<DateTime<Utc>>, RpcReplyPort<Option<Explanation>>),
+    /// Release the contact policy's deferred matches due by this instant, then
+    /// checkpoint; replies with how many went out.
+    ReleaseDue(DateTime<Utc>, RpcReplyPort<Result<u64, String>>),
     /// Replace the FeatureSet and offers: customers in memory are carried over through
     /// the snapshot codec (unchanged features keep their state, new or edited ones
     /// start empty, removed ones are dropped).
@@ -101,6 +104,18 @@ impl PartitionState {
                 continue;
             }
             let customer = self.activate(&event.token)?;
+            // Reminders due by her time go out before what this event decides, so they
+            // count first against the day's quota.
+            let clock = customer.clock().map_or(event.ts, |c| c.max(event.ts));
+            let released = customer.release_due(&engine, clock);
+            if !released.is_empty() {
+                self.dirty.insert(event.token.clone());
+                self.stats.matches += released.len() as u64;
+                for m in released {
+                    self.args.bus.matches().append(Arc::new(m));
+                }
+            }
+            let customer = self.activate(&event.token)?;
             if customer.apply(&engine, &event) {
                 let decision = customer.decide(&engine, &event.token, &event);
                 self.stats.applied += 1;
@@ -126,7 +141,10 @@ impl PartitionState {
         }
         let engine = &self.args.engine;
         let customers = &self.customers;
-        let snapshots = self.dirty.iter().map(|t| (t, customers[t].encode(engine)));
+        let snapshots = self
+            .dirty
+            .iter()
+            .map(|t| (t, customers[t].encode(engine), customers[t].next_due()));
         self.args
             .store
             .checkpoint(snapshots, self.args.bus.id(), self.applied_to)?;
@@ -135,6 +153,36 @@ impl PartitionState {
         // Only what is durable may leave the stream.
         self.args.bus.partition(self.args.partition).trim(self.checkpointed);
         Ok(self.checkpointed)
+    }
+
+    /// Releases every deferred match due by `until` (the run's clock), in this
+    /// partition's memory and store, then checkpoints.
+    fn release_due(&mut self, until: DateTime<Utc>) -> Result<u64, Error> {
+        let engine = self.args.engine.clone();
+        let mut tokens: HashSet<Token> = self.args.store.due(until.timestamp_micros())?.into_iter().collect();
+        tokens.extend(
+            self.customers
+                .iter()
+                .filter(|(_, c)| c.next_due().is_some_and(|d| d <= until.timestamp_micros()))
+                .map(|(t, _)| t.clone()),
+        );
+        let mut tokens: Vec<Token> = tokens.into_iter().collect();
+        tokens.sort();
+        let mut released = 0;
+        for token in tokens {
+            let customer = self.activate(&token)?;
+            let due = customer.release_due(&engine, until);
+            if !due.is_empty() {
+                released += due.len() as u64;
+                self.dirty.insert(token);
+                for m in due {
+                    self.args.bus.matches().append(Arc::new(m));
+                }
+            }
+        }
+        self.stats.matches += released;
+        self.checkpoint()?;
+        Ok(released)
     }
 
     fn reload(&mut self, engine: Arc<Engine>) -> Result<(), Error> {
@@ -213,6 +261,14 @@ impl Actor for PartitionActor {
             }
             PartitionMsg::Features(at, reply) => {
                 let _ = reply.send(state.features(at).map_err(|e| e.to_string()));
+            }
+            PartitionMsg::ReleaseDue(until, reply) => {
+                let result = state.release_due(until);
+                let failed = result.as_ref().err().map(ToString::to_string);
+                let _ = reply.send(result.map_err(|e| e.to_string()));
+                if let Some(e) = failed {
+                    return Err(e.into());
+                }
             }
             PartitionMsg::Reload(engine, reply) => {
                 let _ = reply.send(state.reload(engine).map_err(|e| e.to_string()));

@@ -11,6 +11,10 @@ use crate::Error;
 
 /// Key of the last applied position; tokens start with `tk_`, so it cannot collide.
 const POSITION_KEY: &[u8] = b"\0position";
+/// Prefix of the reminder index: `\0due/` + token -> when her earliest deferred match
+/// is due (microseconds, big-endian), so due reminders are found without reading
+/// every customer.
+const DUE_PREFIX: &[u8] = b"\0due/";
 /// Key of persisted offer budget use, in the `meta` tree.
 const BUDGET_KEY: &[u8] = b"budget_used";
 
@@ -80,16 +84,22 @@ impl PartitionStore {
         self.tree.get(token.as_str()).map_err(Error::Store)
     }
 
-    /// Writes the snapshots and the position atomically, then makes them durable.
+    /// Writes the snapshots (with each customer's reminder entry) and the position
+    /// atomically, then makes them durable.
     pub(crate) fn checkpoint<'a>(
         &self,
-        snapshots: impl Iterator<Item = (&'a Token, Vec<u8>)>,
+        snapshots: impl Iterator<Item = (&'a Token, Vec<u8>, Option<i64>)>,
         stream: u64,
         position: Position,
     ) -> Result<(), Error> {
         let mut batch = sled::Batch::default();
-        for (token, bytes) in snapshots {
+        for (token, bytes, due) in snapshots {
             batch.insert(token.as_str(), bytes);
+            let key = [DUE_PREFIX, token.as_str().as_bytes()].concat();
+            match due {
+                Some(due) => batch.insert(key, &due.to_be_bytes()),
+                None => batch.remove(key),
+            }
         }
         batch.insert(POSITION_KEY, [stream.to_be_bytes(), position.to_be_bytes()].concat());
         self.tree.apply_batch(batch).map_err(Error::Store)?;
@@ -97,11 +107,29 @@ impl PartitionStore {
         Ok(())
     }
 
+    /// The customers with a deferred match due by `until` (microseconds).
+    pub(crate) fn due(&self, until: i64) -> Result<Vec<Token>, Error> {
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix(DUE_PREFIX) {
+            let (k, v) = kv.map_err(Error::Store)?;
+            let due = i64::from_be_bytes(v.as_ref().try_into().map_err(|_| Error::Corrupt("reminder".into()))?);
+            if due <= until {
+                let token = std::str::from_utf8(&k[DUE_PREFIX.len()..])
+                    .ok()
+                    .and_then(|s| Token::parse(s).ok())
+                    .ok_or_else(|| Error::Corrupt("reminder key".into()))?;
+                out.push(token);
+            }
+        }
+        Ok(out)
+    }
+
     /// Every stored customer: (token, snapshot).
     pub(crate) fn customers(&self) -> impl Iterator<Item = Result<(Token, sled::IVec), Error>> + '_ {
         self.tree.iter().filter_map(|kv| match kv {
             Err(e) => Some(Err(Error::Store(e))),
-            Ok((k, _)) if k.as_ref() == POSITION_KEY => None,
+            // Position and reminder entries start with a byte no token has.
+            Ok((k, _)) if k.first() == Some(&0) => None,
             Ok((k, v)) => Some(
                 std::str::from_utf8(&k)
                     .ok()

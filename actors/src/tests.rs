@@ -284,3 +284,55 @@ async fn an_added_feature_is_backfilled_from_the_events_of_the_run() {
     .with_backfill(&["txns"]);
     assert!(unknown.unwrap_err().to_string().contains("no feature `txns`"));
 }
+
+/// A match deferred by quiet hours is a durable reminder: it survives the shard, and a
+/// later run releases it from the store when its time has come, once.
+#[tokio::test]
+async fn deferred_matches_are_released_from_the_store_when_due() {
+    use persona_offers::{ContactPolicy, ContactPolicyDocument};
+    let policy = ContactPolicy::compile(
+        &ContactPolicyDocument::from_yaml(
+            "kind: ContactPolicy\nmetadata: {name: p}\nspec: {quietHours: {from: \"00:00\", to: \"09:00\"}, timezone: UTC}\n",
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let set = FeatureSet::compile(&FeatureSetDocument::from_yaml(SET).unwrap()).unwrap();
+    let offer = Offer::compile(&OfferDocument::from_yaml(OFFER).unwrap(), &set).unwrap();
+    let engine = Arc::new(Engine::new(set, vec![offer]).with_policy(policy));
+    let dir = tempfile::tempdir().unwrap();
+    // Transactions at 00:00-00:05 UTC, in quiet hours: 3 customers match, none now.
+    let evs = events(3, 6);
+    let mut released = Vec::new();
+    for (round, until) in [
+        ("s7a", "2026-01-02T08:59:00Z"),
+        ("s7b", "2026-01-02T09:00:00Z"),
+        ("s7c", "2026-01-03T00:00:00Z"),
+    ] {
+        let bus = Arc::new(MemoryBus::new(2));
+        let mut shard = Shard::start(config(dir.path(), round), engine.clone(), bus.clone())
+            .await
+            .unwrap();
+        if round == "s7a" {
+            for e in &evs {
+                bus.publish(e.clone());
+            }
+        }
+        bus.close_events();
+        shard.drain().await.unwrap();
+        let n = shard.release_due(parse_ts(until).unwrap()).await.unwrap();
+        shard.stop().await;
+        bus.matches().close();
+        let batch = bus.matches().read(1, 100).await.unwrap_or_default();
+        assert_eq!(batch.len() as u64, n, "{round}");
+        released.push(batch.into_iter().map(|(_, m)| m).collect::<Vec<_>>());
+    }
+    assert!(released[0].is_empty(), "nothing before 09:00: {:?}", released[0]);
+    assert_eq!(released[1].len(), 3);
+    assert!(
+        released[1]
+            .iter()
+            .all(|m| m.decision.ts == parse_ts("2026-01-02T09:00:00Z").unwrap())
+    );
+    assert!(released[2].is_empty(), "released once: {:?}", released[2]);
+}

@@ -1,9 +1,12 @@
 //! Command-line arguments. The doc comments are the `--help` text.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Parser, Subcommand};
+
+use crate::kms::KmsArgs;
 
 /// persona: real-time offer personalization for banks, with customer data kept on-prem.
 #[derive(Debug, Parser)]
@@ -19,9 +22,11 @@ pub(crate) struct Cli {
 impl Cli {
     pub(crate) fn log_level(&self) -> &'static str {
         if self.quiet {
-            "warn,sled=error"
+            "warn,sled=error,aws_config=error"
         } else {
-            "info,sled=warn,ractor=warn"
+            // aws-config warns with whole HTTP responses while it probes for a region
+            // or credentials; the KMS provider reports what matters itself.
+            "info,sled=warn,ractor=warn,aws_config=error"
         }
     }
 }
@@ -34,9 +39,9 @@ pub(crate) enum Command {
     Run(RunArgs),
     /// Compute features.jsonl in batch from the source files, without actors.
     Backfill(crate::backfill::Args),
-    /// Trusted-zone vault administration.
+    /// Trusted-zone vault administration: resolve, key rotation, rewrap, backup.
     #[command(subcommand)]
-    Vault(VaultCommand),
+    Vault(crate::vault::VaultCommand),
     /// Offer tools.
     #[command(subcommand)]
     Offer(OfferCommand),
@@ -71,6 +76,8 @@ pub(crate) struct DemoArgs {
     /// State directory (trusted/ and cloud/); default OUT/data.
     #[arg(long)]
     pub(crate) data: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) kms: KmsArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -90,17 +97,14 @@ pub(crate) struct RunArgs {
     /// Evaluate features.jsonl as of this RFC 3339 instant (default: the latest event).
     #[arg(long, value_parser = parse_instant)]
     pub(crate) as_of: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug, Subcommand)]
-pub(crate) enum VaultCommand {
-    /// Resolve tokens to customer keys (audited): prints TOKEN<TAB>KEY, or TOKEN<TAB>- when unknown.
-    Resolve {
-        #[arg(long)]
-        data: PathBuf,
-        #[arg(required = true)]
-        tokens: Vec<String>,
-    },
+    /// Recompute these features (comma-separated names) from every event this run
+    /// reads, those applied by earlier runs included: for a feature added to the
+    /// FeatureSet, give it the full history. Other features and offers see only new
+    /// events.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) backfill: Vec<String>,
+    #[command(flatten)]
+    pub(crate) kms: KmsArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,4 +122,117 @@ pub(crate) enum OfferCommand {
 
 pub(crate) fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
     persona_event::time::parse_ts(s).map_err(|e| e.to_string())
+}
+
+/// A duration as a whole number and a unit: `250ms`, `90s`, `15m`, `1h`; `0` alone
+/// is zero.
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration: a number and a unit (ms, s, m, h), e.g. 15m"))?;
+    let per_unit = match unit {
+        "ms" => Duration::from_millis(1),
+        "s" => Duration::from_secs(1),
+        "m" => Duration::from_secs(60),
+        "h" => Duration::from_secs(3600),
+        _ => return Err(format!("`{s}` has no known unit: use ms, s, m or h")),
+    };
+    per_unit
+        .checked_mul(u32::try_from(n).map_err(|_| format!("`{s}` is too long"))?)
+        .ok_or_else(|| format!("`{s}` is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_their_unit() {
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        for bad in ["", "15", "m", "1.5h", "-1s", "10d", "99999999999h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_kms_flags_parse_and_are_checked() {
+        use clap::Parser;
+        let cli = Cli::try_parse_from([
+            "persona",
+            "run",
+            "--specs",
+            "s",
+            "--sources",
+            "x",
+            "--data",
+            "d",
+            "--out",
+            "o",
+            "--kms",
+            "aws",
+            "--kms-key-id",
+            "alias/persona",
+            "--kms-endpoint",
+            "http://127.0.0.1:1",
+            "--kms-region",
+            "eu-west-1",
+            "--key-cache-max-age",
+            "90s",
+            "--key-cache-max-uses",
+            "10",
+        ])
+        .unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("a run")
+        };
+        assert_eq!(run.kms.provider, crate::kms::Provider::Aws);
+        assert_eq!(run.kms.kms_key_id.as_deref(), Some("alias/persona"));
+        assert_eq!(run.kms.kms_region.as_deref(), Some("eu-west-1"));
+        assert_eq!(run.kms.limits().max_age, Duration::from_secs(90));
+        assert_eq!(run.kms.limits().max_uses, 10);
+        assert!(
+            Cli::try_parse_from([
+                "persona",
+                "run",
+                "--specs",
+                "s",
+                "--sources",
+                "x",
+                "--data",
+                "d",
+                "--out",
+                "o",
+                "--key-cache-max-uses",
+                "0"
+            ])
+            .is_err()
+        );
+        assert!(
+            Cli::try_parse_from([
+                "persona",
+                "run",
+                "--specs",
+                "s",
+                "--sources",
+                "x",
+                "--data",
+                "d",
+                "--out",
+                "o",
+                "--kms",
+                "gcp"
+            ])
+            .is_err()
+        );
+    }
 }

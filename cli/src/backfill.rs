@@ -11,7 +11,8 @@ use chrono::{DateTime, Utc};
 use persona_event::{Event, Token};
 use persona_features::batch;
 
-use crate::pipeline::{ingest, open_vault};
+use crate::kms::KmsArgs;
+use crate::pipeline::ingest;
 use crate::progress::Progress;
 use crate::specs;
 
@@ -31,13 +32,15 @@ pub(crate) struct Args {
     /// The instant features are evaluated at (default: the latest event).
     #[arg(long, value_parser = crate::args::parse_instant)]
     as_of: Option<DateTime<Utc>>,
+    #[command(flatten)]
+    kms: KmsArgs,
 }
 
 pub(crate) async fn run(args: Args, progress: &Progress) -> Result<()> {
     let specs = specs::load(&args.specs)?;
     crate::commands::report_problems(&specs);
     std::fs::create_dir_all(&args.out)?;
-    let vault = open_vault(&args.data)?;
+    let vault = args.kms.open_vault(&args.data)?;
     let (events, report) = ingest(specs.sources, &vault, &args.sources, progress).await?;
     let Some(as_of) = args.as_of.or(events.last().map(|e| e.ts)) else {
         anyhow::bail!("no events: nothing to backfill");

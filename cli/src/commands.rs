@@ -1,14 +1,12 @@
-//! The commands other than `demo`: `run`, `vault resolve`, `offer check`.
+//! The commands other than `demo` and `vault`: `run`, `offer check`.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
-use persona_event::Token;
+use anyhow::Result;
 use persona_expr::{Root, Schema};
 
-use crate::args::{BenchCommand, Cli, Command, OfferCommand, RunArgs, VaultCommand};
+use crate::args::{BenchCommand, Cli, Command, OfferCommand, RunArgs};
 use crate::pipeline::{self, RunOptions};
 use crate::progress::Progress;
 use crate::specs;
@@ -19,7 +17,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Demo(args) => crate::demo::run(args, &progress).await,
         Command::Run(args) => run_files(args, &progress).await,
         Command::Backfill(args) => crate::backfill::run(args, &progress).await.map(|()| ExitCode::SUCCESS),
-        Command::Vault(VaultCommand::Resolve { data, tokens }) => resolve(data, tokens),
+        Command::Vault(command) => crate::vault::run(command, &progress),
         Command::Offer(OfferCommand::Check { files, features }) => check(files, features),
         Command::Bench(BenchCommand::Features(args)) => crate::bench::features::run(&args).map(|()| ExitCode::SUCCESS),
     }
@@ -41,49 +39,13 @@ async fn run_files(args: RunArgs, progress: &Progress) -> Result<ExitCode> {
         data: &args.data,
         out: &args.out,
         as_of: args.as_of,
+        backfill: &args.backfill,
+        kms: &args.kms,
     };
     let finished = pipeline::run(specs, opts, progress).await?;
     println!("{}", finished.summary);
     println!("outputs in {}", args.out.display());
     finished.shard.stop().await;
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `persona vault resolve`: a trusted-zone admin look-up; every look-up is audited
-/// (token and whether it resolved, never the key) in DATA/trusted/audit/admin.jsonl.
-fn resolve(data: PathBuf, tokens: Vec<String>) -> Result<ExitCode> {
-    let vault = pipeline::open_vault(&data)?;
-    let audit_dir = data.join("trusted").join("audit");
-    std::fs::create_dir_all(&audit_dir)?;
-    let audit_path = audit_dir.join("admin.jsonl");
-    let mut audit = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&audit_path)
-        .with_context(|| format!("opening {}", audit_path.display()))?;
-    let mut out = std::io::stdout().lock();
-    for t in tokens {
-        let key = match Token::parse(&t) {
-            Ok(token) => vault.resolve(&token)?,
-            Err(e) => {
-                tracing::warn!(error = %e, "not a token");
-                None
-            }
-        };
-        let record = serde_json::json!({
-            "ts": persona_event::time::format_ts(&chrono::Utc::now()),
-            "action": "resolve",
-            "token": t,
-            "resolved": key.is_some(),
-            "user": std::env::var("USER").unwrap_or_default(),
-        });
-        writeln!(audit, "{record}")?;
-        match key {
-            Some(k) => writeln!(out, "{t}\t{}", k.expose_secret())?,
-            None => writeln!(out, "{t}\t-")?,
-        }
-    }
-    audit.sync_all()?;
     Ok(ExitCode::SUCCESS)
 }
 

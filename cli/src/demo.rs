@@ -100,6 +100,8 @@ pub(crate) async fn run(args: DemoArgs, progress: &Progress) -> Result<ExitCode>
         data: &data,
         out: &args.out,
         as_of: None,
+        backfill: &[],
+        kms: &args.kms,
     };
     let finished = pipeline::run(specs, opts, progress).await?;
     println!("\n{}", finished.summary);

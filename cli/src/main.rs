@@ -1,15 +1,20 @@
 //! The `persona` command: wires telemetry and arguments to the commands.
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod args;
 mod backfill;
 mod bench;
 mod commands;
 mod demo;
+mod kms;
 mod outputs;
 mod pipeline;
 mod progress;
 mod specs;
 mod summary;
+mod vault;
 
 use std::process::ExitCode;
 

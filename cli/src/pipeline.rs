@@ -16,8 +16,9 @@ use persona_detokenizer::{Detokenizer, FileAdapter};
 use persona_event::{Event, Match, Token};
 use persona_gateway::{Gateway, IngestReport};
 use persona_offers::Engine;
-use persona_privacy::{LocalKms, Vault};
+use persona_privacy::Vault;
 
+use crate::kms::KmsArgs;
 use crate::progress::Progress;
 use crate::specs::Specs;
 use crate::summary::Summary;
@@ -31,6 +32,9 @@ pub(crate) struct RunOptions<'a> {
     pub(crate) data: &'a Path,
     pub(crate) out: &'a Path,
     pub(crate) as_of: Option<DateTime<Utc>>,
+    /// Features to recompute from every event of the run (`--backfill`).
+    pub(crate) backfill: &'a [String],
+    pub(crate) kms: &'a KmsArgs,
 }
 
 /// A finished run, with the shard still up so the caller can ask it questions.
@@ -39,15 +43,6 @@ pub(crate) struct Finished {
     pub(crate) shard: Shard,
     pub(crate) vault: Arc<Vault>,
     pub(crate) matches: Vec<Match>,
-}
-
-/// The trusted zone's vault under `DATA/trusted/`, with the development-only local KMS.
-pub(crate) fn open_vault(data: &Path) -> Result<Arc<Vault>> {
-    let trusted = data.join("trusted");
-    let kms = Arc::new(LocalKms::open(&trusted.join("kms")).context("opening the local KMS")?);
-    Ok(Arc::new(
-        Vault::open(&trusted.join("vault"), kms).context("opening the vault")?,
-    ))
 }
 
 /// The trusted zone's part: every source's records scrubbed and tokenized into events,
@@ -81,7 +76,7 @@ pub(crate) async fn ingest(
 pub(crate) async fn run(specs: Specs, opts: RunOptions<'_>, progress: &Progress) -> Result<Finished> {
     let started = Instant::now();
     std::fs::create_dir_all(opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
-    let vault = open_vault(opts.data)?;
+    let vault = opts.kms.open_vault(opts.data)?;
 
     // Trusted zone: read, scrub, tokenize. Events are then fed in event-time order
     // (a merge across all sources), as DESIGN.md §6 asks of `persona run`.
@@ -98,7 +93,14 @@ pub(crate) async fn run(specs: Specs, opts: RunOptions<'_>, progress: &Progress)
 
     // Cloud zone: the shard applies every event to its customer's actor.
     let cloud_started = Instant::now();
-    let engine = Arc::new(Engine::new(specs.features, specs.offers));
+    let mut engine = Engine::new(specs.features, specs.offers);
+    if let Some(policy) = specs.policy {
+        engine = engine.with_policy(policy);
+    }
+    if !opts.backfill.is_empty() {
+        engine = engine.with_backfill(opts.backfill)?;
+    }
+    let engine = Arc::new(engine);
     let bus = Arc::new(MemoryBus::new(EMBEDDED_PARTITIONS));
     let config = ShardConfig {
         name: format!("shard-0-{}", std::process::id()),
@@ -157,6 +159,10 @@ pub(crate) async fn run(specs: Specs, opts: RunOptions<'_>, progress: &Progress)
         r = shard.drain() => r?,
         () = watch => unreachable!("the progress watch never ends"),
     }
+    // Matches the contact policy deferred to a time the run has reached go out now.
+    if let Some(clock) = latest {
+        shard.release_due(clock).await?;
+    }
     let stats = shard.stats().await?;
     bar.finish(stats.applied + stats.duplicates);
     let cloud_secs = cloud_started.elapsed().as_secs_f64();
@@ -186,7 +192,7 @@ pub(crate) async fn run(specs: Specs, opts: RunOptions<'_>, progress: &Progress)
     crate::outputs::write_features(&opts.out.join("features.jsonl"), &features)?;
     crate::outputs::write_dead_letters(&opts.out.join("dead_letter.jsonl"), &ingest.dead_letters)?;
     let elapsed = started.elapsed().as_secs_f64();
-    let summary = Summary::new(
+    let mut summary = Summary::new(
         &ingest,
         &stats,
         &matches,
@@ -196,6 +202,7 @@ pub(crate) async fn run(specs: Specs, opts: RunOptions<'_>, progress: &Progress)
         cloud_secs,
         &specs.problems,
     );
+    summary.record_kms(opts.kms.provider.as_str(), vault.kms_calls());
     summary.write(&opts.out.join("summary.json"))?;
     Ok(Finished {
         summary,

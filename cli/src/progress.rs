@@ -15,6 +15,17 @@ impl Progress {
         Self { quiet }
     }
 
+    /// A bar towards a known `total`, for work whose size is known up front.
+    pub(crate) fn sized(&self, stage: &'static str, unit: &'static str, total: u64) -> Counter {
+        let counter = self.counter(stage, unit);
+        counter.bar.set_length(total);
+        counter.bar.set_style(
+            ProgressStyle::with_template("{prefix:>8} {bar:30} {human_pos}/{human_len} {msg} ({per_sec}, eta {eta})")
+                .expect("valid template"),
+        );
+        counter
+    }
+
     pub(crate) fn counter(&self, stage: &'static str, unit: &'static str) -> Counter {
         let bar = if self.quiet {
             ProgressBar::hidden()

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use persona_expr::FieldError;
 use persona_features::{FeatureSet, FeatureSetDocument};
-use persona_offers::{Offer, OfferDocument};
+use persona_offers::{ContactPolicy, ContactPolicyDocument, Offer, OfferDocument};
 use persona_privacy::{Source, SourceSpec};
 
 /// One YAML document of a spec file.
@@ -40,6 +40,8 @@ pub(crate) struct Specs {
     pub(crate) sources: Vec<Source>,
     pub(crate) features: FeatureSet,
     pub(crate) offers: Vec<Offer>,
+    /// The cluster's contact policy, if the specs hold one.
+    pub(crate) policy: Option<ContactPolicy>,
     pub(crate) problems: Vec<Problem>,
 }
 
@@ -210,6 +212,17 @@ pub(crate) fn feature_set(docs: &[Document]) -> Result<FeatureSet> {
     })
 }
 
+/// Compiles the ContactPolicy document. A broken policy stops the run: running without
+/// the limits the bank wrote would contact customers in their quiet hours.
+fn contact_policy(doc: &Document) -> Result<ContactPolicy> {
+    let parsed =
+        ContactPolicyDocument::from_yaml(&doc.text).map_err(|e| anyhow::anyhow!(render_offer_error(doc, &e)))?;
+    ContactPolicy::compile(&parsed).map_err(|errors| {
+        let all: Vec<String> = errors.iter().map(|e| render_field_error(doc, e)).collect();
+        anyhow::anyhow!("ContactPolicy `{}` is invalid:\n{}", doc.name, all.join("\n"))
+    })
+}
+
 /// Compiles one Offer document against the FeatureSet.
 pub(crate) fn offer(doc: &Document, features: &FeatureSet) -> Result<Offer, Problem> {
     offer_in(doc, &persona_offers::offer_schema(features), features.timezone())
@@ -272,25 +285,21 @@ pub(crate) fn load(dir: &Path) -> Result<Specs> {
     let features = feature_set(&docs)?;
     let mut sources = Vec::new();
     let mut offers = Vec::new();
+    let mut policies = Vec::new();
     for doc in &docs {
         let result = match doc.kind.as_str() {
             "FeatureSet" => continue,
             "Source" => source(doc).map(|s| sources.push(s)),
             "Offer" => offer(doc, &features).map(|o| offers.push(o)),
-            // Running without a contact policy the bank wrote would send offers in its
-            // quiet hours and over its daily caps: refuse the run rather than ignore it.
-            "ContactPolicy" => bail!(
-                "{}:{}: ContactPolicy `{}` is not supported by this version of persona yet; \
-                 refusing to run without the limits it sets (remove it to run without contact-policy limits)",
-                doc.file.display(),
-                doc.line,
-                doc.name
-            ),
+            "ContactPolicy" => {
+                policies.push(contact_policy(doc)?);
+                continue;
+            }
             other => Err(Problem {
                 kind: other.to_owned(),
                 name: doc.name.clone(),
                 rendered: format!(
-                    "error: {}:{}: unsupported kind `{other}`: expected Source, FeatureSet or Offer",
+                    "error: {}:{}: unsupported kind `{other}`: expected Source, FeatureSet, Offer or ContactPolicy",
                     doc.file.display(),
                     doc.line
                 ),
@@ -317,10 +326,22 @@ pub(crate) fn load(dir: &Path) -> Result<Specs> {
         }
     }
     let offers = kept;
+    if policies.len() > 1 {
+        bail!(
+            "expected at most one ContactPolicy among the specs (one per cluster), found {}: {}",
+            policies.len(),
+            policies
+                .iter()
+                .map(|p| format!("`{}`", p.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     Ok(Specs {
         sources,
         features,
         offers,
+        policy: policies.pop(),
         problems,
     })
 }

@@ -9,6 +9,7 @@ use persona_actors::PartitionStats;
 use persona_detokenizer::DeliveryReport;
 use persona_event::Match;
 use persona_gateway::IngestReport;
+use persona_privacy::KmsCalls;
 use serde::Serialize;
 
 use crate::specs::Problem;
@@ -40,6 +41,18 @@ pub(crate) struct Summary {
     pub(crate) deliveries_by_channel: BTreeMap<String, u64>,
     pub(crate) undeliverable: u64,
     pub(crate) specs_refused: Vec<String>,
+    /// The KMS provider of the run's vault.
+    pub(crate) kms: String,
+    /// KMS calls of the whole run (gateway and de-tokenizer): ~0 per record, thanks
+    /// to the data-key cache.
+    pub(crate) kms_calls: KmsCallCounts,
+}
+
+/// KMS calls by operation.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct KmsCallCounts {
+    pub(crate) generate_data_key: u64,
+    pub(crate) decrypt: u64,
 }
 
 impl Summary {
@@ -84,7 +97,17 @@ impl Summary {
                 .collect(),
             undeliverable: delivery.undeliverable,
             specs_refused: problems.iter().map(|p| format!("{} {}", p.kind, p.name)).collect(),
+            kms: String::new(),
+            kms_calls: KmsCallCounts::default(),
         }
+    }
+
+    pub(crate) fn record_kms(&mut self, provider: &str, calls: KmsCalls) {
+        self.kms = provider.to_owned();
+        self.kms_calls = KmsCallCounts {
+            generate_data_key: calls.generate_data_key,
+            decrypt: calls.decrypt,
+        };
     }
 
     pub(crate) fn write(&self, path: &Path) -> Result<()> {
@@ -125,6 +148,11 @@ impl fmt::Display for Summary {
             row(f, &format!("  {channel}"), n.to_string())?;
         }
         row(f, "undeliverable", self.undeliverable.to_string())?;
+        row(
+            f,
+            &format!("kms calls ({})", self.kms),
+            (self.kms_calls.generate_data_key + self.kms_calls.decrypt).to_string(),
+        )?;
         for s in &self.specs_refused {
             writeln!(f, "  refused spec: {s}")?;
         }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::{DateTime, Utc};
 use persona_event::hash::fnv1a64;
-use persona_event::{Channel, ContactKind, Event, Value, kinds};
+use persona_event::{Channel, ContactKind, Event, Match, MatchMessage, Value, kinds};
 use persona_features::FeatureState;
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +34,36 @@ pub struct Response {
     pub at: i64,
 }
 
+/// A match the contact policy deferred (quiet hours, a day she does not want, the
+/// day's quota): a durable reminder in her actor, released when her time comes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Pending {
+    /// Microseconds since the epoch.
+    pub due: i64,
+    pub decision: Match,
+    pub title: String,
+    pub message: String,
+}
+
+impl Pending {
+    pub(crate) fn new(due: i64, m: MatchMessage) -> Pending {
+        Pending {
+            due,
+            decision: m.decision,
+            title: m.title,
+            message: m.message,
+        }
+    }
+
+    pub(crate) fn into_message(self) -> MatchMessage {
+        MatchMessage {
+            decision: self.decision,
+            title: self.title,
+            message: self.message,
+        }
+    }
+}
+
 /// An attribute value with the event time it came from: the latest wins.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Dated {
@@ -50,6 +80,11 @@ pub struct Customer {
     pub contacts: BTreeSet<ContactKind>,
     pub sent: Vec<Sent>,
     pub responses: Vec<Response>,
+    /// Matches deferred by the contact policy, earliest first.
+    pub pending: Vec<Pending>,
+    /// When her recent offers went out (microseconds), for the contact policy's
+    /// daily quota; entries older than two days are forgotten.
+    pub delivered: Vec<i64>,
     applied: HashSet<u64>,
     /// In a backfill run, the events already counted for the features it recomputes
     /// (kept while the customer is active, never in a snapshot: a run that stops
@@ -57,6 +92,22 @@ pub struct Customer {
     backfilled: HashSet<u64>,
 }
 
+/// Snapshot format 2: format 1 and the contact policy's pending matches and
+/// delivery times.
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    features: Vec<u8>,
+    profile: BTreeMap<String, Dated>,
+    prefs: BTreeMap<String, Dated>,
+    contacts: BTreeSet<ContactKind>,
+    sent: Vec<Sent>,
+    responses: Vec<Response>,
+    applied: Vec<u64>,
+    pending: Vec<Pending>,
+    delivered: Vec<i64>,
+}
+
+/// Format 1, still read.
 #[derive(Serialize, Deserialize)]
 struct SnapshotV1 {
     features: Vec<u8>,
@@ -68,7 +119,7 @@ struct SnapshotV1 {
     applied: Vec<u64>,
 }
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 impl Customer {
     /// Applies an event to the model (features, profile, preferences, responses).
@@ -151,7 +202,7 @@ impl Customer {
     pub fn encode(&self, engine: &Engine) -> Vec<u8> {
         let mut applied: Vec<u64> = self.applied.iter().copied().collect();
         applied.sort_unstable();
-        let snap = SnapshotV1 {
+        let snap = Snapshot {
             features: self.features.encode(&engine.features),
             profile: self.profile.clone(),
             prefs: self.prefs.clone(),
@@ -159,6 +210,8 @@ impl Customer {
             sent: self.sent.clone(),
             responses: self.responses.clone(),
             applied,
+            pending: self.pending.clone(),
+            delivered: self.delivered.clone(),
         };
         let mut out = vec![VERSION];
         out.extend(postcard::to_stdvec(&snap).expect("customer state serializes"));
@@ -169,10 +222,25 @@ impl Customer {
         let (&version, body) = bytes
             .split_first()
             .ok_or_else(|| Error::Snapshot("empty snapshot".into()))?;
-        if version != VERSION {
-            return Err(Error::Snapshot(format!("unknown snapshot version {version}")));
-        }
-        let snap: SnapshotV1 = postcard::from_bytes(body).map_err(|e| Error::Snapshot(e.to_string()))?;
+        let unreadable = |e: postcard::Error| Error::Snapshot(e.to_string());
+        let snap = match version {
+            VERSION => postcard::from_bytes(body).map_err(unreadable)?,
+            1 => {
+                let v1: SnapshotV1 = postcard::from_bytes(body).map_err(unreadable)?;
+                Snapshot {
+                    features: v1.features,
+                    profile: v1.profile,
+                    prefs: v1.prefs,
+                    contacts: v1.contacts,
+                    sent: v1.sent,
+                    responses: v1.responses,
+                    applied: v1.applied,
+                    pending: Vec::new(),
+                    delivered: Vec::new(),
+                }
+            }
+            other => return Err(Error::Snapshot(format!("unknown snapshot version {other}"))),
+        };
         Ok(Customer {
             features: FeatureState::decode(&snap.features, &engine.features)
                 .map_err(|e| Error::Snapshot(e.to_string()))?,
@@ -181,9 +249,23 @@ impl Customer {
             contacts: snap.contacts,
             sent: snap.sent,
             responses: snap.responses,
+            pending: snap.pending,
+            delivered: snap.delivered,
             applied: snap.applied.into_iter().collect(),
             backfilled: HashSet::new(),
         })
+    }
+
+    /// When her earliest deferred match is due (microseconds), if any.
+    pub fn next_due(&self) -> Option<i64> {
+        self.pending.iter().map(|p| p.due).min()
+    }
+
+    /// Notes a delivery for the daily quota, forgetting those more than two days older.
+    pub(crate) fn record_delivered(&mut self, at: i64) {
+        self.delivered.push(at);
+        let horizon = at - 2 * 86_400 * 1_000_000;
+        self.delivered.retain(|&d| d > horizon);
     }
 }
 

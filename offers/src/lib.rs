@@ -6,14 +6,16 @@ mod customer;
 mod explain;
 mod matching;
 mod offer;
+mod policy;
 pub mod spec;
 
 use persona_features::{FeatureSet, Selection};
 
-pub use customer::{Customer, Dated, HISTORY_LIMIT, Response, Sent};
+pub use customer::{Customer, Dated, HISTORY_LIMIT, Pending, Response, Sent};
 pub use explain::{ClauseOutcome, Explanation};
 pub use matching::{Gate, match_id};
 pub use offer::{After, Catalog, OUTCOMES, Offer, Variant, offer_schema};
+pub use policy::{Allowed, ContactPolicy, ContactPolicyDocument};
 pub use spec::OfferDocument;
 
 /// What can go wrong with an offer or a customer snapshot.
@@ -46,6 +48,8 @@ pub struct Engine {
     /// Features this run recomputes from the events it reads, those already applied
     /// included (`persona run --backfill`).
     pub backfill: Option<Selection>,
+    /// The cluster's contact policy, if it has one.
+    pub policy: Option<ContactPolicy>,
 }
 
 impl Engine {
@@ -54,7 +58,23 @@ impl Engine {
             features,
             catalog: Catalog::new(offers),
             backfill: None,
+            policy: None,
         }
+    }
+
+    /// An engine that contacts customers only as `policy` allows.
+    pub fn with_policy(mut self, policy: ContactPolicy) -> Engine {
+        self.policy = Some(policy);
+        self
+    }
+
+    /// The time zone of the contact policy's days and hours: its own, else the
+    /// FeatureSet's.
+    pub fn policy_timezone(&self) -> chrono_tz::Tz {
+        self.policy
+            .as_ref()
+            .and_then(|p| p.timezone)
+            .unwrap_or_else(|| self.features.timezone())
     }
 
     /// An engine whose customers recompute the named features from the events they

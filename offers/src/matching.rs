@@ -11,8 +11,9 @@ use persona_features::FeatureView;
 use sha2::{Digest, Sha256};
 
 use crate::Engine;
-use crate::customer::{Customer, Sent};
+use crate::customer::{Customer, Pending, Sent};
 use crate::offer::{Offer, Variant};
+use crate::policy::{Allowed, ContactPolicy, weekdays};
 
 /// The expression scope of an offer: the triggering event, the customer's features as
 /// of the evaluation instant, her profile, preferences and history.
@@ -226,27 +227,34 @@ pub fn match_id(token: &Token, offer: &str, trigger: &str) -> MatchId {
 
 impl Customer {
     /// Runs the offers `event` triggers, after the event was applied. At most one
-    /// match; it is recorded in the customer's history.
+    /// match; it is recorded in the customer's history. Under a contact policy, a
+    /// match that may not go out now is kept as a reminder (see
+    /// [`Customer::release_due`]) and `None` is returned; when the day's quota is
+    /// spent, no offer is evaluated at all.
     pub fn decide(&mut self, engine: &Engine, token: &Token, event: &Event) -> Option<MatchMessage> {
+        let now = self.features.view(&engine.features, None).at();
+        let allowed = engine.policy.as_ref().map(|p| {
+            let days = self.preferred_days(p);
+            p.allowed(now, engine.policy_timezone(), &days, &self.delivered)
+        });
+        if allowed == Some(Allowed::Capped) {
+            return None;
+        }
         let chosen = {
             let scope = CustomerScope::new(engine, self, Some(event), None);
-            let now = scope.now();
             engine.catalog.triggered_by(&event.kind).find_map(|(i, offer)| {
                 let (variant, channel) = gates(offer, token, &scope).ok()?;
-                engine
-                    .catalog
-                    .take_budget(i)
-                    .then(|| (offer, variant.clone(), channel, now))
+                engine.catalog.take_budget(i).then(|| (offer, variant.clone(), channel))
             })
         };
-        let (offer, variant, channel, now) = chosen?;
+        let (offer, variant, channel) = chosen?;
         self.record_sent(Sent {
             offer: offer.name.clone(),
             variant: variant.name.clone(),
             channel,
             at: now.timestamp_micros(),
         });
-        Some(MatchMessage {
+        let mut message = MatchMessage {
             decision: Match {
                 match_id: match_id(token, &offer.name, event.id.as_str()),
                 token: token.clone(),
@@ -258,6 +266,54 @@ impl Customer {
             },
             title: offer.title.clone(),
             message: variant.message,
-        })
+        };
+        if let Some(Allowed::At(due)) = allowed {
+            message.decision.ts = due;
+            self.defer(due.timestamp_micros(), message);
+            return None;
+        }
+        self.record_delivered(now.timestamp_micros());
+        Some(message)
+    }
+
+    /// The deferred matches due by `until`, earliest first, each with its due time as
+    /// `ts`. One that finds its day's quota spent moves to the next allowed day.
+    pub fn release_due(&mut self, engine: &Engine, until: DateTime<Utc>) -> Vec<MatchMessage> {
+        let until = until.timestamp_micros();
+        let tz = engine.policy_timezone();
+        let mut out = Vec::new();
+        while let Some(first) = self.pending.first().filter(|p| p.due <= until) {
+            let due = first.due;
+            let at = DateTime::from_timestamp_micros(due).unwrap_or(DateTime::UNIX_EPOCH);
+            if let Some(p) = &engine.policy
+                && let Some(cap) = p.max_per_day
+                && p.sent_on(at, tz, &self.delivered) >= cap as usize
+            {
+                let days = self.preferred_days(p);
+                let later = p.next_day(at, tz, &days);
+                let mut moved = self.pending.remove(0).into_message();
+                moved.decision.ts = later;
+                self.defer(later.timestamp_micros(), moved);
+                continue;
+            }
+            let released = self.pending.remove(0);
+            self.record_delivered(due);
+            out.push(released.into_message());
+        }
+        out
+    }
+
+    fn defer(&mut self, due: i64, message: MatchMessage) {
+        let at = self.pending.partition_point(|p| p.due <= due);
+        self.pending.insert(at, Pending::new(due, message));
+    }
+
+    /// Her preferred weekdays, when the policy respects them.
+    fn preferred_days(&self, policy: &ContactPolicy) -> Vec<chrono::Weekday> {
+        if policy.preferred_days {
+            weekdays(&self.pref_value("preferred_days"))
+        } else {
+            Vec::new()
+        }
     }
 }

@@ -263,3 +263,108 @@ fn offer_errors_name_the_field() {
     let unknown = CAR_LOAN.replace("trigger: {on:", "trigger: {schedule: x, on:");
     assert!(OfferDocument::from_yaml(&unknown).is_err());
 }
+
+mod contact_policy {
+    use super::*;
+    use crate::{ContactPolicy, ContactPolicyDocument};
+
+    fn with_policy(spec: &str) -> Engine {
+        let doc = format!("kind: ContactPolicy\nmetadata: {{name: default}}\nspec: {spec}\n");
+        let policy = ContactPolicy::compile(&ContactPolicyDocument::from_yaml(&doc).unwrap()).unwrap();
+        engine(&[FUEL_CASHBACK]).with_policy(policy)
+    }
+
+    /// Applies and decides one event; the matches that go out now, released
+    /// reminders first (as a partition does).
+    fn step(engine: &Engine, c: &mut Customer, e: &Event) -> Vec<(String, String)> {
+        c.apply(engine, e);
+        let mut out: Vec<_> = c.release_due(engine, c.clock().unwrap()).into_iter().collect();
+        out.extend(c.decide(engine, &token(), e));
+        out.iter()
+            .map(|m| (m.decision.offer.clone(), persona_event::time::format_ts(&m.decision.ts)))
+            .collect()
+    }
+
+    #[test]
+    fn at_most_max_per_day_local_days() {
+        let engine = with_policy("{maxPerDay: 1}");
+        let mut c = saanvi(&engine);
+        // 10:30 and 18:30 in Kolkata the same day: one match.
+        assert_eq!(step(&engine, &mut c, &fuel(10, "2026-10-03T05:00:00Z")).len(), 1);
+        assert!(step(&engine, &mut c, &fuel(11, "2026-10-03T13:00:00Z")).is_empty());
+        // 2026-10-03T19:00Z is already the 4th in Kolkata: a new day.
+        assert_eq!(step(&engine, &mut c, &fuel(12, "2026-10-03T19:00:00Z")).len(), 1);
+    }
+
+    #[test]
+    fn quiet_hours_defer_the_match_to_their_end_durably() {
+        let engine = with_policy("{quietHours: {from: \"21:00\", to: \"09:00\"}}");
+        let mut c = saanvi(&engine);
+        // 23:30 in Kolkata: nothing now, a reminder for 09:00.
+        assert!(step(&engine, &mut c, &fuel(10, "2026-10-03T18:00:00Z")).is_empty());
+        assert_eq!(c.pending.len(), 1);
+        // The reminder survives a snapshot.
+        let mut c = Customer::decode(&c.encode(&engine), &engine).unwrap();
+        assert_eq!(
+            c.next_due(),
+            Some(parse_ts("2026-10-04T03:30:00Z").unwrap().timestamp_micros())
+        );
+        // Her next event, at 11:00, releases it (at 09:00) before its own match.
+        let out = step(&engine, &mut c, &fuel(11, "2026-10-04T05:30:00Z"));
+        assert_eq!(
+            out,
+            vec![
+                ("fuel-cashback".to_owned(), "2026-10-04T03:30:00Z".to_owned()),
+                ("fuel-cashback".to_owned(), "2026-10-04T05:30:00Z".to_owned()),
+            ]
+        );
+        assert!(c.pending.is_empty());
+    }
+
+    #[test]
+    fn preferred_days_defer_and_a_full_day_pushes_a_reminder_to_the_next() {
+        let engine = with_policy(
+            "{maxPerDay: 1, quietHours: {from: \"21:00\", to: \"09:00\"}, respectPreferredDays: true, timezone: UTC}",
+        );
+        let mut c = saanvi(&engine);
+        c.apply(
+            &engine,
+            &ev(
+                3,
+                "preference",
+                "2026-10-02T00:00:00Z",
+                &[("preferred_days", "sat,sun".into())],
+            ),
+        );
+        // Tuesday 2026-10-06 and Wednesday: both deferred to Saturday 09:00; the
+        // second finds Saturday's quota spent and moves to Sunday 09:00.
+        assert!(step(&engine, &mut c, &fuel(10, "2026-10-06T12:00:00Z")).is_empty());
+        assert!(step(&engine, &mut c, &fuel(11, "2026-10-07T12:00:00Z")).is_empty());
+        let released = c.release_due(&engine, parse_ts("2026-10-12T00:00:00Z").unwrap());
+        let times: Vec<String> = released
+            .iter()
+            .map(|m| persona_event::time::format_ts(&m.decision.ts))
+            .collect();
+        assert_eq!(times, vec!["2026-10-10T09:00:00Z", "2026-10-11T09:00:00Z"]);
+        // Match ids are those of the triggering events: nothing is decided twice.
+        assert_ne!(released[0].decision.match_id, released[1].decision.match_id);
+        assert!(c.pending.is_empty());
+    }
+
+    #[test]
+    fn opt_outs_still_hold_under_a_policy() {
+        let engine = with_policy("{maxPerDay: 5}");
+        let mut c = saanvi(&engine);
+        c.apply(
+            &engine,
+            &ev(
+                3,
+                "preference",
+                "2026-10-02T00:00:00Z",
+                &[("opt_out_channels", "sms".into())],
+            ),
+        );
+        assert!(step(&engine, &mut c, &fuel(10, "2026-10-03T05:00:00Z")).is_empty());
+        assert!(c.pending.is_empty());
+    }
+}

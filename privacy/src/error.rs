@@ -44,6 +44,29 @@ pub enum Error {
     Unwrap,
     #[error("kms provider failed: {message}")]
     Kms { message: String },
+    /// The KMS answered and said no (a disabled or unknown key, missing rights). `code`
+    /// is the service's error code, never a message that could echo request data.
+    #[error("kms {operation} refused: {code}")]
+    KmsRefused { operation: &'static str, code: String },
+    /// The KMS could not be asked (connection refused, timeout, unreadable answer).
+    /// Worth retrying later; nothing was changed.
+    #[error("kms {operation} failed: {reason}")]
+    KmsUnavailable {
+        operation: &'static str,
+        reason: &'static str,
+    },
+    #[error("kms configuration: {reason}")]
+    KmsConfig { reason: String },
+    #[error("the vault's keys are wrapped by the `{stored}` kms provider, not `{given}`")]
+    ProviderMismatch { stored: String, given: String },
+    #[error("no vault at {}", path.display())]
+    NoVault { path: PathBuf },
+    #[error("vault {} is open in another process", path.display())]
+    Busy { path: PathBuf },
+    #[error("vault {} is not empty (restore over it with force)", path.display())]
+    NotEmpty { path: PathBuf },
+    #[error("vault backup {}: {reason}", path.display())]
+    Backup { path: PathBuf, reason: &'static str },
     #[error("vault cannot seal a record")]
     Seal,
     #[error("vault {what} record is corrupt or sealed with another key")]

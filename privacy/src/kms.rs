@@ -1,6 +1,9 @@
 //! Key management: the small seam between the vault and a KMS. A data key is made by
 //! the KMS, stored only wrapped, and unwrapped under the same encryption context.
+//! Two providers: [`AwsKms`] (AWS KMS or any endpoint that speaks its API) and
+//! [`LocalKms`] (a master key file, for development only).
 
+mod aws;
 mod local;
 
 use std::collections::BTreeMap;
@@ -10,6 +13,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::Result;
 
+pub use aws::{AwsCredentials, AwsKms, AwsKmsConfig};
 pub use local::LocalKms;
 
 /// Binds a wrapped key to its use, e.g. `{"purpose": "index"}` vs `{"purpose":
@@ -65,7 +69,15 @@ impl fmt::Debug for WrappedKey {
 }
 
 /// A key management service: makes data keys and unwraps them.
+///
+/// Calls are synchronous: the vault is used from plain threads and from async tasks
+/// alike, so a provider that talks to a service runs its I/O on a runtime of its own.
 pub trait Kms: Send + Sync + fmt::Debug {
+    /// The provider's name (`local`, `aws`). The vault records it with its keys, so
+    /// opening a vault with the other provider fails clearly instead of as an unwrap
+    /// error on the first record.
+    fn provider(&self) -> &'static str;
+
     /// A fresh data key, in plaintext and wrapped under `context`.
     fn generate_data_key(&self, context: &EncryptionContext) -> Result<(DataKey, WrappedKey)>;
 

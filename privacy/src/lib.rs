@@ -9,7 +9,7 @@ pub mod source;
 pub mod vault;
 
 pub use error::{Error, Result};
-pub use kms::{DataKey, EncryptionContext, Kms, LocalKms, WrappedKey};
+pub use kms::{AwsKms, AwsKmsConfig, DataKey, EncryptionContext, Kms, LocalKms, WrappedKey};
 pub use pii::{CustomerKey, Pii};
 pub use source::{FieldCounts, RawRecord, Read, Refusal, Scrubbed, Source, SourceSpec, SpecError};
-pub use vault::Vault;
+pub use vault::{CacheLimits, KmsCalls, Vault};

@@ -6,8 +6,14 @@
 //! the customer key, associated data binding the token), `contacts` ((token, kind) ->
 //! AES-256-GCM of the value, associated data binding token and kind). Every sealed
 //! record starts with the version of the key that sealed it and a random 96-bit nonce.
+//! `meta` holds the vault's own bookkeeping (the rewrap cursor).
+//!
+//! Administration lives beside: [`rewrap`](Vault::rewrap) after a
+//! [`rotate`](Vault::rotate), and [`backup`](Vault::backup) / [`restore`].
 
+mod backup;
 mod keys;
+mod rewrap;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -28,9 +34,18 @@ use crate::kms::{DataKey, Kms};
 use crate::pii::{CustomerKey, Pii};
 use crate::{Error, Result};
 
+pub use backup::{BackupReport, restore};
+pub use keys::{CacheLimits, KmsCalls};
+pub use rewrap::{RewrapOptions, RewrapProgress, RewrapReport};
+
 use keys::KeyRing;
 
 const NONCE_LEN: usize = 12;
+const KEYS_TREE: &str = "keys";
+const INDEX_TREE: &str = "index";
+const REVERSE_TREE: &str = "reverse";
+const CONTACTS_TREE: &str = "contacts";
+const META_TREE: &str = "meta";
 const REVERSE_AAD: &[u8] = b"persona/reverse/v1";
 const CONTACT_AAD: &[u8] = b"persona/contact/v1";
 
@@ -41,8 +56,25 @@ pub struct Vault {
     index: sled::Tree,
     reverse: sled::Tree,
     contacts: sled::Tree,
+    meta: sled::Tree,
     keys: KeyRing,
     issued: AtomicUsize,
+}
+
+/// What a vault holds, without decrypting anything: for `persona vault status` and
+/// for checking a rewrap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VaultStatus {
+    /// The KMS provider that wrapped the keys (`None` before the first key).
+    pub provider: Option<String>,
+    pub tokens: u64,
+    pub contacts: u64,
+    /// Vault key versions stored, oldest first.
+    pub key_versions: Vec<u32>,
+    /// Sealed records (reverse and contact) by the key version that sealed them.
+    pub sealed_by_version: std::collections::BTreeMap<u32, u64>,
+    /// The target version of a rewrap that was interrupted, if one was.
+    pub rewrap_pending: Option<u32>,
 }
 
 impl fmt::Debug for Vault {
@@ -55,19 +87,52 @@ impl fmt::Debug for Vault {
 }
 
 impl Vault {
-    /// Opens (or creates) the vault in `dir`. Data keys come from `kms` on first use.
+    /// Opens (or creates) the vault in `dir` with the default key cache bounds. Data
+    /// keys come from `kms` on first use.
     pub fn open(dir: &Path, kms: Arc<dyn Kms>) -> Result<Self> {
-        let db = sled::Config::new().path(dir).flush_every_ms(Some(1_000)).open()?;
-        let keys = KeyRing::new(db.clone(), db.open_tree("keys")?, kms);
+        Self::open_with(dir, kms, CacheLimits::default())
+    }
+
+    /// Opens (or creates) the vault in `dir`; plaintext data keys are cached within
+    /// `limits`. Fails when another process has the vault open, or when its keys were
+    /// wrapped by another KMS provider than `kms`.
+    pub fn open_with(dir: &Path, kms: Arc<dyn Kms>, limits: CacheLimits) -> Result<Self> {
+        let db = open_db(dir)?;
+        let keys = KeyRing::new(db.open_tree(KEYS_TREE)?, kms, limits)?;
         Ok(Self {
             path: dir.to_owned(),
-            index: db.open_tree("index")?,
-            reverse: db.open_tree("reverse")?,
-            contacts: db.open_tree("contacts")?,
+            index: db.open_tree(INDEX_TREE)?,
+            reverse: db.open_tree(REVERSE_TREE)?,
+            contacts: db.open_tree(CONTACTS_TREE)?,
+            meta: db.open_tree(META_TREE)?,
             db,
             keys,
             issued: AtomicUsize::new(0),
         })
+    }
+
+    /// KMS calls made through this handle since it was opened.
+    pub fn kms_calls(&self) -> KmsCalls {
+        self.keys.kms_calls()
+    }
+
+    /// The bounds of the plaintext key cache.
+    pub fn cache_limits(&self) -> CacheLimits {
+        self.keys.limits()
+    }
+
+    /// Makes a new vault key version and returns it. This handle seals with it from
+    /// now on; records sealed under older versions still open, and
+    /// [`rewrap`](Vault::rewrap) moves them to the newest version.
+    pub fn rotate(&self) -> Result<u32> {
+        let version = self.keys.rotate()?;
+        tracing::info!(version, "vault key rotated");
+        Ok(version)
+    }
+
+    /// Counts by key version and the vault's bookkeeping; decrypts nothing.
+    pub fn status(&self) -> Result<VaultStatus> {
+        status_of(&self.db)
     }
 
     /// The customer's token: the one she already has, or a new random one. Returns
@@ -146,7 +211,7 @@ impl Vault {
     /// The stable id of a source record: `ev_` + the first 128 bits of
     /// HMAC-SHA256(event-id key, source name, id material).
     pub fn event_id(&self, source: &str, material: &[u8]) -> Result<EventId> {
-        let mut mac = hmac(self.keys.event_id_key()?);
+        let mut mac = hmac(&*self.keys.event_id_key()?);
         mac.update(&(source.len() as u64).to_be_bytes());
         mac.update(source.as_bytes());
         mac.update(material);
@@ -170,38 +235,136 @@ impl Vault {
     }
 
     fn index_slot(&self, key: &CustomerKey) -> Result<[u8; 32]> {
-        let mut mac = hmac(self.keys.index_key()?);
+        let mut mac = hmac(&*self.keys.index_key()?);
         mac.update(key.expose_secret().as_bytes());
         Ok(mac.finalize().into_bytes().into())
     }
 
     fn seal(&self, plain: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
         let (version, key) = self.keys.writer()?;
-        let mut nonce = [0u8; NONCE_LEN];
-        OsRng.fill_bytes(&mut nonce);
-        let sealed = cipher(key)
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plain, aad })
-            .map_err(|_| Error::Seal)?;
-        let mut out = Vec::with_capacity(4 + NONCE_LEN + sealed.len());
-        out.extend_from_slice(&version.to_be_bytes());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&sealed);
-        Ok(out)
+        seal_with(version, &key, plain, aad)
     }
 
     fn open_sealed(&self, sealed: &[u8], aad: &[u8], what: &'static str) -> Result<Zeroizing<Vec<u8>>> {
-        if sealed.len() < 4 + NONCE_LEN {
-            return Err(Error::Corrupt { what });
-        }
-        let (version, rest) = sealed.split_at(4);
-        let version = u32::from_be_bytes(version.try_into().map_err(|_| Error::Corrupt { what })?);
-        let (nonce, body) = rest.split_at(NONCE_LEN);
+        let version = sealed_version(sealed, what)?;
         let key = self.keys.reader(version)?;
-        cipher(&key)
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: body, aad })
-            .map(Zeroizing::new)
-            .map_err(|_| Error::Corrupt { what })
+        unseal(&key, sealed, aad, what)
     }
+}
+
+/// The status of the vault in `dir`, read without a KMS (nothing is decrypted).
+pub fn inspect(dir: &Path) -> Result<VaultStatus> {
+    status_of(&open_existing(dir)?)
+}
+
+/// Backs up the vault in `dir` to `to` (see [`Vault::backup`]) without a KMS: the
+/// backup copies wrapped keys, it unwraps none.
+pub fn backup(dir: &Path, to: &Path) -> Result<BackupReport> {
+    backup::write(&open_existing(dir)?, to)
+}
+
+/// The KMS provider that wrapped the keys of the vault in `dir`; `None` when there
+/// is no vault there or it has no key yet. Lets a caller pick (or refuse) a provider
+/// before opening one, which for the local provider makes a master key.
+pub fn stored_provider(dir: &Path) -> Result<Option<String>> {
+    match open_existing(dir) {
+        Ok(db) => keys::stored_provider(&db.open_tree(KEYS_TREE)?),
+        Err(Error::NoVault { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn status_of(db: &sled::Db) -> Result<VaultStatus> {
+    let mut sealed_by_version = std::collections::BTreeMap::new();
+    let mut count = |tree: &sled::Tree, what: &'static str| -> Result<u64> {
+        let mut n = 0;
+        for entry in tree.iter().values() {
+            *sealed_by_version.entry(sealed_version(&entry?, what)?).or_insert(0) += 1;
+            n += 1;
+        }
+        Ok(n)
+    };
+    let tokens = count(&db.open_tree(REVERSE_TREE)?, "reverse")?;
+    let contacts = count(&db.open_tree(CONTACTS_TREE)?, "contact")?;
+    let keys = db.open_tree(KEYS_TREE)?;
+    Ok(VaultStatus {
+        provider: keys::stored_provider(&keys)?,
+        tokens,
+        contacts,
+        key_versions: keys::vault_versions(&keys)?,
+        sealed_by_version,
+        rewrap_pending: rewrap::pending(&db.open_tree(META_TREE)?)?,
+    })
+}
+
+/// Opens the store of a vault that must exist already (sled would make a new one).
+fn open_existing(dir: &Path) -> Result<sled::Db> {
+    if !dir.join("db").is_file() {
+        return Err(Error::NoVault { path: dir.to_owned() });
+    }
+    open_db(dir)
+}
+
+/// Opens the sled store, telling a vault held by another process from other errors.
+///
+/// sled frees a closed store's lock lazily (its last references are dropped by
+/// epoch-based reclamation), so a store closed a moment ago, in this process or by one
+/// that is exiting, can look held: the lock is tried for up to a second.
+fn open_db(dir: &Path) -> Result<sled::Db> {
+    const ATTEMPTS: u32 = 40;
+    let mut attempt = 1;
+    loop {
+        match sled::Config::new().path(dir).flush_every_ms(Some(1_000)).open() {
+            Ok(db) => return Ok(db),
+            // sled reports a held lock only in its message.
+            Err(sled::Error::Io(io)) if io.to_string().starts_with("could not acquire lock") => {
+                if attempt == ATTEMPTS {
+                    return Err(Error::Busy { path: dir.to_owned() });
+                }
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
+}
+
+/// `plain` sealed under the key of `version`: version, nonce, ciphertext and tag.
+fn seal_with(version: u32, key: &DataKey, plain: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
+    let mut nonce = [0u8; NONCE_LEN];
+    OsRng.fill_bytes(&mut nonce);
+    let sealed = cipher(key)
+        .encrypt(Nonce::from_slice(&nonce), Payload { msg: plain, aad })
+        .map_err(|_| Error::Seal)?;
+    let mut out = Vec::with_capacity(4 + NONCE_LEN + sealed.len());
+    out.extend_from_slice(&version.to_be_bytes());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&sealed);
+    Ok(out)
+}
+
+/// The version of the key that sealed a record.
+fn sealed_version(sealed: &[u8], what: &'static str) -> Result<u32> {
+    if sealed.len() < 4 + NONCE_LEN {
+        return Err(Error::Corrupt { what });
+    }
+    let (version, _) = sealed.split_at(4);
+    Ok(u32::from_be_bytes(
+        version.try_into().map_err(|_| Error::Corrupt { what })?,
+    ))
+}
+
+/// A sealed record opened with `key` (which must be its version's).
+fn unseal(key: &DataKey, sealed: &[u8], aad: &[u8], what: &'static str) -> Result<Zeroizing<Vec<u8>>> {
+    if sealed.len() < 4 + NONCE_LEN {
+        return Err(Error::Corrupt { what });
+    }
+    let (_, rest) = sealed.split_at(4);
+    let (nonce, body) = rest.split_at(NONCE_LEN);
+    cipher(key)
+        .decrypt(Nonce::from_slice(nonce), Payload { msg: body, aad })
+        .map(Zeroizing::new)
+        .map_err(|_| Error::Corrupt { what })
 }
 
 fn hmac(key: &DataKey) -> Hmac<Sha256> {

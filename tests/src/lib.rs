@@ -1,5 +1,7 @@
 //! Helpers for persona's end-to-end tests: find (or build) the `persona` binary, run
-//! it as a real process, and read its outputs.
+//! it as a real process, and read its outputs; and reach the test KMS endpoint.
+
+pub mod kms;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -39,12 +41,15 @@ pub fn persona(args: &[&str]) -> Output {
 
 /// Runs `persona ARGS` whatever its exit status.
 pub fn persona_unchecked(args: &[&str]) -> Output {
-    Command::new(persona_bin())
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("running persona")
+    persona_command(args).output().expect("running persona")
+}
+
+/// `persona ARGS` as a command to adjust (environment, stdio) before it runs: no
+/// colours, default log levels.
+pub fn persona_command(args: &[&str]) -> Command {
+    let mut command = Command::new(persona_bin());
+    command.args(args).env("NO_COLOR", "1").env_remove("RUST_LOG");
+    command
 }
 
 /// `persona run --specs --sources --data --out` plus `extra` arguments; panics when it fails.

@@ -280,7 +280,7 @@ fn offer_check_without_a_featureset_still_checks_the_rest() {
 }
 
 #[test]
-fn a_duplicate_offer_is_refused_and_a_contact_policy_stops_the_run() {
+fn a_duplicate_offer_is_refused_and_a_broken_contact_policy_stops_the_run() {
     let demo = Demo::run(40, 30);
     let out = demo.out();
     let tmp = demo.dir.path();
@@ -294,7 +294,7 @@ fn a_duplicate_offer_is_refused_and_a_contact_policy_stops_the_run() {
 
     std::fs::write(
         specs.join("policy.yaml"),
-        "kind: ContactPolicy\nmetadata: {name: default}\nspec: {maxPerDay: 1}\n",
+        "kind: ContactPolicy\nmetadata: {name: default}\nspec:\n  maxPerDay: 1\n  quietHours: {from: \"25:00\", to: \"09:00\"}\n",
     )
     .unwrap();
     let o = persona_unchecked(&[
@@ -309,9 +309,137 @@ fn a_duplicate_offer_is_refused_and_a_contact_policy_stops_the_run() {
         tmp.join("o2").to_str().unwrap(),
     ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("ContactPolicy `default` is not supported"));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("ContactPolicy `default` is invalid"), "{stderr}");
+    assert!(stderr.contains("policy.yaml:5"), "the line of the bad field: {stderr}");
     assert!(
         !tmp.join("o2").join("matches.jsonl").exists(),
         "nothing was sent without the policy"
     );
+}
+
+/// Under a contact policy no customer gets more than `maxPerDay` offers a local day,
+/// none in quiet hours; matches that fell in quiet hours go out when they end.
+#[test]
+fn a_contact_policy_caps_and_defers_matches() {
+    use chrono::Timelike;
+    let demo = Demo::run(150, 60);
+    let out = demo.out();
+    let tmp = demo.dir.path();
+    let tz: chrono_tz::Tz = "Asia/Kolkata".parse().unwrap();
+    let local = |m: &serde_json::Value| {
+        chrono::DateTime::parse_from_rfc3339(m["ts"].as_str().unwrap())
+            .unwrap()
+            .with_timezone(&tz)
+    };
+    let quiet = |t: &chrono::DateTime<chrono_tz::Tz>| t.hour() >= 20 || t.hour() < 10;
+    let per_day = |matches: &[serde_json::Value]| {
+        let mut days = std::collections::HashMap::new();
+        for m in matches {
+            *days.entry((m["token"].to_string(), local(m).date_naive())).or_insert(0) += 1;
+        }
+        days.into_values().max().unwrap_or(0)
+    };
+    // Without a policy the demo contacts some customers in the evening or twice a day.
+    let free = jsonl(&out.join("matches.jsonl"));
+    assert!(
+        free.iter().any(|m| quiet(&local(m))) || per_day(&free) > 1,
+        "the demo would not show the policy at work"
+    );
+
+    let specs = tmp.join("specs");
+    copy_dir(&out.join("specs"), &specs);
+    std::fs::write(
+        specs.join("policy.yaml"),
+        "kind: ContactPolicy\nmetadata: {name: default}\nspec: {maxPerDay: 1, quietHours: {from: \"20:00\", to: \"10:00\"}, timezone: Asia/Kolkata}\n",
+    )
+    .unwrap();
+    let data = tmp.join("policy-data");
+    copy_dir(&out.join("data").join("trusted"), &data.join("trusted"));
+    run(&specs, &out.join("sources"), &data, &tmp.join("o"));
+    let held = jsonl(&tmp.join("o").join("matches.jsonl"));
+    assert!(!held.is_empty());
+    assert!(held.iter().all(|m| !quiet(&local(m))), "a match in quiet hours");
+    assert_eq!(per_day(&held), 1);
+    // Deferred ones went out as quiet hours ended, under their own match ids.
+    let deferred: Vec<_> = held
+        .iter()
+        .filter(|m| local(m).hour() == 10 && local(m).minute() == 0)
+        .collect();
+    assert!(
+        free.iter().all(|m| !quiet(&local(m))) || !deferred.is_empty(),
+        "quiet-hour matches were dropped, not deferred"
+    );
+    let free_ids: std::collections::HashSet<_> = free.iter().map(|m| m["match_id"].clone()).collect();
+    assert!(deferred.iter().all(|m| free_ids.contains(&m["match_id"])));
+    let deliveries = jsonl(&tmp.join("o").join("deliveries.jsonl"));
+    assert_eq!(deliveries.len(), held.len());
+}
+
+/// A feature added to the FeatureSet starts empty; `--backfill` recomputes it from the
+/// run's events, as if it had always been there, and changes nothing else.
+#[test]
+fn an_added_feature_is_backfilled_on_request() {
+    let demo = Demo::run(80, 45);
+    let out = demo.out();
+    let tmp = demo.dir.path();
+    let full = tmp.join("full");
+    copy_dir(&out.join("specs"), &full);
+    let narrow = tmp.join("narrow");
+    copy_dir(&full, &narrow);
+    let added = ["txn_count_lifetime", "categories_30d", "mall_spend_30d"];
+    let set = read(&full.join("featureset.yaml"));
+    let without: Vec<&str> = set
+        .lines()
+        .filter(|l| !added.iter().any(|a| l.contains(&format!("name: {a},"))))
+        .collect();
+    assert_eq!(without.len() + added.len(), set.lines().count());
+    std::fs::write(narrow.join("featureset.yaml"), without.join("\n")).unwrap();
+    let sources = out.join("sources");
+    let data = |name: &str| {
+        let d = tmp.join(name);
+        copy_dir(&out.join("data").join("trusted"), &d.join("trusted"));
+        d
+    };
+    let features = |o: &str| -> Vec<serde_json::Value> { jsonl(&tmp.join(o).join("features.jsonl")) };
+
+    let live = data("live");
+    run(&narrow, &sources, &live, &tmp.join("o1"));
+    let before = tmp.join("before-backfill");
+    copy_dir(&live, &before);
+    run_files(
+        &full,
+        &sources,
+        &live,
+        &tmp.join("o2"),
+        &["--backfill", &added.join(",")],
+    );
+    run(&full, &sources, &data("fresh"), &tmp.join("o3"));
+    assert_eq!(features("o2"), features("o3"), "backfilled == computed from the start");
+    assert!(
+        jsonl(&tmp.join("o2").join("matches.jsonl")).is_empty(),
+        "a backfill decides nothing again"
+    );
+    // Without --backfill the added features count only new events: none here.
+    run(&full, &sources, &before, &tmp.join("o4"));
+    assert!(
+        features("o4")
+            .iter()
+            .all(|f| f["features"]["txn_count_lifetime"] == serde_json::json!(0))
+    );
+    let o = persona_unchecked(&[
+        "run",
+        "--specs",
+        full.to_str().unwrap(),
+        "--sources",
+        sources.to_str().unwrap(),
+        "--data",
+        data("bad").to_str().unwrap(),
+        "--out",
+        tmp.join("o5").to_str().unwrap(),
+        "--backfill",
+        "car_intent",
+    ]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("derived feature"));
 }

@@ -10,6 +10,7 @@ use anyhow::Result;
 use chrono::{DateTime, TimeDelta, Utc};
 use persona_event::{Event, EventId, Token, Value};
 use persona_features::{FeatureSet, FeatureSetDocument, FeatureState};
+use persona_offers::{Customer, Engine};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -79,8 +80,11 @@ struct Report {
     peak_rss_bytes: u64,
     /// Resident memory of the feature states, per customer.
     ram_bytes_per_customer: f64,
-    /// Mean snapshot size per customer.
+    /// Mean feature snapshot size per customer.
     snapshot_bytes_per_customer: f64,
+    /// Mean size of the whole customer record an actor checkpoints (features, the ids
+    /// of applied events, profile and offer history), over the first 1,000 customers.
+    record_bytes_per_customer: f64,
     runs_ops_per_sec: Vec<f64>,
     params: Params,
 }
@@ -107,8 +111,13 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  snapshot per customer    {:>12.0} bytes",
+            "  snapshot per customer    {:>12.0} bytes (features)",
             self.snapshot_bytes_per_customer
+        )?;
+        writeln!(
+            f,
+            "  record per customer      {:>12.0} bytes (features, applied event ids, history)",
+            self.record_bytes_per_customer
         )?;
         write!(f, "  peak RSS                 {:>12} bytes", self.peak_rss_bytes)
     }
@@ -241,6 +250,21 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         snapshot = states.iter().map(|s| s.encode(&set).len() as f64).sum::<f64>() / f64::from(args.customers.max(1));
         drop(states);
     }
+    // The record an actor checkpoints, with the ids of applied events it keeps to
+    // recognise re-deliveries.
+    let engine = Engine::new(set.clone(), Vec::new());
+    let sample = &customers[..customers.len().min(1000)];
+    let record = sample
+        .iter()
+        .map(|events| {
+            let mut customer = Customer::default();
+            for e in events {
+                customer.apply(&engine, e);
+            }
+            customer.encode(&engine).len() as f64
+        })
+        .sum::<f64>()
+        / sample.len().max(1) as f64;
     let report = Report {
         scenario: "features",
         ops_per_sec: median(rates.clone()),
@@ -248,6 +272,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         peak_rss_bytes: rss().1,
         ram_bytes_per_customer: ram,
         snapshot_bytes_per_customer: snapshot,
+        record_bytes_per_customer: record,
         runs_ops_per_sec: rates,
         params: Params {
             set: args.set,

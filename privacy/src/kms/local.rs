@@ -92,6 +92,10 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 impl Kms for LocalKms {
+    fn provider(&self) -> &'static str {
+        "local"
+    }
+
     fn generate_data_key(&self, context: &EncryptionContext) -> Result<(DataKey, WrappedKey)> {
         let mut plain = Zeroizing::new([0u8; 32]);
         OsRng.fill_bytes(plain.as_mut());
