@@ -40,6 +40,28 @@ pub enum Error {
     Snapshot(#[from] persona_offers::Error),
 }
 
+/// Every customer a stopped shard's store holds, decoded under `engine`, in token
+/// order: for offline tools (offer report, explain, simulate). The shard must not be
+/// running (its store is locked while it does).
+pub fn stored_customers(
+    dir: &std::path::Path,
+    engine: &Engine,
+) -> Result<Vec<(Token, persona_offers::Customer)>, Error> {
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let store = Store::open(dir)?;
+    let mut out = Vec::new();
+    for p in store.partitions()? {
+        for entry in store.partition(p)?.customers() {
+            let (token, bytes) = entry?;
+            out.push((token, persona_offers::Customer::decode(&bytes, engine)?));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
 /// How a shard runs.
 #[derive(Clone, Debug)]
 pub struct ShardConfig {

@@ -40,6 +40,16 @@ impl Store {
         })
     }
 
+    /// The partitions this store has trees for.
+    pub(crate) fn partitions(&self) -> Result<Vec<u32>, Error> {
+        Ok(self
+            .db
+            .tree_names()
+            .iter()
+            .filter_map(|n| std::str::from_utf8(n).ok()?.strip_prefix('p')?.parse().ok())
+            .collect())
+    }
+
     pub(crate) fn budget_used(&self) -> Result<Vec<(String, u64)>, Error> {
         let meta = self.db.open_tree("meta").map_err(Error::Store)?;
         match meta.get(BUDGET_KEY).map_err(Error::Store)? {

@@ -118,6 +118,62 @@ pub(crate) enum OfferCommand {
         #[arg(long)]
         features: Option<PathBuf>,
     },
+    /// Every clause of an offer's condition for one customer, with its value, whether
+    /// it passed and the features it read, and the gate that decides.
+    Explain(OfferExplainArgs),
+    /// How many stored customers an offer (a draft, before it goes live) would match
+    /// now: the funnel clause by clause, the gates, per variant and channel.
+    Simulate(OfferSimulateArgs),
+    /// Per offer, the response rate of treated customers against its control group.
+    Report(OfferReportArgs),
+}
+
+/// Where the offline offer tools read: the specs and the state of earlier runs.
+#[derive(Debug, clap::Args)]
+pub(crate) struct OfferStateArgs {
+    /// Directory of the specs the runs used (FeatureSet, Offers, ContactPolicy).
+    #[arg(long)]
+    pub(crate) specs: PathBuf,
+    /// The `--data` directory of earlier runs; its cloud zone is read (tokens only).
+    #[arg(long)]
+    pub(crate) data: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct OfferExplainArgs {
+    #[command(flatten)]
+    pub(crate) state: OfferStateArgs,
+    #[arg(long)]
+    pub(crate) token: String,
+    #[arg(long)]
+    pub(crate) offer: String,
+    /// Evaluate as of this RFC 3339 instant (default, and at the earliest: her clock).
+    #[arg(long, value_parser = parse_instant)]
+    pub(crate) at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct OfferSimulateArgs {
+    #[command(flatten)]
+    pub(crate) state: OfferStateArgs,
+    /// The offer to simulate (a YAML file with one Offer).
+    #[arg(long)]
+    pub(crate) offer: PathBuf,
+    /// Evaluate as of this RFC 3339 instant (default: each customer's clock).
+    #[arg(long, value_parser = parse_instant)]
+    pub(crate) at: Option<DateTime<Utc>>,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct OfferReportArgs {
+    #[command(flatten)]
+    pub(crate) state: OfferStateArgs,
+    /// Print JSON lines instead of the table.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 pub(crate) fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {

@@ -19,6 +19,9 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Backfill(args) => crate::backfill::run(args, &progress).await.map(|()| ExitCode::SUCCESS),
         Command::Vault(command) => crate::vault::run(command, &progress),
         Command::Offer(OfferCommand::Check { files, features }) => check(files, features),
+        Command::Offer(OfferCommand::Explain(args)) => crate::offer::explain(&args),
+        Command::Offer(OfferCommand::Simulate(args)) => crate::offer::simulate(&args),
+        Command::Offer(OfferCommand::Report(args)) => crate::offer::report(&args),
         Command::Bench(BenchCommand::Features(args)) => crate::bench::features::run(&args).map(|()| ExitCode::SUCCESS),
     }
 }

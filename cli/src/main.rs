@@ -9,6 +9,7 @@ mod bench;
 mod commands;
 mod demo;
 mod kms;
+mod offer;
 mod outputs;
 mod pipeline;
 mod progress;

@@ -24,6 +24,29 @@ pub struct Sent {
     pub channel: Channel,
     /// Microseconds since the epoch.
     pub at: i64,
+    /// In the offer's control group: recorded, not delivered.
+    pub control: bool,
+}
+
+/// [`Sent`] in snapshot formats 1 and 2.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct SentV1 {
+    offer: String,
+    variant: String,
+    channel: Channel,
+    at: i64,
+}
+
+impl SentV1 {
+    fn upgrade(self) -> Sent {
+        Sent {
+            offer: self.offer,
+            variant: self.variant,
+            channel: self.channel,
+            at: self.at,
+            control: false,
+        }
+    }
 }
 
 /// A delivery outcome or customer response to an offer.
@@ -92,8 +115,8 @@ pub struct Customer {
     backfilled: HashSet<u64>,
 }
 
-/// Snapshot format 2: format 1 and the contact policy's pending matches and
-/// delivery times.
+/// Snapshot format 3: format 1, the contact policy's pending matches and delivery
+/// times (format 2), and whether each match was the control group's.
 #[derive(Serialize, Deserialize)]
 struct Snapshot {
     features: Vec<u8>,
@@ -107,6 +130,20 @@ struct Snapshot {
     delivered: Vec<i64>,
 }
 
+/// Format 2 (Sent without its control flag), still read.
+#[derive(Serialize, Deserialize)]
+struct SnapshotV2 {
+    features: Vec<u8>,
+    profile: BTreeMap<String, Dated>,
+    prefs: BTreeMap<String, Dated>,
+    contacts: BTreeSet<ContactKind>,
+    sent: Vec<SentV1>,
+    responses: Vec<Response>,
+    applied: Vec<u64>,
+    pending: Vec<Pending>,
+    delivered: Vec<i64>,
+}
+
 /// Format 1, still read.
 #[derive(Serialize, Deserialize)]
 struct SnapshotV1 {
@@ -114,12 +151,12 @@ struct SnapshotV1 {
     profile: BTreeMap<String, Dated>,
     prefs: BTreeMap<String, Dated>,
     contacts: BTreeSet<ContactKind>,
-    sent: Vec<Sent>,
+    sent: Vec<SentV1>,
     responses: Vec<Response>,
     applied: Vec<u64>,
 }
 
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
 
 impl Customer {
     /// Applies an event to the model (features, profile, preferences, responses).
@@ -225,6 +262,20 @@ impl Customer {
         let unreadable = |e: postcard::Error| Error::Snapshot(e.to_string());
         let snap = match version {
             VERSION => postcard::from_bytes(body).map_err(unreadable)?,
+            2 => {
+                let v2: SnapshotV2 = postcard::from_bytes(body).map_err(unreadable)?;
+                Snapshot {
+                    features: v2.features,
+                    profile: v2.profile,
+                    prefs: v2.prefs,
+                    contacts: v2.contacts,
+                    sent: v2.sent.into_iter().map(SentV1::upgrade).collect(),
+                    responses: v2.responses,
+                    applied: v2.applied,
+                    pending: v2.pending,
+                    delivered: v2.delivered,
+                }
+            }
             1 => {
                 let v1: SnapshotV1 = postcard::from_bytes(body).map_err(unreadable)?;
                 Snapshot {
@@ -232,7 +283,7 @@ impl Customer {
                     profile: v1.profile,
                     prefs: v1.prefs,
                     contacts: v1.contacts,
-                    sent: v1.sent,
+                    sent: v1.sent.into_iter().map(SentV1::upgrade).collect(),
                     responses: v1.responses,
                     applied: v1.applied,
                     pending: Vec::new(),

@@ -9,7 +9,7 @@ use persona_expr::Scope;
 
 use crate::Engine;
 use crate::customer::Customer;
-use crate::matching::{CustomerScope, Gate, gates};
+use crate::matching::{CustomerScope, Gate, gates, in_control};
 
 /// One top-level clause of `when`.
 #[derive(Clone, Debug, PartialEq)]
@@ -29,6 +29,8 @@ pub struct Explanation {
     pub clauses: Vec<ClauseOutcome>,
     /// The variant and channel chosen, or the first gate that failed.
     pub outcome: Result<(String, Channel), Gate>,
+    /// She is in the offer's control group: a match is recorded, not delivered.
+    pub control: bool,
 }
 
 impl Customer {
@@ -71,6 +73,7 @@ impl Customer {
             at: scope.now(),
             clauses,
             outcome,
+            control: in_control(offer, token),
         })
     }
 }
@@ -86,6 +89,10 @@ impl fmt::Display for Explanation {
             writeln!(f)?;
         }
         match &self.outcome {
+            Ok((variant, channel)) if self.control => writeln!(
+                f,
+                "  => matches: variant `{variant}` on {channel}, but she is in the control group: recorded, not delivered"
+            ),
             Ok((variant, channel)) => writeln!(f, "  => matches: variant `{variant}` on {channel}"),
             Err(gate) => writeln!(f, "  => no match: {}", gate.describe()),
         }

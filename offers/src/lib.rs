@@ -7,13 +7,14 @@ mod explain;
 mod matching;
 mod offer;
 mod policy;
+pub mod report;
 pub mod spec;
 
 use persona_features::{FeatureSet, Selection};
 
 pub use customer::{Customer, Dated, HISTORY_LIMIT, Pending, Response, Sent};
 pub use explain::{ClauseOutcome, Explanation};
-pub use matching::{Gate, match_id};
+pub use matching::{Gate, in_control, match_id};
 pub use offer::{After, Catalog, OUTCOMES, Offer, Variant, offer_schema};
 pub use policy::{Allowed, ContactPolicy, ContactPolicyDocument};
 pub use spec::OfferDocument;

@@ -86,6 +86,7 @@ impl Scope for CustomerScope<'_> {
 /// Why an offer did not match, gate by gate.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Gate {
+    Paused,
     NotValidYet,
     Expired,
     TopicOptOut,
@@ -101,6 +102,7 @@ pub enum Gate {
 impl Gate {
     pub fn describe(&self) -> &'static str {
         match self {
+            Gate::Paused => "paused",
             Gate::NotValidYet => "not valid yet",
             Gate::Expired => "no longer valid",
             Gate::TopicOptOut => "the customer opted out of its topic",
@@ -173,6 +175,9 @@ pub(crate) fn gates<'o>(
 ) -> Result<(&'o Variant, Channel), Gate> {
     let now = scope.now();
     let customer = scope.customer;
+    if offer.paused {
+        return Err(Gate::Paused);
+    }
     if offer.valid_from.is_some_and(|f| now < f) {
         return Err(Gate::NotValidYet);
     }
@@ -213,6 +218,65 @@ pub(crate) fn gates<'o>(
     Ok((variant, channel))
 }
 
+/// Whether the customer is in the offer's control group: a fixed point in [0, 10000)
+/// per (token, offer), below the control share in basis points. (Another salt than the
+/// variant's, so the groups do not line up with variants.)
+pub fn in_control(offer: &Offer, token: &Token) -> bool {
+    if offer.control_bp == 0 {
+        return false;
+    }
+    let digest = Sha256::new()
+        .chain_update(b"control")
+        .chain_update([0])
+        .chain_update(token.as_str())
+        .chain_update([0])
+        .chain_update(&offer.name)
+        .finalize();
+    let point = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes")) % 10_000;
+    point < u64::from(offer.control_bp)
+}
+
+/// The offer a triggering event wins, by arbitration: the highest priority among the
+/// offers passing their gates, then the largest `value` (null last), then the name;
+/// one whose budget is spent gives way to the next. A control-group customer wins
+/// no budget: her match is recorded, not delivered.
+fn arbitrate<'e>(
+    engine: &'e Engine,
+    token: &Token,
+    kind: &str,
+    scope: &CustomerScope<'_>,
+) -> Option<(&'e Offer, Variant, Channel, bool)> {
+    let mut tier: Vec<(usize, &Offer, &Variant, Channel, Option<f64>)> = Vec::new();
+    let mut offers = engine.catalog.triggered_by(kind).peekable();
+    while let Some((i, offer)) = offers.next() {
+        if let Ok((variant, channel)) = gates(offer, token, scope) {
+            let value = offer.value.as_ref().and_then(|v| v.eval(scope).as_f64());
+            tier.push((i, offer, variant, channel, value));
+        }
+        let tier_ends = offers.peek().is_none_or(|(_, next)| next.priority != offer.priority);
+        if !tier_ends || tier.is_empty() {
+            continue;
+        }
+        // Stable: equal values keep the name order.
+        tier.sort_by(|a, b| match (a.4, b.4) {
+            (Some(x), Some(y)) => y.total_cmp(&x),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        });
+        for &(i, offer, variant, channel, _) in &tier {
+            if in_control(offer, token) {
+                return Some((offer, variant.clone(), channel, true));
+            }
+            if engine.catalog.take_budget(i) {
+                return Some((offer, variant.clone(), channel, false));
+            }
+        }
+        tier.clear();
+    }
+    None
+}
+
 /// `mt_` + 128 bits of SHA-256 over (token, offer, trigger).
 pub fn match_id(token: &Token, offer: &str, trigger: &str) -> MatchId {
     let digest = Sha256::new()
@@ -242,18 +306,19 @@ impl Customer {
         }
         let chosen = {
             let scope = CustomerScope::new(engine, self, Some(event), None);
-            engine.catalog.triggered_by(&event.kind).find_map(|(i, offer)| {
-                let (variant, channel) = gates(offer, token, &scope).ok()?;
-                engine.catalog.take_budget(i).then(|| (offer, variant.clone(), channel))
-            })
+            arbitrate(engine, token, &event.kind, &scope)
         };
-        let (offer, variant, channel) = chosen?;
+        let (offer, variant, channel, control) = chosen?;
         self.record_sent(Sent {
             offer: offer.name.clone(),
             variant: variant.name.clone(),
             channel,
             at: now.timestamp_micros(),
+            control,
         });
+        if control {
+            return None;
+        }
         let mut message = MatchMessage {
             decision: Match {
                 match_id: match_id(token, &offer.name, event.id.as_str()),

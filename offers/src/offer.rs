@@ -51,6 +51,10 @@ pub struct Offer {
     /// First instant it is no longer valid (the day after `until`).
     pub valid_before: Option<DateTime<Utc>>,
     pub topic: Option<String>,
+    pub paused: bool,
+    /// The control group's share, in basis points (5% = 500).
+    pub control_bp: u32,
+    pub(crate) value: Option<Program>,
 }
 
 /// The schema offers are checked against: every root, and the FeatureSet's features.
@@ -86,6 +90,7 @@ impl Offer {
                 .ok()
         };
         let when = expr("spec.when".into(), &spec.when);
+        let value = expr("spec.value".into(), &spec.value);
         let variants: Vec<Variant> = spec
             .variants
             .iter()
@@ -169,6 +174,18 @@ impl Offer {
         {
             errors.push(err("spec.valid", "`from` is after `until`".into()));
         }
+        let control_bp = spec
+            .control
+            .as_deref()
+            .and_then(|c| parse_share(c).map_err(|m| errors.push(err("spec.control", m))).ok());
+        if let Some(v) = &value
+            && !matches!(v.ty(), persona_expr::Type::Number | persona_expr::Type::Any)
+        {
+            errors.push(err(
+                "spec.value",
+                format!("`value` ranks matching offers: it must be a number, not {}", v.ty()),
+            ));
+        }
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -192,6 +209,9 @@ impl Offer {
             valid_from,
             valid_before,
             topic: spec.topic.clone(),
+            paused: spec.paused,
+            control_bp: control_bp.unwrap_or(0),
+            value,
         })
     }
 
@@ -202,6 +222,18 @@ impl Offer {
 }
 
 /// `"1 per 30d"`.
+/// `5%` or `2.5%` as basis points; strictly between 0% and 100%.
+fn parse_share(s: &str) -> Result<u32, String> {
+    let bad = || format!("invalid share `{s}`: expected a percentage between 0% and 100%, e.g. 5%");
+    let number = s.trim().strip_suffix('%').ok_or_else(bad)?.trim();
+    let pct: f64 = number.parse().map_err(|_| bad())?;
+    let bp = (pct * 100.0).round();
+    if !(1.0..10_000.0).contains(&bp) || (bp - pct * 100.0).abs() > 1e-6 {
+        return Err(bad());
+    }
+    Ok(bp as u32)
+}
+
 fn parse_per(s: &str) -> Result<(u32, TimeDelta), String> {
     let bad = || format!("invalid limit `{s}`: expected `K per PERIOD`, e.g. `1 per 30d`");
     let (k, p) = s.split_once(" per ").ok_or_else(bad)?;

@@ -50,6 +50,18 @@ pub struct OfferSpec {
     /// The topic a customer can opt out of (`prefs.opt_out_topics`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic: Option<String>,
+    /// Stops the offer without deleting it: a paused offer never matches.
+    #[serde(default)]
+    pub paused: bool,
+    /// A holdout, e.g. `5%`: this share of customers (fixed per customer and offer)
+    /// is a control group. Their matches are recorded but not delivered, so `persona
+    /// offer report` can compare response rates of treated and control customers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<String>,
+    /// A number expression; among the matching offers of the highest priority, the
+    /// one with the largest value wins (null ranks last), then the name decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
 }
 
 /// `{on: [transaction, card_swipe]}`.

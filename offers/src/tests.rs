@@ -368,3 +368,171 @@ mod contact_policy {
         assert!(c.pending.is_empty());
     }
 }
+
+mod arbitration_and_holdouts {
+    use super::*;
+    use crate::in_control;
+
+    fn offer(name: &str, extra: &str) -> String {
+        format!(
+            "kind: Offer\nmetadata: {{name: {name}}}\nspec:\n  title: {name}\n  trigger: {{on: [transaction]}}\n  when: event.category == \"fuel\"\n  channels: [sms]\n  variants: [{{name: a, message: m}}]\n{extra}"
+        )
+    }
+
+    fn tokens(n: u32) -> impl Iterator<Item = Token> {
+        (0..n).map(|i| {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&i.to_le_bytes());
+            b[4] = 0xa5;
+            Token::from_bytes(b)
+        })
+    }
+
+    #[test]
+    fn variant_weights_hold_within_two_percent_over_100k_tokens() {
+        let weighted = offer("w", "").replace(
+            "variants: [{name: a, message: m}]",
+            "variants: [{name: a, weight: 70, message: m}, {name: b, weight: 20, message: m}, {name: c, weight: 10, message: m}]",
+        );
+        let engine = engine(&[&weighted]);
+        let mut c = saanvi(&engine);
+        c.apply(&engine, &fuel(10, "2026-10-03T05:00:00Z"));
+        let event = fuel(10, "2026-10-03T05:00:00Z");
+        let mut counts = std::collections::BTreeMap::<String, u32>::new();
+        for t in tokens(100_000) {
+            let why = c.explain(&engine, &t, "w", Some(&event), None).unwrap();
+            *counts.entry(why.outcome.unwrap().0).or_default() += 1;
+        }
+        for (variant, share) in [("a", 0.70), ("b", 0.20), ("c", 0.10)] {
+            let got = f64::from(counts[variant]) / 100_000.0;
+            assert!((got - share).abs() < 0.02, "{variant}: {got} vs {share} ({counts:?})");
+        }
+    }
+
+    #[test]
+    fn a_control_group_is_recorded_not_delivered() {
+        let holdout = offer("h", "  control: 5%\n");
+        let engine = engine(&[&holdout]);
+        let o = engine.catalog.get("h").unwrap();
+        let controls = tokens(100_000).filter(|t| in_control(o, t)).count();
+        assert!((4_700..5_300).contains(&controls), "{controls}");
+        let control = tokens(1000).find(|t| in_control(o, t)).unwrap();
+        let treated = tokens(1000).find(|t| !in_control(o, t)).unwrap();
+        for (t, delivered) in [(control, false), (treated, true)] {
+            let mut c = saanvi(&engine);
+            let e = fuel(10, "2026-10-03T05:00:00Z");
+            c.apply(&engine, &e);
+            assert_eq!(c.decide(&engine, &t, &e).is_some(), delivered);
+            assert_eq!(c.sent.len(), 1, "recorded either way");
+            assert_eq!(c.sent[0].control, !delivered);
+            assert_eq!(c.explain(&engine, &t, "h", None, None).unwrap().control, !delivered);
+            // The snapshot keeps the group.
+            let back = Customer::decode(&c.encode(&engine), &engine).unwrap();
+            assert_eq!(back.sent, c.sent);
+        }
+    }
+
+    #[test]
+    fn a_paused_offer_never_matches() {
+        let engine = engine(&[&offer("p", "  paused: true\n")]);
+        let mut c = saanvi(&engine);
+        let e = fuel(10, "2026-10-03T05:00:00Z");
+        c.apply(&engine, &e);
+        assert!(c.decide(&engine, &token(), &e).is_none());
+        let why = c.explain(&engine, &token(), "p", Some(&e), None).unwrap();
+        assert_eq!(why.outcome, Err(Gate::Paused));
+    }
+
+    #[test]
+    fn value_ranks_offers_of_equal_priority_then_name() {
+        let low = offer("a-low", "  priority: 5\n  value: 10\n");
+        let high = offer("b-high", "  priority: 5\n  value: event.amount\n");
+        let none = offer("c-none", "  priority: 5\n");
+        let top = offer("z-top", "  priority: 6\n  value: 0\n  paused: true\n");
+        let engine = engine(&[&low, &high, &none, &top]);
+        let mut c = saanvi(&engine);
+        let e = fuel(10, "2026-10-03T05:00:00Z");
+        c.apply(&engine, &e);
+        // 1600 > 10: `b-high` wins its tier; the paused higher priority does not count.
+        assert_eq!(c.decide(&engine, &token(), &e).unwrap().decision.offer, "b-high");
+        let engine = super::engine(&[&none, &offer("d-none", "  priority: 5\n")]);
+        let mut c = saanvi(&engine);
+        c.apply(&engine, &e);
+        assert_eq!(c.decide(&engine, &token(), &e).unwrap().decision.offer, "c-none");
+    }
+
+    #[test]
+    fn bad_shares_and_values_name_the_field() {
+        let set = FeatureSet::compile(&FeatureSetDocument::from_yaml(SET).unwrap()).unwrap();
+        for (extra, field) in [
+            ("  control: 150%\n", "spec.control"),
+            ("  control: five\n", "spec.control"),
+            ("  control: 0%\n", "spec.control"),
+            ("  value: \"\\\"text\\\"\"\n", "spec.value"),
+        ] {
+            let doc = OfferDocument::from_yaml(&offer("x", extra)).unwrap();
+            let errors = Offer::compile(&doc, &set).unwrap_err();
+            assert!(
+                errors.iter().any(|e| e.to_string().starts_with(field)),
+                "{extra}: {errors:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn uplift_compares_treated_and_control_response_rates() {
+    let holdout = "kind: Offer\nmetadata: {name: h}\nspec:\n  title: h\n  trigger: {on: [transaction]}\n  when: event.category == \"fuel\"\n  channels: [sms]\n  variants: [{name: a, message: m}]\n  control: 20%\n";
+    let engine = engine(&[holdout]);
+    let offer = engine.catalog.get("h").unwrap();
+    let mut customers = Vec::new();
+    let mut expected = crate::report::Uplift {
+        offer: "h".into(),
+        ..Default::default()
+    };
+    for i in 0..2000u32 {
+        let mut b = [0u8; 16];
+        b[..4].copy_from_slice(&i.to_le_bytes());
+        let t = Token::from_bytes(b);
+        let mut c = saanvi(&engine);
+        // A positive response before the match does not count.
+        c.apply(
+            &engine,
+            &ev(
+                5,
+                "offer_response",
+                "2026-10-02T12:00:00Z",
+                &[("offer", "h".into()), ("outcome", "positive".into())],
+            ),
+        );
+        let e = fuel(10, "2026-10-03T05:00:00Z");
+        c.apply(&engine, &e);
+        c.decide(&engine, &t, &e);
+        let control = crate::in_control(offer, &t);
+        let converts = if control { i % 10 == 0 } else { i % 4 == 0 };
+        if converts {
+            c.apply(
+                &engine,
+                &ev(
+                    6,
+                    "offer_response",
+                    "2026-10-05T12:00:00Z",
+                    &[("offer", "h".into()), ("outcome", "positive".into())],
+                ),
+            );
+        }
+        if control {
+            expected.control += 1;
+            expected.control_converted += u64::from(converts);
+        } else {
+            expected.treated += 1;
+            expected.treated_converted += u64::from(converts);
+        }
+        customers.push(c);
+    }
+    let report = crate::report::uplift(&customers);
+    assert_eq!(report, vec![expected.clone()]);
+    assert!(expected.control > 300 && expected.treated > 1500, "{expected:?}");
+    let uplift = report[0].uplift().unwrap();
+    assert!((uplift - (0.25 - 0.10)).abs() < 0.03, "{uplift}");
+}
