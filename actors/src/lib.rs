@@ -164,6 +164,38 @@ impl Shard {
         Ok(released)
     }
 
+    /// The instant scheduled sweeps of earlier runs reached, if any.
+    pub fn swept_until(&self) -> Result<Option<DateTime<Utc>>, Error> {
+        Ok(self.store.swept_until()?.and_then(DateTime::from_timestamp_micros))
+    }
+
+    /// Records that scheduled sweeps ran up to `until`.
+    pub fn save_swept_until(&self, until: DateTime<Utc>) -> Result<(), Error> {
+        self.store.save_swept_until(until.timestamp_micros())
+    }
+
+    /// Publishes a scheduled sweep of `offer` at `at` to every partition, in stream
+    /// order: each partition evaluates the offer for all its customers, in memory and
+    /// stored, after the events published before it.
+    pub fn publish_sweep(bus: &MemoryBus, offer: &str, at: DateTime<Utc>) {
+        let marker = Arc::new(persona_event::Event {
+            id: persona_event::EventId::from_bytes(
+                persona_event::hash::fnv1a64(format!("{offer}\0{}", at.timestamp_micros()).as_bytes())
+                    .to_be_bytes()
+                    .repeat(2)
+                    .try_into()
+                    .expect("16 bytes"),
+            ),
+            token: Token::from_bytes([0; 16]),
+            kind: persona_event::kinds::SWEEP.to_owned(),
+            ts: at,
+            attrs: [("offer".to_owned(), persona_event::Value::from(offer))].into(),
+        });
+        for p in 0..bus.partitions() {
+            bus.partition(p).append(marker.clone());
+        }
+    }
+
     /// Bus entries handled so far (applied or recognised as already applied).
     pub fn progress(&self) -> Arc<AtomicU64> {
         self.progress.clone()
@@ -182,6 +214,7 @@ impl Shard {
             total.duplicates += s.duplicates;
             total.matches += s.matches;
             total.activations += s.activations;
+            total.forgotten += s.forgotten;
         }
         Ok(total)
     }

@@ -27,6 +27,8 @@ pub struct PartitionStats {
     pub duplicates: u64,
     pub matches: u64,
     pub activations: u64,
+    /// `forget` events applied: customers whose state was deleted (right to erasure).
+    pub forgotten: u64,
 }
 
 pub(crate) enum PartitionMsg {
@@ -103,6 +105,16 @@ impl PartitionState {
                 // Re-read after a restart from the checkpoint: already applied.
                 continue;
             }
+            if event.kind == persona_event::kinds::FORGET {
+                self.forget(&event.token)?;
+                self.applied_to = pos;
+                continue;
+            }
+            if event.kind == persona_event::kinds::SWEEP {
+                self.sweep(&engine, &event)?;
+                self.applied_to = pos;
+                continue;
+            }
             let customer = self.activate(&event.token)?;
             // Reminders due by her time go out before what this event decides, so they
             // count first against the day's quota.
@@ -153,6 +165,43 @@ impl PartitionState {
         // Only what is durable may leave the stream.
         self.args.bus.partition(self.args.partition).trim(self.checkpointed);
         Ok(self.checkpointed)
+    }
+
+    /// A `forget` event: the customer's state leaves memory and the store at once,
+    /// snapshot and reminder entry, so nothing later in the stream (a sweep, the
+    /// features of the run) finds her. Not part of a checkpoint batch: forgetting
+    /// again on a replay changes nothing, and the checkpoint after it makes it durable.
+    fn forget(&mut self, token: &Token) -> Result<(), Error> {
+        self.customers.remove(token);
+        self.dirty.remove(token);
+        self.args.store.erase(token)?;
+        self.stats.forgotten += 1;
+        tracing::debug!(%token, partition = self.args.partition, "customer forgotten");
+        Ok(())
+    }
+
+    /// A scheduled sweep: the offer for every customer of the partition, in memory or
+    /// stored, as of the sweep's instant.
+    fn sweep(&mut self, engine: &Engine, marker: &Event) -> Result<(), Error> {
+        let Some(offer) = marker.attr("offer").as_str() else {
+            return Ok(());
+        };
+        let mut tokens: HashSet<Token> = self.customers.keys().cloned().collect();
+        for entry in self.args.store.customers() {
+            tokens.insert(entry?.0);
+        }
+        let mut tokens: Vec<Token> = tokens.into_iter().collect();
+        tokens.sort();
+        for token in tokens {
+            let customer = self.activate(&token)?;
+            if let Some(m) = customer.sweep(engine, &token, offer, marker.ts) {
+                self.stats.matches += 1;
+                self.args.bus.matches().append(Arc::new(m));
+            }
+            // Even without a match she changed: the sweep is remembered, once.
+            self.dirty.insert(token);
+        }
+        Ok(())
     }
 
     /// Releases every deferred match due by `until` (the run's clock), in this

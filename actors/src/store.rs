@@ -15,6 +15,8 @@ const POSITION_KEY: &[u8] = b"\0position";
 /// is due (microseconds, big-endian), so due reminders are found without reading
 /// every customer.
 const DUE_PREFIX: &[u8] = b"\0due/";
+/// Key of the instant scheduled sweeps ran up to, in the `meta` tree.
+const SWEPT_KEY: &[u8] = b"swept_until";
 /// Key of persisted offer budget use, in the `meta` tree.
 const BUDGET_KEY: &[u8] = b"budget_used";
 
@@ -48,6 +50,22 @@ impl Store {
             .iter()
             .filter_map(|n| std::str::from_utf8(n).ok()?.strip_prefix('p')?.parse().ok())
             .collect())
+    }
+
+    /// The instant scheduled sweeps were run up to, if any run did.
+    pub(crate) fn swept_until(&self) -> Result<Option<i64>, Error> {
+        let meta = self.db.open_tree("meta").map_err(Error::Store)?;
+        Ok(meta
+            .get(SWEPT_KEY)
+            .map_err(Error::Store)?
+            .and_then(|b| Some(i64::from_be_bytes(b.as_ref().try_into().ok()?))))
+    }
+
+    pub(crate) fn save_swept_until(&self, until: i64) -> Result<(), Error> {
+        let meta = self.db.open_tree("meta").map_err(Error::Store)?;
+        meta.insert(SWEPT_KEY, &until.to_be_bytes()).map_err(Error::Store)?;
+        meta.flush().map_err(Error::Store)?;
+        Ok(())
     }
 
     pub(crate) fn budget_used(&self) -> Result<Vec<(String, u64)>, Error> {
@@ -132,6 +150,15 @@ impl PartitionStore {
             }
         }
         Ok(out)
+    }
+
+    /// Deletes a forgotten customer's snapshot and reminder entry (one batch; made
+    /// durable by the next checkpoint's flush).
+    pub(crate) fn erase(&self, token: &Token) -> Result<(), Error> {
+        let mut batch = sled::Batch::default();
+        batch.remove(token.as_str());
+        batch.remove([DUE_PREFIX, token.as_str().as_bytes()].concat());
+        self.tree.apply_batch(batch).map_err(Error::Store)
     }
 
     /// Every stored customer: (token, snapshot).

@@ -336,3 +336,42 @@ async fn deferred_matches_are_released_from_the_store_when_due() {
     );
     assert!(released[2].is_empty(), "released once: {:?}", released[2]);
 }
+
+/// A scheduled sweep reaches every customer of a partition, those only in the store
+/// (from an earlier run) too, and runs once per customer however often it is replayed.
+#[tokio::test]
+async fn a_sweep_reaches_stored_customers_once() {
+    const WEEKLY: &str = "kind: Offer\nmetadata: {name: weekly}\nspec:\n  title: Weekly\n  trigger: {schedule: \"0 9 * * MON\"}\n  when: features.spend >= 100\n  channels: [email]\n  variants: [{name: a, message: hi}]\n";
+    let set = FeatureSet::compile(&FeatureSetDocument::from_yaml(SET).unwrap()).unwrap();
+    let offer = Offer::compile(&OfferDocument::from_yaml(WEEKLY).unwrap(), &set).unwrap();
+    let engine = Arc::new(Engine::new(set, vec![offer]));
+    let dir = tempfile::tempdir().unwrap();
+    let evs = events(5, 6);
+    // 3 customers reach 180, 2 stop at 90 (only 3 transactions each).
+    let evs: Vec<Event> = evs
+        .into_iter()
+        .filter(|e| e.token.to_bytes()[0] < 3 || e.id.to_bytes()[1] < 3 || e.kind == "profile")
+        .collect();
+    let monday = parse_ts("2026-01-05T09:00:00Z").unwrap();
+    let mut got = Vec::new();
+    for (round, publish_events) in [("s8a", true), ("s8b", false), ("s8c", false)] {
+        let bus = Arc::new(MemoryBus::new(3));
+        let mut shard = Shard::start(config(dir.path(), round), engine.clone(), bus.clone())
+            .await
+            .unwrap();
+        if publish_events {
+            for e in &evs {
+                bus.publish(e.clone());
+            }
+        } else {
+            // A later run without events for them: they are only in the store.
+            Shard::publish_sweep(&bus, "weekly", monday);
+        }
+        bus.close_events();
+        shard.drain().await.unwrap();
+        shard.stop().await;
+        bus.matches().close();
+        got.push(bus.matches().read(1, 100).await.unwrap_or_default().len());
+    }
+    assert_eq!(got, vec![0, 3, 0], "no sweep, the sweep, the same sweep replayed");
+}

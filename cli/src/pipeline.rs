@@ -143,8 +143,22 @@ pub(crate) async fn run(specs: Specs, opts: RunOptions<'_>, progress: &Progress)
             history.entry(e.token.clone()).or_default().push(e.clone());
         }
     }
+    // Scheduled offers sweep at their times from where earlier runs stopped (or this
+    // run's first event) to its clock, each after the events up to its instant.
+    let mut sweeps = sweep_times(&engine, &shard, events.first().map(|e| e.ts), latest)?;
+    sweeps.reverse();
     for e in events {
+        while sweeps.last().is_some_and(|(at, _)| *at < e.ts) {
+            let (at, offer) = sweeps.pop().expect("just seen");
+            Shard::publish_sweep(&bus, &offer, at);
+        }
         bus.publish(e);
+    }
+    while let Some((at, offer)) = sweeps.pop() {
+        Shard::publish_sweep(&bus, &offer, at);
+    }
+    if let Some(clock) = latest {
+        shard.save_swept_until(clock)?;
     }
     bus.close_events();
     let bar = progress.counter("actors", "events");
@@ -210,4 +224,34 @@ pub(crate) async fn run(specs: Specs, opts: RunOptions<'_>, progress: &Progress)
         vault,
         matches,
     })
+}
+
+/// The scheduled sweeps a run makes, oldest first: each scheduled offer's times after
+/// the instant earlier runs swept to (else just before this run's first event) and up
+/// to this run's clock.
+fn sweep_times(
+    engine: &Engine,
+    shard: &Shard,
+    first: Option<DateTime<Utc>>,
+    latest: Option<DateTime<Utc>>,
+) -> Result<Vec<(DateTime<Utc>, String)>> {
+    let (Some(first), Some(latest)) = (first, latest) else {
+        return Ok(Vec::new());
+    };
+    let from = shard
+        .swept_until()?
+        .unwrap_or(first - chrono::TimeDelta::microseconds(1));
+    let tz = engine.features.timezone();
+    let mut times: Vec<(DateTime<Utc>, String)> = engine
+        .catalog
+        .scheduled()
+        .flat_map(|(_, offer)| {
+            let cron = offer.schedule.as_ref().expect("a scheduled offer has a schedule");
+            cron.between(from, latest, tz)
+                .into_iter()
+                .map(|at| (at, offer.name.clone()))
+        })
+        .collect();
+    times.sort();
+    Ok(times)
 }

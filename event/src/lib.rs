@@ -25,4 +25,11 @@ pub mod kinds {
     pub const PREFERENCE: &str = "preference";
     pub const OFFER_RESPONSE: &str = "offer_response";
     pub const CONTEXT: &str = "context";
+    /// A scheduled sweep reaching a partition (attribute `offer`; no customer of its
+    /// own): the runtime's, never a source's.
+    pub const SWEEP: &str = "persona.sweep";
+    /// The customer behind the token was forgotten (right to erasure): her actor
+    /// deletes its state and snapshot. Only the trusted zone's erasure journal
+    /// produces it (`persona vault forget`); a Source may not.
+    pub const FORGET: &str = "forget";
 }

@@ -143,6 +143,12 @@ impl Schema {
         self
     }
 
+    /// Takes a root away (a scheduled offer has no triggering `event`).
+    pub fn forbid_root(mut self, root: Root) -> Self {
+        self.roots[root as usize] = false;
+        self
+    }
+
     /// Declares a feature. For a family (`by`), `ty` is the type of each member.
     pub fn feature(mut self, name: &str, ty: Type, family: bool) -> Self {
         self.features.insert(name.to_owned(), FeatureDecl { ty, family });

@@ -208,6 +208,11 @@ impl Customer {
         Ok(customer)
     }
 
+    /// Notes an id as applied; false when it was already.
+    pub(crate) fn note_applied(&mut self, id: u64) -> bool {
+        self.applied.insert(id)
+    }
+
     /// Starts a backfill run for this customer: empties the features the engine
     /// recomputes. Called once, when the run first activates her.
     pub fn start_backfill(&mut self, engine: &Engine) {

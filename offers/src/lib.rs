@@ -2,6 +2,7 @@
 //! FeatureSet; the customer model an actor holds; the matching engine that picks at
 //! most one offer, variant and channel per event; and explain. Plain Rust, no I/O.
 
+pub mod cron;
 mod customer;
 mod explain;
 mod matching;

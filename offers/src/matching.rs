@@ -5,6 +5,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use persona_event::Match;
+use persona_event::hash::fnv1a64;
 use persona_event::{Channel, Event, MatchId, MatchMessage, Token, Value};
 use persona_expr::Scope;
 use persona_features::FeatureView;
@@ -218,6 +219,12 @@ pub(crate) fn gates<'o>(
     Ok((variant, channel))
 }
 
+/// What triggered a match: an event (its id), or a sweep (`sweep:` + its instant).
+struct Trigger {
+    id: String,
+    event: Option<persona_event::EventId>,
+}
+
 /// Whether the customer is in the offer's control group: a fixed point in [0, 10000)
 /// per (token, offer), below the control share in basis points. (Another salt than the
 /// variant's, so the groups do not line up with variants.)
@@ -297,18 +304,79 @@ impl Customer {
     /// spent, no offer is evaluated at all.
     pub fn decide(&mut self, engine: &Engine, token: &Token, event: &Event) -> Option<MatchMessage> {
         let now = self.features.view(&engine.features, None).at();
-        let allowed = engine.policy.as_ref().map(|p| {
-            let days = self.preferred_days(p);
-            p.allowed(now, engine.policy_timezone(), &days, &self.delivered)
-        });
-        if allowed == Some(Allowed::Capped) {
-            return None;
-        }
+        let allowed = self.contact_allowed(engine, now)?;
         let chosen = {
             let scope = CustomerScope::new(engine, self, Some(event), None);
             arbitrate(engine, token, &event.kind, &scope)
         };
         let (offer, variant, channel, control) = chosen?;
+        let trigger = Trigger {
+            id: event.id.as_str().to_owned(),
+            event: Some(event.id.clone()),
+        };
+        self.emit(token, offer, variant, channel, control, now, allowed, trigger)
+    }
+
+    /// A scheduled sweep of `offer` for this customer at `at` (at the earliest her
+    /// clock): the offer alone, with no triggering event; `match_id` from (token,
+    /// offer, `sweep:` + the instant). A sweep already run for her (a replay) decides
+    /// nothing again.
+    pub fn sweep(&mut self, engine: &Engine, token: &Token, offer: &str, at: DateTime<Utc>) -> Option<MatchMessage> {
+        let trigger = format!("sweep:{}", persona_event::time::format_ts(&at));
+        let seen = fnv1a64(format!("{offer}\0{trigger}").as_bytes());
+        if !self.note_applied(seen) {
+            return None;
+        }
+        let (i, offer) = engine
+            .catalog
+            .offers()
+            .iter()
+            .enumerate()
+            .find(|(_, o)| o.name == offer)?;
+        let now = self.features.view(&engine.features, Some(at)).at();
+        let allowed = self.contact_allowed(engine, now)?;
+        let chosen = {
+            let scope = CustomerScope::new(engine, self, None, Some(now));
+            let (variant, channel) = gates(offer, token, &scope).ok()?;
+            let control = in_control(offer, token);
+            (control || engine.catalog.take_budget(i)).then(|| (variant.clone(), channel, control))
+        };
+        let (variant, channel, control) = chosen?;
+        let trigger = Trigger {
+            id: trigger,
+            event: None,
+        };
+        self.emit(token, offer, variant, channel, control, now, allowed, trigger)
+    }
+
+    /// When the contact policy lets a match found `now` go out: `None` when the day's
+    /// quota is spent (nothing is to be decided), else `Some(None)` without a policy.
+    fn contact_allowed(&self, engine: &Engine, now: DateTime<Utc>) -> Option<Option<Allowed>> {
+        let Some(p) = &engine.policy else {
+            return Some(None);
+        };
+        let days = self.preferred_days(p);
+        match p.allowed(now, engine.policy_timezone(), &days, &self.delivered) {
+            Allowed::Capped => None,
+            other => Some(Some(other)),
+        }
+    }
+
+    /// Records a decided match; returns it when it goes out now, keeps it as a
+    /// reminder when the policy defers it, and keeps only the record for the control
+    /// group.
+    #[allow(clippy::too_many_arguments)]
+    fn emit(
+        &mut self,
+        token: &Token,
+        offer: &Offer,
+        variant: Variant,
+        channel: Channel,
+        control: bool,
+        now: DateTime<Utc>,
+        allowed: Option<Allowed>,
+        trigger: Trigger,
+    ) -> Option<MatchMessage> {
         self.record_sent(Sent {
             offer: offer.name.clone(),
             variant: variant.name.clone(),
@@ -321,13 +389,13 @@ impl Customer {
         }
         let mut message = MatchMessage {
             decision: Match {
-                match_id: match_id(token, &offer.name, event.id.as_str()),
+                match_id: match_id(token, &offer.name, &trigger.id),
                 token: token.clone(),
                 offer: offer.name.clone(),
                 variant: variant.name,
                 channel,
                 ts: now,
-                event_id: Some(event.id.clone()),
+                event_id: trigger.event,
             },
             title: offer.title.clone(),
             message: variant.message,

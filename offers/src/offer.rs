@@ -11,6 +11,7 @@ use persona_event::time::{parse_duration, parse_ts};
 use persona_expr::{FieldError, Program, Root, Schema, compile_field};
 use persona_features::FeatureSet;
 
+use crate::cron::Cron;
 use crate::spec::OfferDocument;
 
 /// Outcomes an `offer_response` event can carry.
@@ -51,6 +52,8 @@ pub struct Offer {
     /// First instant it is no longer valid (the day after `until`).
     pub valid_before: Option<DateTime<Utc>>,
     pub topic: Option<String>,
+    /// A sweep's schedule (then `on` is empty).
+    pub schedule: Option<Cron>,
     pub paused: bool,
     /// The control group's share, in basis points (5% = 500).
     pub control_bp: u32,
@@ -84,6 +87,14 @@ impl Offer {
         if doc.kind != "Offer" {
             errors.push(err("kind", format!("expected `Offer`, found `{}`", doc.kind)));
         }
+        // A sweep has no triggering event: `event.*` is refused in its expressions.
+        let swept;
+        let schema = if spec.trigger.schedule.is_some() {
+            swept = schema.clone().forbid_root(Root::Event);
+            &swept
+        } else {
+            schema
+        };
         let mut expr = |path: String, src: &Option<String>| -> Option<Program> {
             compile_field(path, src.as_deref()?, schema)
                 .map_err(|e| errors.push(e))
@@ -125,9 +136,26 @@ impl Offer {
                 "name at least one channel: push, email or sms".into(),
             ));
         }
-        if spec.trigger.on.is_empty() {
-            errors.push(err("spec.trigger.on", "name at least one event type".into()));
-        }
+        let schedule = match (&spec.trigger.schedule, spec.trigger.on.is_empty()) {
+            (None, true) => {
+                errors.push(err(
+                    "spec.trigger",
+                    "name event types (`on: [transaction]`) or a schedule (`schedule: \"0 9 * * MON\"`)".into(),
+                ));
+                None
+            }
+            (Some(_), false) => {
+                errors.push(err(
+                    "spec.trigger.schedule",
+                    "a trigger is events (`on`) or a schedule, not both".into(),
+                ));
+                None
+            }
+            (Some(s), true) => Cron::parse(s)
+                .map_err(|m| errors.push(err("spec.trigger.schedule", m)))
+                .ok(),
+            (None, false) => None,
+        };
         let limits = spec.limits.clone().unwrap_or_default();
         let per_customer = limits.per_customer.as_deref().and_then(|s| {
             parse_per(s)
@@ -209,6 +237,7 @@ impl Offer {
             valid_from,
             valid_before,
             topic: spec.topic.clone(),
+            schedule,
             paused: spec.paused,
             control_bp: control_bp.unwrap_or(0),
             value,
@@ -301,6 +330,11 @@ impl Catalog {
 
     pub fn get(&self, name: &str) -> Option<&Offer> {
         self.offers.iter().find(|o| o.name == name)
+    }
+
+    /// The scheduled offers, in arbitration order, with their index.
+    pub fn scheduled(&self) -> impl Iterator<Item = (usize, &Offer)> {
+        self.offers.iter().enumerate().filter(|(_, o)| o.schedule.is_some())
     }
 
     /// Offers an event type triggers, in arbitration order.

@@ -64,12 +64,18 @@ pub struct OfferSpec {
     pub value: Option<String>,
 }
 
-/// `{on: [transaction, card_swipe]}`.
+/// `{on: [transaction, card_swipe]}`, or `{schedule: "0 9 * * MON"}` for a sweep.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TriggerSpec {
     /// Event types that trigger an evaluation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub on: Vec<String>,
+    /// A cron schedule (minute hour day-of-month month day-of-week, in the
+    /// FeatureSet's time zone): at each of its times the offer is evaluated for every
+    /// customer of the shard, with no triggering event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -260,7 +260,7 @@ fn offer_errors_name_the_field() {
     let errors = Offer::compile(&OfferDocument::from_yaml(&bad).unwrap(), &set).unwrap_err();
     let paths: Vec<&str> = errors.iter().map(|e| e.path()).collect();
     assert_eq!(paths, vec!["spec.when", "spec.limits.perCustomer"]);
-    let unknown = CAR_LOAN.replace("trigger: {on:", "trigger: {schedule: x, on:");
+    let unknown = CAR_LOAN.replace("trigger: {on:", "trigger: {every: x, on:");
     assert!(OfferDocument::from_yaml(&unknown).is_err());
 }
 
@@ -535,4 +535,70 @@ fn uplift_compares_treated_and_control_response_rates() {
     assert!(expected.control > 300 && expected.treated > 1500, "{expected:?}");
     let uplift = report[0].uplift().unwrap();
     assert!((uplift - (0.25 - 0.10)).abs() < 0.03, "{uplift}");
+}
+
+mod sweeps {
+    use super::*;
+
+    const WEEKLY: &str = "kind: Offer\nmetadata: {name: weekly}\nspec:\n  title: Weekly fuel tip\n  trigger: {schedule: \"0 9 * * MON\"}\n  when: features.fuel_spend_30d > 1000\n  channels: [sms]\n  variants: [{name: a, message: m}]\n";
+
+    #[test]
+    fn a_sweep_evaluates_the_offer_as_of_its_instant_once() {
+        let engine = engine(&[WEEKLY, FUEL_CASHBACK]);
+        let mut c = saanvi(&engine);
+        let e = fuel(10, "2026-10-03T05:00:00Z");
+        c.apply(&engine, &e);
+        // The scheduled offer is not triggered by events.
+        assert_eq!(c.decide(&engine, &token(), &e).unwrap().decision.offer, "fuel-cashback");
+        // Monday 2026-10-05 09:00 in Kolkata.
+        let at = parse_ts("2026-10-05T03:30:00Z").unwrap();
+        let m = c.sweep(&engine, &token(), "weekly", at).unwrap();
+        assert_eq!((m.decision.ts, m.decision.event_id.clone()), (at, None));
+        assert_eq!(
+            m.decision.match_id,
+            crate::match_id(&token(), "weekly", "sweep:2026-10-05T03:30:00Z")
+        );
+        // The same sweep again (a replay) decides nothing.
+        assert!(c.sweep(&engine, &token(), "weekly", at).is_none());
+        // 40 days later the 30-day window has emptied: `when` is false.
+        let later = parse_ts("2026-11-16T03:30:00Z").unwrap();
+        assert!(c.sweep(&engine, &token(), "weekly", later).is_none());
+    }
+
+    #[test]
+    fn schedules_are_checked() {
+        let set = FeatureSet::compile(&FeatureSetDocument::from_yaml(SET).unwrap()).unwrap();
+        for (yaml, field, says) in [
+            (
+                WEEKLY.replace("0 9 * * MON", "0 25 * * MON"),
+                "spec.trigger.schedule",
+                "hour `25`",
+            ),
+            (
+                WEEKLY.replace(
+                    "{schedule: \"0 9 * * MON\"}",
+                    "{on: [transaction], schedule: \"0 9 * * MON\"}",
+                ),
+                "spec.trigger.schedule",
+                "not both",
+            ),
+            (
+                WEEKLY.replace("{schedule: \"0 9 * * MON\"}", "{}"),
+                "spec.trigger",
+                "or a schedule",
+            ),
+            (
+                WEEKLY.replace("features.fuel_spend_30d > 1000", "event.amount > 1000"),
+                "spec.when",
+                "event",
+            ),
+        ] {
+            let errors = Offer::compile(&OfferDocument::from_yaml(&yaml).unwrap(), &set).unwrap_err();
+            let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            assert!(
+                text.iter().any(|e| e.starts_with(field) && e.contains(says)),
+                "{field} / {says}: {text:?}"
+            );
+        }
+    }
 }

@@ -443,3 +443,46 @@ fn an_added_feature_is_backfilled_on_request() {
     assert_ne!(o.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&o.stderr).contains("derived feature"));
 }
+
+/// A scheduled offer sweeps every customer at its times, as of each time, with no
+/// triggering event; a second run over the same files sweeps nothing again.
+#[test]
+fn a_scheduled_offer_sweeps_every_customer_at_its_times() {
+    use chrono::{Datelike, Timelike};
+    let demo = Demo::run(120, 45);
+    let out = demo.out();
+    let tmp = demo.dir.path();
+    let specs = tmp.join("specs");
+    copy_dir(&out.join("specs"), &specs);
+    std::fs::write(
+        specs.join("weekly.yaml"),
+        "kind: Offer\nmetadata: {name: weekly-saver}\nspec:\n  title: Your weekly savings tip\n  priority: 1\n  trigger: {schedule: \"0 10 * * MON\"}\n  when: features.min_balance_90d >= 100000\n  channels: [email, sms]\n  variants: [{name: tip, message: \"Move idle money to a fixed deposit\"}]\n",
+    )
+    .unwrap();
+    let data = tmp.join("data");
+    copy_dir(&out.join("data").join("trusted"), &data.join("trusted"));
+    run(&specs, &out.join("sources"), &data, &tmp.join("o1"));
+    let matches = jsonl(&tmp.join("o1").join("matches.jsonl"));
+    let weekly: Vec<_> = matches.iter().filter(|m| m["offer"] == "weekly-saver").collect();
+    assert!(!weekly.is_empty());
+    let tz: chrono_tz::Tz = "Asia/Kolkata".parse().unwrap();
+    let mut mondays = std::collections::BTreeSet::new();
+    for m in &weekly {
+        assert!(m["event_id"].is_null(), "{m}");
+        let t = chrono::DateTime::parse_from_rfc3339(m["ts"].as_str().unwrap())
+            .unwrap()
+            .with_timezone(&tz);
+        assert_eq!(
+            (t.weekday(), t.hour(), t.minute()),
+            (chrono::Weekday::Mon, 10, 0),
+            "{m}"
+        );
+        mondays.insert(t.date_naive());
+    }
+    // 45 days hold six or seven Mondays; the first ones may find no one above the bar.
+    assert!((2..=7).contains(&mondays.len()), "{mondays:?}");
+    // The same files again: every sweep already ran.
+    run(&specs, &out.join("sources"), &data, &tmp.join("o2"));
+    let again = jsonl(&tmp.join("o2").join("matches.jsonl"));
+    assert!(again.iter().all(|m| m["offer"] != "weekly-saver"), "{again:?}");
+}
