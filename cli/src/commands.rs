@@ -102,7 +102,11 @@ fn check(files: Vec<PathBuf>, features: Option<PathBuf>) -> Result<ExitCode> {
         "{checked} offer(s) checked against {against}: {} error(s)",
         problems.len()
     );
-    Ok(if problems.is_empty() {
+    if checked == 0 {
+        // A misspelled `kind` would otherwise pass as "nothing wrong".
+        eprintln!("error: no Offer document among the files given");
+    }
+    Ok(if problems.is_empty() && checked > 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

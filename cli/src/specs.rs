@@ -142,11 +142,13 @@ fn render_field_error(doc: &Document, e: &FieldError) -> String {
     };
     // Find where the expression sits in the document, to report file positions.
     let first = source.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    // Not found verbatim (a quoted string with escapes): the field's own position.
     let (line_base, col_base) = doc
         .text
         .lines()
         .enumerate()
         .find_map(|(i, l)| l.find(first).map(|c| (doc.line + i, c + 1)))
+        .or_else(|| locate::locate(&doc.text, path).map(|(line, col)| (doc.line + line - 1, col)))
         .unwrap_or((doc.line, 1));
     let origin = doc.file.display().to_string();
     let mut out = format!("error: {} `{}`: {path}: invalid expression\n", doc.kind, doc.name);

@@ -68,17 +68,25 @@ impl Diagnostic {
         self.render_at(src, origin, line_base, 1)
     }
 
-    /// As [`Diagnostic::render`], for a source that starts mid-line: `col_base` is the
-    /// 1-based column of the file at which `src` starts (an inline YAML string); it
-    /// shifts reported columns on the first line only.
+    /// As [`Diagnostic::render`], for a source that does not start the line: `col_base`
+    /// is the 1-based column of the file at which `src` starts. For an inline YAML
+    /// string it shifts the first line; a source of several lines is a block scalar,
+    /// all of whose lines are indented to `col_base`.
     pub fn render_at(&self, src: &str, origin: &str, line_base: usize, col_base: usize) -> String {
         let start = clamp(src, self.span.start);
         let end = clamp(src, self.span.end.max(start));
         let (line, col) = line_col(src, start);
+        // A source of several lines is a YAML block scalar: every line of it sits at
+        // the same column of the file, and is shown there.
+        let indent = if src.trim_end().contains('\n') {
+            col_base.saturating_sub(1)
+        } else {
+            0
+        };
         let col = if line == 1 {
             col + col_base.saturating_sub(1)
         } else {
-            col
+            col + indent
         };
         let (mut last_line, end_col) = line_col(src, end);
         // A span that ends right after a newline marks nothing on its last line.
@@ -108,9 +116,10 @@ impl Diagnostic {
                 text.len()
             };
             let (lead, marked) = caret_columns(text, from, to);
-            let _ = writeln!(out, "{:>width$} | {}", line_base + n - 1, expand_tabs(text));
+            let margin = " ".repeat(indent);
+            let _ = writeln!(out, "{:>width$} | {margin}{}", line_base + n - 1, expand_tabs(text));
             let carets = "^".repeat(marked.max(1));
-            let gap = " ".repeat(lead);
+            let gap = " ".repeat(lead + indent);
             if n == last_line && !self.label.is_empty() {
                 let _ = writeln!(out, "{pad} | {gap}{carets} {}", self.label);
             } else {

@@ -44,3 +44,17 @@ pub fn compile_field(path: impl Into<String>, src: &str, schema: &Schema) -> Res
         diagnostics,
     })
 }
+
+/// Compiles the condition held by the field at `path` (see [`crate::compile_condition`]).
+pub fn compile_condition_field(
+    path: impl Into<String>,
+    src: &str,
+    schema: &Schema,
+    what: &str,
+) -> Result<Program, FieldError> {
+    crate::compile_condition(src, schema, what).map_err(|diagnostics| FieldError::Expr {
+        path: path.into(),
+        source_text: src.to_owned(),
+        diagnostics,
+    })
+}

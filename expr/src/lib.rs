@@ -65,7 +65,7 @@ use persona_event::Value;
 
 pub use diag::{Diagnostic, Diagnostics};
 pub use eval::Scope;
-pub use field::{FieldError, compile_field};
+pub use field::{FieldError, compile_condition_field, compile_field};
 pub use schema::{FeatureDecl, Root, Schema, Type};
 
 use check::Checker;
@@ -73,6 +73,17 @@ use eval::{Node, truthy};
 
 /// Lexes, parses and type-checks `src` against `schema`.
 pub fn compile(src: &str, schema: &Schema) -> Result<Program, Diagnostics> {
+    compile_as(src, schema, None)
+}
+
+/// Compiles an expression that must be a condition (an offer's `when`, a feature's
+/// `where`): one that is certainly not a bool is refused, since it could never hold.
+/// `what` names the field in the message (`` `when` ``).
+pub fn compile_condition(src: &str, schema: &Schema, what: &str) -> Result<Program, Diagnostics> {
+    compile_as(src, schema, Some(what))
+}
+
+fn compile_as(src: &str, schema: &Schema, condition: Option<&str>) -> Result<Program, Diagnostics> {
     let ast = parse::parse(src)?;
     let mut checker = Checker::new(schema);
     let parts = ast.and_chain();
@@ -82,6 +93,8 @@ pub fn compile(src: &str, schema: &Schema) -> Result<Program, Diagnostics> {
         let typed = checker.check(part);
         if parts.len() > 1 {
             checker.expect_bool(&typed, part, "`and`");
+        } else if let Some(what) = condition {
+            checker.expect_bool(&typed, part, what);
         }
         clauses.push(ClauseInfo {
             span: part.span.clone(),

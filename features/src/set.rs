@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono_tz::Tz;
 use persona_event::hash::fnv1a64;
 use persona_event::time::parse_duration;
-use persona_expr::{FieldError, Program, Root, Schema, Type, compile_field};
+use persona_expr::{FieldError, Program, Root, Schema, Type, compile_condition_field, compile_field};
 
 use crate::agg::Agg;
 use crate::spec::{FeatureSetDocument, FeatureSpec};
@@ -351,9 +351,14 @@ fn check_name(name: &str, index: &HashMap<String, Slot>) -> Result<(), String> {
 fn compile_feature(f: &FeatureSpec, path: &str, schema: &Schema) -> Result<Feature, Vec<FieldError>> {
     let mut errors = Vec::new();
     let mut expr = |field: &str, src: &Option<String>| -> Option<Program> {
-        compile_field(format!("{path}.{field}"), src.as_deref()?, schema)
-            .map_err(|e| errors.push(e))
-            .ok()
+        let src = src.as_deref()?;
+        let path = format!("{path}.{field}");
+        match field {
+            "where" => compile_condition_field(path, src, schema, "`where`"),
+            _ => compile_field(path, src, schema),
+        }
+        .map_err(|e| errors.push(e))
+        .ok()
     };
     let filter = expr("where", &f.filter);
     let value = expr("value", &f.value);

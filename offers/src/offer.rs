@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveDate, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 use persona_event::Channel;
 use persona_event::time::{parse_duration, parse_ts};
-use persona_expr::{FieldError, Program, Root, Schema, compile_field};
+use persona_expr::{FieldError, Program, Root, Schema, compile_condition_field, compile_field};
 use persona_features::FeatureSet;
 
 use crate::cron::Cron;
@@ -95,13 +95,18 @@ impl Offer {
         } else {
             schema
         };
-        let mut expr = |path: String, src: &Option<String>| -> Option<Program> {
-            compile_field(path, src.as_deref()?, schema)
-                .map_err(|e| errors.push(e))
-                .ok()
+        // `what` names a field that must be a condition.
+        let mut expr = |path: String, src: &Option<String>, what: Option<&str>| -> Option<Program> {
+            let src = src.as_deref()?;
+            match what {
+                Some(what) => compile_condition_field(path, src, schema, what),
+                None => compile_field(path, src, schema),
+            }
+            .map_err(|e| errors.push(e))
+            .ok()
         };
-        let when = expr("spec.when".into(), &spec.when);
-        let value = expr("spec.value".into(), &spec.value);
+        let when = expr("spec.when".into(), &spec.when, Some("`when`"));
+        let value = expr("spec.value".into(), &spec.value, None);
         let variants: Vec<Variant> = spec
             .variants
             .iter()
@@ -110,7 +115,7 @@ impl Offer {
                 name: v.name.clone(),
                 weight: v.weight,
                 message: v.message.clone(),
-                when: expr(format!("spec.variants[{i}].when"), &v.when),
+                when: expr(format!("spec.variants[{i}].when"), &v.when, Some("a variant's `when`")),
             })
             .collect();
         if variants.is_empty() {

@@ -150,3 +150,12 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// Copies every file under `from` to the same place under `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
+    for file in files_under(from) {
+        let target = to.join(file.strip_prefix(from).expect("under from"));
+        std::fs::create_dir_all(target.parent().expect("a parent")).expect("create dir");
+        std::fs::copy(&file, &target).expect("copy");
+    }
+}

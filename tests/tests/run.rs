@@ -5,15 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use persona_tests::{Demo, files_under, jsonl, persona, persona_unchecked, run_files};
-
-fn copy_dir(from: &Path, to: &Path) {
-    for file in files_under(from) {
-        let target = to.join(file.strip_prefix(from).unwrap());
-        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-        std::fs::copy(&file, &target).unwrap();
-    }
-}
+use persona_tests::{Demo, copy_dir, jsonl, persona, persona_unchecked, run_files};
 
 fn run(specs: &Path, sources: &Path, data: &Path, out: &Path) -> std::process::Output {
     run_files(specs, sources, data, out, &[])
