@@ -143,16 +143,17 @@ fn render_field_error(doc: &Document, e: &FieldError) -> String {
     // Find where the expression sits in the document, to report file positions.
     let first = source.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
     // Not found verbatim (a quoted string with escapes): the field's own position.
-    let (line_base, col_base) = doc
+    // The expression's first line, as the file has it up to the expression.
+    let (line_base, prefix) = doc
         .text
         .lines()
         .enumerate()
-        .find_map(|(i, l)| l.find(first).map(|c| (doc.line + i, c + 1)))
-        .or_else(|| locate::locate(&doc.text, path).map(|(line, col)| (doc.line + line - 1, col)))
-        .unwrap_or((doc.line, 1));
+        .find_map(|(i, l)| l.find(first).map(|c| (doc.line + i, l[..c].to_owned())))
+        .or_else(|| locate::locate(&doc.text, path).map(|(line, col)| (doc.line + line - 1, " ".repeat(col - 1))))
+        .unwrap_or((doc.line, String::new()));
     let origin = doc.file.display().to_string();
     let mut out = format!("error: {} `{}`: {path}: invalid expression\n", doc.kind, doc.name);
-    let _ = write!(out, "{}", diagnostics.render_at(source, &origin, line_base, col_base));
+    let _ = write!(out, "{}", diagnostics.render_in(source, &origin, line_base, &prefix));
     out
 }
 

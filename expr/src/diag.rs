@@ -1,8 +1,9 @@
-//! Diagnostics: coded errors with a labelled span, and a rustc-like renderer that
-//! places line, column and carets in the file the expression came from.
+//! Diagnostics: coded errors with a labelled span, rendered with ariadne in the
+//! coordinates of the file the expression came from.
 
-use std::fmt::Write as _;
 use std::ops::Range;
+
+use ariadne::{Config, IndexType, Label, Report, ReportKind, Source};
 
 /// One problem found in an expression.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -62,8 +63,9 @@ impl Diagnostic {
         line_col(src, self.span.start)
     }
 
-    /// Renders like rustc. `line_base` is the 1-based line of the file on which `src`
-    /// starts, so positions are reported in the file (a YAML block scalar, say).
+    /// Renders with ariadne (no colour). `line_base` is the 1-based line of
+    /// the file on which `src` starts, so positions are reported in the file (a YAML
+    /// block scalar, say).
     pub fn render(&self, src: &str, origin: &str, line_base: usize) -> String {
         self.render_at(src, origin, line_base, 1)
     }
@@ -73,64 +75,91 @@ impl Diagnostic {
     /// string it shifts the first line; a source of several lines is a block scalar,
     /// all of whose lines are indented to `col_base`.
     pub fn render_at(&self, src: &str, origin: &str, line_base: usize, col_base: usize) -> String {
-        let start = clamp(src, self.span.start);
-        let end = clamp(src, self.span.end.max(start));
-        let (line, col) = line_col(src, start);
-        // A source of several lines is a YAML block scalar: every line of it sits at
-        // the same column of the file, and is shown there.
+        self.render_in(src, origin, line_base, &" ".repeat(col_base.saturating_sub(1)))
+    }
+
+    /// As [`Diagnostic::render_at`], with the file's own text before the expression on
+    /// its first line (`  when: ` for an inline string), shown as it is.
+    pub fn render_in(&self, src: &str, origin: &str, line_base: usize, prefix: &str) -> String {
+        let placed = Placed::new(src, line_base, prefix);
+        let start = placed.offset(clamp(src, self.span.start));
+        let end = placed.offset(clamp(src, self.span.end.max(self.span.start)));
+        let id = origin.to_owned();
+        let mut label = Label::new((id.clone(), start..end.max(start)));
+        if !self.label.is_empty() {
+            label = label.with_message(&self.label);
+        }
+        let mut report = Report::build(ReportKind::Error, (id.clone(), start..end.max(start)))
+            .with_config(
+                Config::default()
+                    .with_color(false)
+                    .with_index_type(IndexType::Byte)
+                    .with_compact(false),
+            )
+            .with_code(self.code)
+            .with_message(&self.message)
+            .with_label(label);
+        if let Some(help) = &self.help {
+            report = report.with_help(help);
+        }
+        let mut out = Vec::new();
+        report
+            .finish()
+            .write((id, Source::from(placed.text)), &mut out)
+            .expect("rendering to memory does not fail");
+        // Without trailing blanks, so that golden files survive editors.
+        let text = String::from_utf8(out).expect("the report is UTF-8");
+        text.lines().map(str::trim_end).fold(String::new(), |mut all, line| {
+            all.push_str(line);
+            all.push('\n');
+            all
+        })
+    }
+}
+
+/// An expression placed where it sits in its file: blank lines above it, and the
+/// columns of its lines, so the renderer reports file lines and columns. (Only the
+/// expression's own text is at hand, so what precedes it on its first line shows as
+/// blanks.)
+struct Placed {
+    text: String,
+    /// Where the expression starts in `text`.
+    start: usize,
+    /// Columns added before each line after the first.
+    indent: usize,
+    /// Byte offsets of the expression's newlines.
+    newlines: Vec<usize>,
+}
+
+impl Placed {
+    fn new(src: &str, line_base: usize, prefix: &str) -> Placed {
         let indent = if src.trim_end().contains('\n') {
-            col_base.saturating_sub(1)
+            prefix.chars().count()
         } else {
             0
         };
-        let col = if line == 1 {
-            col + col_base.saturating_sub(1)
-        } else {
-            col + indent
-        };
-        let (mut last_line, end_col) = line_col(src, end);
-        // A span that ends right after a newline marks nothing on its last line.
-        if last_line > line && end_col == 1 {
-            last_line -= 1;
-        }
-        let width = (line_base + last_line - 1).to_string().len();
-        let pad = " ".repeat(width);
-
-        let mut out = String::new();
-        let _ = writeln!(out, "error[{}]: {}", self.code, self.message);
-        let _ = writeln!(out, " --> {origin}:{}:{col}", line_base + line - 1);
-        let _ = writeln!(out, "{pad} |");
-        for n in line..=last_line {
-            let line_start = line_offset(src, n);
-            let raw = src[line_start..].split('\n').next().unwrap_or("");
-            let text = raw.trim_end_matches('\r');
-            // Continuation lines are marked from their first non-blank character.
-            let from = if n == line {
-                start - line_start
-            } else {
-                text.len() - text.trim_start().len()
-            };
-            let to = if n == last_line {
-                (end - line_start).min(text.len())
-            } else {
-                text.len()
-            };
-            let (lead, marked) = caret_columns(text, from, to);
-            let margin = " ".repeat(indent);
-            let _ = writeln!(out, "{:>width$} | {margin}{}", line_base + n - 1, expand_tabs(text));
-            let carets = "^".repeat(marked.max(1));
-            let gap = " ".repeat(lead + indent);
-            if n == last_line && !self.label.is_empty() {
-                let _ = writeln!(out, "{pad} | {gap}{carets} {}", self.label);
-            } else {
-                let _ = writeln!(out, "{pad} | {gap}{carets}");
+        let mut text = "\n".repeat(line_base.saturating_sub(1));
+        text.push_str(prefix);
+        let start = text.len();
+        for (i, line) in src.split('\n').enumerate() {
+            if i > 0 {
+                text.push('\n');
+                text.push_str(&" ".repeat(indent));
             }
+            text.push_str(line);
         }
-        if let Some(help) = &self.help {
-            let _ = writeln!(out, "{pad} |");
-            let _ = writeln!(out, "{pad} = help: {help}");
+        let newlines = src.match_indices('\n').map(|(i, _)| i).collect();
+        Placed {
+            text,
+            start,
+            indent,
+            newlines,
         }
-        out
+    }
+
+    /// The offset in `text` of byte `at` of the expression.
+    fn offset(&self, at: usize) -> usize {
+        self.start + at + self.indent * self.newlines.partition_point(|&n| n < at)
     }
 }
 
@@ -142,10 +171,15 @@ impl Diagnostics {
 
     /// As [`Diagnostics::render`], with the column at which `src` starts.
     pub fn render_at(&self, src: &str, origin: &str, line_base: usize, col_base: usize) -> String {
+        self.render_in(src, origin, line_base, &" ".repeat(col_base.saturating_sub(1)))
+    }
+
+    /// As [`Diagnostics::render_at`], with the file's text before the expression.
+    pub fn render_in(&self, src: &str, origin: &str, line_base: usize, prefix: &str) -> String {
         let parts: Vec<String> = self
             .0
             .iter()
-            .map(|d| d.render_at(src, origin, line_base, col_base))
+            .map(|d| d.render_in(src, origin, line_base, prefix))
             .collect();
         parts.join("\n")
     }
@@ -187,27 +221,6 @@ fn line_col(src: &str, at: usize) -> (usize, usize) {
     (line, src[line_start..at].chars().count() + 1)
 }
 
-/// Byte offset at which 1-based line `n` starts.
-fn line_offset(src: &str, n: usize) -> usize {
-    if n <= 1 {
-        return 0;
-    }
-    src.match_indices('\n').nth(n - 2).map_or(src.len(), |(i, _)| i + 1)
-}
-
-/// Display columns before the marked text and of the marked text; tabs count four,
-/// as they are printed.
-fn caret_columns(text: &str, from: usize, to: usize) -> (usize, usize) {
-    let cols = |s: &str| s.chars().map(|c| if c == '\t' { 4 } else { 1 }).sum::<usize>();
-    let from = clamp(text, from);
-    let to = clamp(text, to.max(from));
-    (cols(&text[..from]), cols(&text[from..to]))
-}
-
-fn expand_tabs(text: &str) -> String {
-    text.replace('\t', "    ")
-}
-
 /// The closest candidate by edit distance, when it is close enough to be a typo.
 pub(crate) fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
     let limit = (name.chars().count() / 3).max(2);
@@ -239,31 +252,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_like_rustc_in_file_coordinates() {
-        let src = "features.car_intent\n    and features.min_balanse_90d >= 300000\n";
+    fn renders_in_file_coordinates() {
+        // A block scalar whose lines sit at column 5 of lines 13 and 14.
+        let src = "features.car_intent\nand features.min_balanse_90d >= 300000\n";
         let start = src.find("features.min").unwrap();
         let d = Diagnostic::new("E003", "unknown feature `min_balanse_90d`", start..start + 24)
             .label("not a feature of this FeatureSet")
             .help("did you mean `min_balance_90d`?");
         let want = "\
-error[E003]: unknown feature `min_balanse_90d`
- --> offers.yaml:14:9
-   |
-14 |     and features.min_balanse_90d >= 300000
-   |         ^^^^^^^^^^^^^^^^^^^^^^^^ not a feature of this FeatureSet
-   |
-   = help: did you mean `min_balance_90d`?
+[E003] Error: unknown feature `min_balanse_90d`
+    ╭─[ offers.yaml:14:9 ]
+    │
+ 14 │     and features.min_balanse_90d >= 300000
+    │         ────────────┬───────────
+    │                     ╰───────────── not a feature of this FeatureSet
+    │
+    │ Help: did you mean `min_balance_90d`?
+────╯
 ";
-        assert_eq!(d.render(src, "offers.yaml", 13), want);
-        assert_eq!(d.line_col(src), (2, 9));
+        assert_eq!(d.render_at(src, "offers.yaml", 13, 5), want);
+        assert_eq!(d.line_col(src), (2, 5));
     }
 
     #[test]
-    fn column_base_shifts_the_first_line_only() {
+    fn column_base_shifts_an_inline_string() {
         let d = Diagnostic::new("E002", "boom", 2..3).label("here");
         let out = d.render_at("a b", "o.yaml", 7, 11);
-        assert!(out.contains(" --> o.yaml:7:13\n"), "{out}");
-        assert!(out.contains("7 | a b\n  |   ^ here\n"), "{out}");
+        assert!(out.contains("[ o.yaml:7:13 ]"), "{out}");
+        assert!(out.contains(" 7 │           a b\n   │             ┬\n"), "{out}");
     }
 
     #[test]
@@ -271,17 +287,17 @@ error[E003]: unknown feature `min_balanse_90d`
         let src = "a and\n  bcd";
         let d = Diagnostic::new("E007", "m", 0..src.len()).label("l");
         let out = d.render(src, "x", 1);
-        assert!(out.contains("1 | a and\n  | ^^^^^\n2 |   bcd\n  |   ^^^ l\n"), "{out}");
-        let ends_at_newline = Diagnostic::new("E007", "m", 0..6).label("l");
-        let out = ends_at_newline.render(src, "x", 1);
-        assert!(out.ends_with("1 | a and\n  | ^^^^^ l\n"), "{out}");
+        assert!(out.contains(" 1 │ ╭─▶ a and\n 2 │ ├─▶   bcd\n"), "{out}");
+        assert!(out.lines().any(|l| l.contains('╰') && l.ends_with("─ l")), "{out}");
     }
 
     #[test]
     fn foreign_spans_do_not_panic() {
         let d = Diagnostic::new("E001", "m", 40..90);
         let out = d.render("é", "x", 1);
-        assert!(out.contains("1:2"), "{out}");
+        assert!(out.contains("[ x:1:2 ]"), "{out}");
+        let at_end = Diagnostic::new("E002", "end", 3..3).label("expected");
+        assert!(at_end.render("a b", "x", 1).contains("╰─ expected"));
     }
 
     #[test]

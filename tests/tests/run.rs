@@ -188,7 +188,8 @@ fn offer_check_reports_diagnostics_with_position() {
         err.contains(&format!("{}:15:", offers.display())),
         "the position is in the file: {err}"
     );
-    assert!(err.contains("^^^"), "{err}");
+    assert!(err.contains("[E003] Error: unknown feature `min_balanse_90d`"), "{err}");
+    assert!(err.contains("────┬────"), "the span is marked: {err}");
 
     std::fs::write(&offers, good).unwrap();
     let o = persona_unchecked(&[
