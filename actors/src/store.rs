@@ -28,12 +28,7 @@ pub(crate) struct Store {
 impl Store {
     pub(crate) fn open(dir: &Path) -> Result<Store, Error> {
         std::fs::create_dir_all(dir).map_err(|e| Error::Io(dir.display().to_string(), e))?;
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(256 << 20)
-            .open()
-            .map_err(Error::Store)?;
-        Ok(Store { db })
+        Ok(Store { db: open_db(dir)? })
     }
 
     pub(crate) fn partition(&self, p: u32) -> Result<PartitionStore, Error> {
@@ -82,6 +77,24 @@ impl Store {
         meta.insert(BUDGET_KEY, bytes).map_err(Error::Store)?;
         meta.flush().map_err(Error::Store)?;
         Ok(())
+    }
+}
+
+/// Opens the sled store. sled frees a closed store's lock lazily (its last references
+/// go with epoch-based reclamation), so a store a shard of this process closed a
+/// moment ago can look held: the lock is tried for up to a second.
+pub(crate) fn open_db(dir: &Path) -> Result<sled::Db, Error> {
+    const ATTEMPTS: u32 = 40;
+    let mut attempt = 1;
+    loop {
+        match sled::Config::new().path(dir).cache_capacity(256 << 20).open() {
+            // sled reports a held lock only in its message.
+            Err(sled::Error::Io(io)) if attempt < ATTEMPTS && io.to_string().starts_with("could not acquire lock") => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            other => return other.map_err(Error::Store),
+        }
     }
 }
 

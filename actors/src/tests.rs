@@ -10,6 +10,8 @@ use persona_offers::{Engine, Offer, OfferDocument};
 
 use crate::{Shard, ShardConfig};
 
+mod forget;
+
 const SET: &str = r#"
 kind: FeatureSet
 metadata: {name: t}

@@ -39,9 +39,12 @@ pub(crate) enum Command {
     Run(RunArgs),
     /// Compute features.jsonl in batch from the source files, without actors.
     Backfill(crate::backfill::Args),
-    /// Trusted-zone vault administration: resolve, key rotation, rewrap, backup.
+    /// Trusted-zone vault administration: resolve, forget, key rotation, rewrap, backup.
     #[command(subcommand)]
     Vault(crate::vault::VaultCommand),
+    /// Trusted-zone privacy tools: what each Source lets out, field by field.
+    #[command(subcommand)]
+    Privacy(crate::privacy::PrivacyCommand),
     /// Offer tools.
     #[command(subcommand)]
     Offer(OfferCommand),

@@ -18,6 +18,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => run_files(args, &progress).await,
         Command::Backfill(args) => crate::backfill::run(args, &progress).await.map(|()| ExitCode::SUCCESS),
         Command::Vault(command) => crate::vault::run(command, &progress),
+        Command::Privacy(command) => crate::privacy::run(command),
         Command::Offer(OfferCommand::Check { files, features }) => check(files, features),
         Command::Offer(OfferCommand::Explain(args)) => crate::offer::explain(&args),
         Command::Offer(OfferCommand::Simulate(args)) => crate::offer::simulate(&args),

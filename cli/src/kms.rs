@@ -106,12 +106,16 @@ impl KmsArgs {
         }
     }
 
-    /// The vault of `data` (DATA/trusted/vault) with this KMS.
+    /// The vault of `data` (DATA/trusted/vault) with this KMS, the erasure journal
+    /// applied.
     pub(crate) fn open_vault(&self, data: &Path) -> Result<Arc<Vault>> {
         let trusted = data.join("trusted");
         self.refuse_new_local_key_for_another_provider(&trusted)?;
         let kms = self.connect(&trusted)?;
         let vault = Vault::open_with(&trusted.join("vault"), kms, self.limits()).context("opening the vault")?;
+        // Whatever opens the vault sees every erasure in effect (a crash or a restore
+        // cannot bring a forgotten customer back).
+        crate::vault::enforce_erasures(data, &vault)?;
         Ok(Arc::new(vault))
     }
 }

@@ -12,6 +12,7 @@ mod kms;
 mod offer;
 mod outputs;
 mod pipeline;
+mod privacy;
 mod progress;
 mod specs;
 mod summary;

@@ -77,6 +77,7 @@ pub(crate) async fn run(specs: Specs, opts: RunOptions<'_>, progress: &Progress)
     let started = Instant::now();
     std::fs::create_dir_all(opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
     let vault = opts.kms.open_vault(opts.data)?;
+    let mut erasures = crate::vault::erasures(opts.data)?;
 
     // Trusted zone: read, scrub, tokenize. Events are then fed in event-time order
     // (a merge across all sources), as DESIGN.md §6 asks of `persona run`.
@@ -109,6 +110,9 @@ pub(crate) async fn run(specs: Specs, opts: RunOptions<'_>, progress: &Progress)
         batch: 512,
     };
     let mut shard = Shard::start(config, engine.clone(), bus.clone()).await?;
+    // Erasures the cloud zone has not applied go first: each actor forgets before
+    // anything else of the run reaches its partition.
+    let forgets = crate::vault::publish_forgets(&erasures, &vault, &bus)?;
 
     // Trusted zone again: the de-tokenizer consumes matches as they come.
     let mut detokenizer = Detokenizer::new(vault.clone(), FileAdapter::new(&opts.out.join("deliveries.jsonl")));
@@ -173,12 +177,14 @@ pub(crate) async fn run(specs: Specs, opts: RunOptions<'_>, progress: &Progress)
         r = shard.drain() => r?,
         () = watch => unreachable!("the progress watch never ends"),
     }
+    // Drained means checkpointed: the cloud's erasures are durable, and acknowledged.
+    erasures.mark_delivered(forgets)?;
     // Matches the contact policy deferred to a time the run has reached go out now.
     if let Some(clock) = latest {
         shard.release_due(clock).await?;
     }
     let stats = shard.stats().await?;
-    bar.finish(stats.applied + stats.duplicates);
+    bar.finish(stats.applied + stats.duplicates + stats.forgotten);
     let cloud_secs = cloud_started.elapsed().as_secs_f64();
     bus.matches().close();
     let (detokenizer, mut matches) = consumer.await??;

@@ -282,6 +282,20 @@ fn source(doc: &Document) -> Result<Source, Problem> {
     Source::compile(spec).map_err(problem)
 }
 
+/// Only the Source documents of a directory, compiled; the others are skipped and need
+/// not be valid (the privacy report looks at nothing else).
+pub(crate) fn sources(dir: &Path) -> Result<(Vec<Source>, Vec<Problem>)> {
+    let (docs, mut problems) = documents(&yaml_files(dir)?)?;
+    let mut sources = Vec::new();
+    for doc in docs.iter().filter(|d| d.kind == "Source") {
+        match source(doc) {
+            Ok(s) => sources.push(s),
+            Err(p) => problems.push(p),
+        }
+    }
+    Ok((sources, problems))
+}
+
 /// Loads every spec of a directory.
 pub(crate) fn load(dir: &Path) -> Result<Specs> {
     let (docs, mut problems) = documents(&yaml_files(dir)?)?;

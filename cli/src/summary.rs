@@ -26,6 +26,10 @@ pub(crate) struct Summary {
     /// Columns no rule named: dropped by default.
     pub(crate) fields_unnamed: u64,
     pub(crate) tokens_issued: u64,
+    /// Records refused because their customer was forgotten (among the dead letters).
+    pub(crate) records_forgotten: u64,
+    /// Customers the cloud zone forgot in this run (`forget` events applied).
+    pub(crate) customers_forgotten: u64,
     pub(crate) events: u64,
     pub(crate) events_applied: u64,
     /// Events recognised as already applied (re-delivered records).
@@ -81,6 +85,8 @@ impl Summary {
             fields_vaulted: ingest.fields_vaulted,
             fields_unnamed: ingest.fields_unnamed,
             tokens_issued: ingest.tokens_issued,
+            records_forgotten: ingest.records_forgotten,
+            customers_forgotten: stats.forgotten,
             events,
             events_applied: stats.applied,
             events_duplicate: stats.duplicates,
@@ -122,12 +128,19 @@ impl fmt::Display for Summary {
         writeln!(f, "summary")?;
         row(f, "records read", self.records_read.to_string())?;
         row(f, "dead-lettered", self.dead_lettered.to_string())?;
+        if self.records_forgotten > 0 {
+            row(f, "  of which forgotten customers", self.records_forgotten.to_string())?;
+        }
         row(f, "fields dropped", self.fields_dropped.to_string())?;
         row(f, "  of which unnamed columns", self.fields_unnamed.to_string())?;
         row(f, "fields generalized", self.fields_generalized.to_string())?;
         row(f, "fields masked", self.fields_masked.to_string())?;
         row(f, "fields vaulted", self.fields_vaulted.to_string())?;
         row(f, "tokens issued", self.tokens_issued.to_string())?;
+        // Erasure rows only when there was one: most runs have none.
+        if self.customers_forgotten > 0 {
+            row(f, "customers forgotten (cloud)", self.customers_forgotten.to_string())?;
+        }
         row(f, "events", self.events.to_string())?;
         row(f, "  already applied before", self.events_duplicate.to_string())?;
         row(f, "events/s (all stages)", format!("{:.0}", self.events_per_sec))?;

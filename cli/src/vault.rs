@@ -3,6 +3,7 @@
 //! protected value; only `resolve` prints one, on stdout, to the admin who asked.
 
 mod audit;
+mod forget;
 
 use std::io::Write;
 use std::ops::ControlFlow;
@@ -19,6 +20,7 @@ use serde_json::json;
 use crate::kms::{KmsArgs, Provider};
 use crate::progress::Progress;
 use audit::AdminAudit;
+pub(crate) use forget::{enforce_erasures, erasures, publish_forgets};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum VaultCommand {
@@ -29,6 +31,25 @@ pub(crate) enum VaultCommand {
         data: PathBuf,
         #[arg(required = true)]
         tokens: Vec<String>,
+        #[command(flatten)]
+        kms: KmsArgs,
+    },
+    /// Forget customers (right to erasure), audited: their tokens stop resolving,
+    /// their vaulted contacts are destroyed, their records are refused from now on,
+    /// and the next `persona run` has the cloud zone delete their state. Prints
+    /// TOKEN<TAB>forgotten (or already-forgotten), or -<TAB>unknown, per key, in order;
+    /// exits 1 when a key was unknown.
+    Forget {
+        /// State directory: the vault is DATA/trusted/vault.
+        #[arg(long)]
+        data: PathBuf,
+        /// Also read customer keys from this file, one a line (`-`: standard input),
+        /// which keeps them out of the shell history and the process list.
+        #[arg(long, value_name = "FILE")]
+        keys_from: Option<PathBuf>,
+        /// Customer keys, as the sources' `key` fields hold them.
+        #[arg(value_name = "CUSTOMER_KEY")]
+        keys: Vec<String>,
         #[command(flatten)]
         kms: KmsArgs,
     },
@@ -97,6 +118,12 @@ pub(crate) enum VaultCommand {
 pub(crate) fn run(command: VaultCommand, progress: &Progress) -> Result<ExitCode> {
     match command {
         VaultCommand::Resolve { data, tokens, kms } => resolve(&data, tokens, &kms),
+        VaultCommand::Forget {
+            data,
+            keys_from,
+            keys,
+            kms,
+        } => forget::forget(&data, keys, keys_from.as_deref(), &kms),
         VaultCommand::Rotate { data, kms } => rotate(&data, &kms),
         VaultCommand::Rewrap {
             data,
@@ -275,7 +302,8 @@ fn restore(from: &Path, data: &Path, force: bool, kms: &KmsArgs) -> Result<ExitC
             );
         }
         let provider = kms.connect(&trusted)?;
-        vault::restore(from, &vault_dir(data), provider, force).context("restoring the vault")
+        let mut erasures = erasures(data)?;
+        vault::restore(from, &vault_dir(data), provider, force, &mut erasures).context("restoring the vault")
     })();
     let report = audited(&mut audit, "restore", result, |r| {
         json!({
@@ -285,6 +313,7 @@ fn restore(from: &Path, data: &Path, force: bool, kms: &KmsArgs) -> Result<ExitC
             "tokens": r.tokens,
             "contacts": r.contacts,
             "keys_verified": r.keys_verified,
+            "erasures_reapplied": r.erasures_reapplied,
         })
     })?;
     println!(
@@ -295,6 +324,12 @@ fn restore(from: &Path, data: &Path, force: bool, kms: &KmsArgs) -> Result<ExitC
         report.keys_verified,
         kms.provider.as_str()
     );
+    if report.erasures_reapplied > 0 {
+        println!(
+            "{} customer(s) forgotten since the backup was made stay forgotten (erasure journal applied)",
+            report.erasures_reapplied
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -319,6 +354,7 @@ fn status_json(s: &VaultStatus) -> serde_json::Value {
         "provider": s.provider,
         "tokens": s.tokens,
         "contacts": s.contacts,
+        "forgotten": s.forgotten,
         "key_versions": s.key_versions,
         "sealed_by_version": by_version,
         "rewrap_pending": s.rewrap_pending,
@@ -333,7 +369,10 @@ fn status_text(dir: &Path, s: &VaultStatus) -> String {
         dir.display(),
         s.provider.as_deref().unwrap_or("none yet")
     );
-    text += &format!("  tokens {}, contacts {}\n", s.tokens, s.contacts);
+    text += &format!(
+        "  tokens {}, contacts {}, forgotten {}\n",
+        s.tokens, s.contacts, s.forgotten
+    );
     text += &format!("  key versions: {}\n", or_none(&versions));
     text += &format!("  records by key version: {}\n", or_none(&sealed));
     match s.rewrap_pending {
@@ -362,6 +401,7 @@ mod tests {
             provider: Some("aws".to_owned()),
             tokens: 3,
             contacts: 2,
+            forgotten: 1,
             key_versions: vec![1, 2],
             sealed_by_version: BTreeMap::from([(1, 1), (2, 4)]),
             rewrap_pending: Some(2),
@@ -373,7 +413,7 @@ mod tests {
         let text = status_text(Path::new("d/trusted/vault"), &sample());
         assert_eq!(
             text,
-            "vault d/trusted/vault (kms provider: aws)\n  tokens 3, contacts 2\n  key versions: 1, 2\n  \
+            "vault d/trusted/vault (kms provider: aws)\n  tokens 3, contacts 2, forgotten 1\n  key versions: 1, 2\n  \
              records by key version: v1: 1, v2: 4\n  rewrap to v2 interrupted: run `persona vault rewrap` to finish it\n"
         );
         let json = status_json(&sample());

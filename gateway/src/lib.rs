@@ -2,6 +2,7 @@
 //! every record, and hands canonical events to a sink. Nothing it emits, logs or
 //! reports holds a value that a rule protects.
 
+mod erasure;
 mod report;
 
 use std::path::Path;
@@ -10,7 +11,11 @@ use std::sync::Arc;
 use persona_event::{Event, Value, kinds};
 use persona_privacy::{Read, Refusal, Source, Vault};
 
+pub use erasure::forget_event;
 pub use report::{DeadLetter, IngestReport, SourceCounts};
+
+/// The dead-letter reason of a record whose customer was forgotten.
+pub const FORGOTTEN_REASON: &str = "the customer was forgotten (right to erasure): her records are refused";
 
 /// What can stop an ingest run. Bad records never do: they become dead letters.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +34,11 @@ pub enum Error {
     },
     #[error("cannot flush the vault")]
     Flush {
+        #[source]
+        source: persona_privacy::Error,
+    },
+    #[error("cannot make the forget event of an erasure")]
+    Erasure {
         #[source]
         source: persona_privacy::Error,
     },
@@ -142,7 +152,20 @@ impl Gateway {
                 unnamed.extend(source.unnamed_columns(&rec).map(str::to_owned));
             }
             counts.fields += scrubbed.counts;
-            let (token, issued) = self.vault.tokenize(&scrubbed.key).map_err(vault_err)?;
+            let (token, issued) = match self.vault.tokenize(&scrubbed.key) {
+                Ok(tokenized) => tokenized,
+                // Her records are refused for good: a new token would bring her back.
+                Err(persona_privacy::Error::Forgotten) => {
+                    counts.forgotten += 1;
+                    let refusal = Refusal {
+                        field: Some(source.key_field().to_owned()),
+                        reason: FORGOTTEN_REASON.to_owned(),
+                    };
+                    refuse(&mut counts, rec.line(), refusal);
+                    continue;
+                }
+                Err(e) => return Err(vault_err(e)),
+            };
             counts.tokens_issued += u64::from(issued);
             let is_profile = source.event() == kinds::PROFILE;
             for (kind, value) in &scrubbed.vaulted {

@@ -26,6 +26,8 @@ pub struct SourceCounts {
     /// Every record met, accepted or refused.
     pub records_read: u64,
     pub dead_lettered: u64,
+    /// Records refused because their customer was forgotten (among the dead letters).
+    pub forgotten: u64,
     pub events: u64,
     pub tokens_issued: u64,
     #[serde(flatten)]
@@ -37,6 +39,7 @@ impl std::ops::AddAssign for SourceCounts {
         self.files += o.files;
         self.records_read += o.records_read;
         self.dead_lettered += o.dead_lettered;
+        self.forgotten += o.forgotten;
         self.events += o.events;
         self.tokens_issued += o.tokens_issued;
         self.fields += o.fields;
@@ -57,6 +60,8 @@ pub struct IngestReport {
     pub fields_unnamed: u64,
     /// Tokens newly issued in this run.
     pub tokens_issued: u64,
+    /// Records refused because their customer was forgotten (among the dead letters).
+    pub records_forgotten: u64,
     pub events: u64,
     pub per_source: BTreeMap<String, SourceCounts>,
 }
@@ -70,6 +75,7 @@ impl IngestReport {
         self.fields_vaulted += c.fields.vaulted;
         self.fields_unnamed += c.fields.unnamed;
         self.tokens_issued += c.tokens_issued;
+        self.records_forgotten += c.forgotten;
         self.events += c.events;
         *self.per_source.entry(source).or_default() += c;
     }

@@ -73,6 +73,13 @@ pub enum Error {
     Corrupt { what: &'static str },
     #[error("vault key version {version} for `{purpose}` is missing")]
     MissingKey { purpose: String, version: u32 },
+    /// The customer key was forgotten (`persona vault forget`): her records are
+    /// refused, never given a token again.
+    #[error("the customer was forgotten (right to erasure)")]
+    Forgotten,
+    /// The erasure journal cannot be trusted; `reason` names the line, never a value.
+    #[error("erasure journal {}: {reason}", path.display())]
+    Journal { path: PathBuf, reason: String },
 }
 
 /// `Result` with the crate's [`Error`].

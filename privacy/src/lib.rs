@@ -11,5 +11,5 @@ pub mod vault;
 pub use error::{Error, Result};
 pub use kms::{AwsKms, AwsKmsConfig, DataKey, EncryptionContext, Kms, LocalKms, WrappedKey};
 pub use pii::{CustomerKey, Pii};
-pub use source::{FieldCounts, RawRecord, Read, Refusal, Scrubbed, Source, SourceSpec, SpecError};
-pub use vault::{CacheLimits, KmsCalls, Vault};
+pub use source::{FieldCounts, RawRecord, Read, Refusal, Scrubbed, Source, SourceReport, SourceSpec, SpecError};
+pub use vault::{CacheLimits, Erasure, ErasureJournal, Forgotten, KmsCalls, Vault};

@@ -2,6 +2,7 @@
 //! reader and a scrubber that turn each record into tokenizable, non-identifying data.
 
 mod read;
+mod report;
 mod rules;
 mod scrub;
 mod spec;
@@ -19,6 +20,9 @@ use persona_event::{ContactKind, Value};
 use crate::{Error, Result};
 
 pub use read::{RawRecord, Read, Records};
+pub use report::{
+    Clear, End, EventIdReport, FieldReport, Leaves, Reversal, RuleName, SourceReport, TimeReport, Translation, Use,
+};
 pub use scrub::{FieldCounts, Scrubbed};
 pub use spec::{
     AttrRule, AttrType, FieldRule, Format, Generalize, GeneralizeRule, Keep, MaskRule, Metadata, SourceBody,
@@ -157,6 +161,11 @@ impl Source {
         if body.event.trim().is_empty() {
             return Err(SpecError::at("spec.event: must not be empty"));
         }
+        if body.event == persona_event::kinds::FORGET {
+            return Err(SpecError::at(
+                "spec.event: `forget` is reserved: erasures come from `persona vault forget`, not from source files",
+            ));
+        }
         if let Some(files) = &body.files {
             glob::Pattern::new(files).map_err(|_| SpecError::at("spec.files: invalid glob pattern"))?;
         }
@@ -249,6 +258,11 @@ impl Source {
 
     pub fn name(&self) -> &str {
         &self.spec.metadata.name
+    }
+
+    /// The field holding the customer key (the one `key` rule).
+    pub fn key_field(&self) -> &str {
+        &self.key_field
     }
 
     /// The event type this source produces.

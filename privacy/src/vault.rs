@@ -6,12 +6,15 @@
 //! the customer key, associated data binding the token), `contacts` ((token, kind) ->
 //! AES-256-GCM of the value, associated data binding token and kind). Every sealed
 //! record starts with the version of the key that sealed it and a random 96-bit nonce.
-//! `meta` holds the vault's own bookkeeping (the rewrap cursor).
+//! `meta` holds the vault's own bookkeeping (the rewrap cursor). An index entry of a
+//! forgotten customer is a tombstone (see [`Vault::forget`]).
 //!
 //! Administration lives beside: [`rewrap`](Vault::rewrap) after a
-//! [`rotate`](Vault::rotate), and [`backup`](Vault::backup) / [`restore`].
+//! [`rotate`](Vault::rotate), [`backup`](Vault::backup) / [`restore`], and the right to
+//! erasure, [`forget`](Vault::forget) with its [`ErasureJournal`].
 
 mod backup;
+mod erasure;
 mod keys;
 mod rewrap;
 
@@ -35,9 +38,11 @@ use crate::pii::{CustomerKey, Pii};
 use crate::{Error, Result};
 
 pub use backup::{BackupReport, restore};
+pub use erasure::{Erasure, ErasureJournal, Forgotten};
 pub use keys::{CacheLimits, KmsCalls};
 pub use rewrap::{RewrapOptions, RewrapProgress, RewrapReport};
 
+use erasure::{IndexEntry, index_entry};
 use keys::KeyRing;
 
 const NONCE_LEN: usize = 12;
@@ -69,6 +74,8 @@ pub struct VaultStatus {
     pub provider: Option<String>,
     pub tokens: u64,
     pub contacts: u64,
+    /// Customers forgotten (tombstones in the index).
+    pub forgotten: u64,
     /// Vault key versions stored, oldest first.
     pub key_versions: Vec<u32>,
     /// Sealed records (reverse and contact) by the key version that sealed them.
@@ -137,11 +144,12 @@ impl Vault {
 
     /// The customer's token: the one she already has, or a new random one. Returns
     /// whether the token was issued by this call. Race-free: concurrent callers with
-    /// the same key get the same token. A known key costs one HMAC and one read.
+    /// the same key get the same token. A known key costs one HMAC and one read. A
+    /// forgotten customer gets [`Error::Forgotten`], never a token again.
     pub fn tokenize(&self, key: &CustomerKey) -> Result<(Token, bool)> {
         let slot = self.index_slot(key)?;
         if let Some(found) = self.index.get(slot)? {
-            return Ok((token_from_slice(&found)?, false));
+            return live(&found).map(|t| (t, false));
         }
         let mut bytes = [0u8; 16];
         OsRng.fill_bytes(&mut bytes);
@@ -160,7 +168,7 @@ impl Vault {
             Err(lost) => {
                 self.reverse.remove(bytes)?;
                 let current = lost.current.ok_or(Error::Corrupt { what: "index" })?;
-                Ok((token_from_slice(&current)?, false))
+                live(&current).map(|t| (t, false))
             }
         }
     }
@@ -223,9 +231,10 @@ impl Vault {
         self.issued.load(Ordering::Relaxed)
     }
 
-    /// Tokens in the store (walks the index: for reports, not hot paths).
+    /// Live tokens in the store, forgotten ones left out (walks the reverse map: for
+    /// reports, not hot paths).
     pub fn token_count(&self) -> usize {
-        self.index.len()
+        self.reverse.len()
     }
 
     /// Writes everything to disk. Writes are otherwise flushed about once a second.
@@ -286,11 +295,18 @@ fn status_of(db: &sled::Db) -> Result<VaultStatus> {
     };
     let tokens = count(&db.open_tree(REVERSE_TREE)?, "reverse")?;
     let contacts = count(&db.open_tree(CONTACTS_TREE)?, "contact")?;
+    let mut forgotten = 0;
+    for value in db.open_tree(INDEX_TREE)?.iter().values() {
+        if let IndexEntry::Forgotten(_) = index_entry(&value?)? {
+            forgotten += 1;
+        }
+    }
     let keys = db.open_tree(KEYS_TREE)?;
     Ok(VaultStatus {
         provider: keys::stored_provider(&keys)?,
         tokens,
         contacts,
+        forgotten,
         key_versions: keys::vault_versions(&keys)?,
         sealed_by_version,
         rewrap_pending: rewrap::pending(&db.open_tree(META_TREE)?)?,
@@ -379,6 +395,14 @@ fn first_128(digest: &[u8]) -> [u8; 16] {
     let mut out = [0u8; 16];
     out.copy_from_slice(&digest[..16]);
     out
+}
+
+/// The token of an index entry; [`Error::Forgotten`] for a tombstone.
+fn live(entry: &[u8]) -> Result<Token> {
+    match index_entry(entry)? {
+        IndexEntry::Live(token) => Ok(token),
+        IndexEntry::Forgotten(_) => Err(Error::Forgotten),
+    }
 }
 
 fn token_from_slice(bytes: &[u8]) -> Result<Token> {

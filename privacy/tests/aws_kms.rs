@@ -265,7 +265,7 @@ fn the_vault_runs_on_the_aws_provider() {
     vault.backup(&backup).unwrap();
     drop(vault);
     let restored = dir.path().join("restored");
-    let report = restore(&backup, &restored, provider(&key_id), false).unwrap();
+    let report = restore(&backup, &restored, provider(&key_id), false, &mut no_erasures()).unwrap();
     assert_eq!(report.keys_verified, 2 + 3, "index, event-id and vault keys 1-3");
     let vault = Vault::open(&restored, provider(&key_id)).unwrap();
     assert_resolves(&vault, &first);
@@ -280,4 +280,10 @@ fn the_vault_runs_on_the_aws_provider() {
     let local = Arc::new(LocalKms::open(&dir.path().join("kms")).unwrap());
     let err = Vault::open(&path, local).unwrap_err();
     assert!(matches!(err, Error::ProviderMismatch { .. }), "{err:?}");
+}
+
+/// An erasure journal with nothing in it (restores re-apply a journal's erasures).
+fn no_erasures() -> persona_privacy::ErasureJournal {
+    let dir = tempfile::tempdir().unwrap();
+    persona_privacy::ErasureJournal::open(&dir.path().join("erasures")).unwrap()
 }

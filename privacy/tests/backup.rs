@@ -70,7 +70,14 @@ fn a_restored_vault_answers_like_the_original() {
     let other = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(other.path().join("kms")).unwrap();
     std::fs::copy(dir.path().join("kms/master.key"), other.path().join("kms/master.key")).unwrap();
-    let restored = restore(&file, &other.path().join("vault"), kms(other.path()), false).unwrap();
+    let restored = restore(
+        &file,
+        &other.path().join("vault"),
+        kms(other.path()),
+        false,
+        &mut no_erasures(),
+    )
+    .unwrap();
     assert_eq!(restored.entries, backup.entries);
     assert_eq!(restored.tokens, 300);
     assert_eq!(restored.keys_verified, 3, "index, event-id and vault/1 unwrapped");
@@ -95,13 +102,27 @@ fn a_vault_with_data_is_replaced_only_with_force() {
         .tokenize(&CustomerKey::new("later"))
         .unwrap();
 
-    let err = restore(&file, &dir.path().join("vault"), kms(dir.path()), false).unwrap_err();
+    let err = restore(
+        &file,
+        &dir.path().join("vault"),
+        kms(dir.path()),
+        false,
+        &mut no_erasures(),
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::NotEmpty { .. }), "{err:?}");
     let vault = Vault::open(&dir.path().join("vault"), kms(dir.path())).unwrap();
     assert!(vault.resolve(&later).unwrap().is_some(), "nothing was touched");
     drop(vault);
 
-    restore(&file, &dir.path().join("vault"), kms(dir.path()), true).unwrap();
+    restore(
+        &file,
+        &dir.path().join("vault"),
+        kms(dir.path()),
+        true,
+        &mut no_erasures(),
+    )
+    .unwrap();
     let vault = Vault::open(&dir.path().join("vault"), kms(dir.path())).unwrap();
     assert_answers(&vault, &customers);
     assert!(vault.resolve(&later).unwrap().is_none(), "the vault is the backup's");
@@ -119,7 +140,7 @@ fn an_empty_vault_is_restored_over_without_force() {
         .unwrap();
     let target = dir.path().join("fresh");
     drop(Vault::open(&target, kms(dir.path())).unwrap());
-    restore(&file, &target, kms(dir.path()), false).unwrap();
+    restore(&file, &target, kms(dir.path()), false, &mut no_erasures()).unwrap();
     assert_answers(&Vault::open(&target, kms(dir.path())).unwrap(), &customers);
 }
 
@@ -139,7 +160,7 @@ fn a_damaged_or_foreign_backup_changes_nothing() {
     bytes[middle] ^= 0x40;
     let damaged = dir.path().join("damaged");
     std::fs::write(&damaged, &bytes).unwrap();
-    let err = restore(&damaged, &target, kms(dir.path()), true).unwrap_err();
+    let err = restore(&damaged, &target, kms(dir.path()), true, &mut no_erasures()).unwrap_err();
     assert_eq!(
         err.to_string(),
         format!("vault backup {}: damaged (checksum mismatch)", damaged.display())
@@ -148,7 +169,7 @@ fn a_damaged_or_foreign_backup_changes_nothing() {
     let truncated = dir.path().join("truncated");
     std::fs::write(&truncated, &bytes[..10]).unwrap();
     assert!(matches!(
-        restore(&truncated, &target, kms(dir.path()), true),
+        restore(&truncated, &target, kms(dir.path()), true, &mut no_erasures()),
         Err(Error::Backup { .. })
     ));
     assert!(!target.exists(), "nothing was written");
@@ -156,8 +177,14 @@ fn a_damaged_or_foreign_backup_changes_nothing() {
     // The right file, but a KMS that cannot unwrap its keys: refused before it
     // replaces anything.
     let stranger = tempfile::tempdir().unwrap();
-    let err = restore(&file, &target, kms(stranger.path()), true).unwrap_err();
+    let err = restore(&file, &target, kms(stranger.path()), true, &mut no_erasures()).unwrap_err();
     assert!(matches!(err, Error::Unwrap), "{err:?}");
     assert!(!target.exists());
     assert!(!dir.path().join("target.restoring").exists());
+}
+
+/// An erasure journal with nothing in it (restores re-apply a journal's erasures).
+fn no_erasures() -> persona_privacy::ErasureJournal {
+    let dir = tempfile::tempdir().unwrap();
+    persona_privacy::ErasureJournal::open(&dir.path().join("erasures")).unwrap()
 }

@@ -39,6 +39,14 @@ pub(crate) fn band_label(bands: &[f64], v: f64) -> String {
     format!("{}-{}", number(bands[i - 1]), number(bands[i]))
 }
 
+/// Every label `bands` can give, lowest first: `<18`, `18-25`, ..., `60+`.
+pub(crate) fn band_labels(bands: &[f64]) -> Vec<String> {
+    let mut labels = vec![format!("<{}", number(bands[0]))];
+    labels.extend(bands.windows(2).map(|w| format!("{}-{}", number(w[0]), number(w[1]))));
+    labels.push(format!("{}+", number(bands[bands.len() - 1])));
+    labels
+}
+
 /// A bound as written: `18`, not `18.0`.
 fn number(x: f64) -> String {
     if x.fract() == 0.0 && x.abs() < 1e15 {
@@ -93,6 +101,21 @@ mod tests {
         assert_eq!(band_label(&[100.0], 100.0), "100+");
         assert_eq!(band_label(&[0.5, 1.5], 1.0), "0.5-1.5");
         assert_eq!(band_label(&[-10.0, 0.0], -3.0), "-10-0");
+    }
+
+    #[test]
+    fn the_labels_listed_are_the_labels_given() {
+        for bands in [vec![18.0, 25.0, 35.0], vec![100.0], vec![0.5, 1.5, 2.25]] {
+            let labels = band_labels(&bands);
+            assert_eq!(labels.len(), bands.len() + 1);
+            // A value in each band (below, between each pair, above) gets its label.
+            let mut probes = vec![bands[0] - 1.0];
+            probes.extend(bands.windows(2).map(|w| (w[0] + w[1]) / 2.0));
+            probes.push(bands[bands.len() - 1] + 1.0);
+            let given: Vec<String> = probes.iter().map(|v| band_label(&bands, *v)).collect();
+            assert_eq!(labels, given);
+        }
+        assert_eq!(band_labels(&[18.0, 25.0]), ["<18", "18-25", "25+"]);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::fmt;
 use chrono::format::{Item, StrftimeItems};
 use persona_event::ContactKind;
 use serde::de::{self, MapAccess, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// A `Source` document: how one system of record's files become canonical events.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -66,7 +66,7 @@ pub struct SourceBody {
 }
 
 /// A source file format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     Csv,
@@ -165,7 +165,7 @@ pub struct GeneralizeRule {
 }
 
 /// What `generalize` reads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Generalize {
     /// A date of birth: whole years at the record's event time.
@@ -204,7 +204,7 @@ pub struct AttrRule {
 }
 
 /// The type of an attribute.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AttrType {
     #[default]

@@ -159,6 +159,12 @@ fn cross_field_mistakes_are_refused() {
             "{e}"
         );
     }
+    // A file must not be able to erase a customer's cloud state.
+    let e = err(&with_fields("").replace("event: e", "event: forget"));
+    assert_eq!(
+        e.message,
+        "spec.event: `forget` is reserved: erasures come from `persona vault forget`, not from source files"
+    );
 }
 
 #[test]

@@ -79,6 +79,49 @@ impl TimeParse {
     }
 }
 
+/// The time zone a time field is read in, for the privacy report: the source's, or
+/// none when the text carries its own offset (or is epoch seconds).
+pub(crate) fn zone(parse: &TimeParse, tz: &str) -> String {
+    match parse {
+        TimeParse::Rfc3339 | TimeParse::WithOffset(_) => "its own offset".to_owned(),
+        TimeParse::Epoch(_) => "epoch seconds".to_owned(),
+        TimeParse::Local(_) | TimeParse::Date(_) => tz.to_owned(),
+    }
+}
+
+/// How finely a time field's format tells the instant, for the privacy report: the
+/// event time leaves the trusted zone as `ts` at this precision.
+pub(crate) fn precision(format: Option<&str>) -> &'static str {
+    let Some(format) = format else {
+        return "up to the sub-second";
+    };
+    let items: Vec<Item<'_>> = StrftimeItems::new(format).collect();
+    let has = |f: &dyn Fn(&Item<'_>) -> bool| items.iter().any(f);
+    if has(&|i| {
+        matches!(
+            i,
+            Item::Fixed(
+                Fixed::Nanosecond
+                    | Fixed::Nanosecond3
+                    | Fixed::Nanosecond6
+                    | Fixed::Nanosecond9
+                    | Fixed::RFC3339
+                    | Fixed::RFC2822
+            ) | Item::Numeric(Numeric::Nanosecond, _)
+        )
+    }) {
+        "up to the sub-second"
+    } else if has(&|i| matches!(i, Item::Numeric(Numeric::Second | Numeric::Timestamp, _))) {
+        "to the second"
+    } else if has(&|i| matches!(i, Item::Numeric(Numeric::Minute, _))) {
+        "to the minute"
+    } else if has(&|i| matches!(i, Item::Numeric(Numeric::Hour | Numeric::Hour12, _))) {
+        "to the hour"
+    } else {
+        "to the day (local midnight)"
+    }
+}
+
 /// A local date and time by `format`; a format that stops at the hour (hourly drops:
 /// `%Y-%m-%d %H`) or the minute reads the rest as zero.
 fn naive_with_defaults(text: &str, format: &str) -> Option<NaiveDateTime> {
@@ -158,6 +201,17 @@ mod tests {
             at(Some("%s"), "Asia/Kolkata", "1772619720").unwrap(),
             "2026-03-04T10:22:00Z"
         );
+    }
+
+    #[test]
+    fn precision_is_the_finest_field_of_the_format() {
+        assert_eq!(precision(Some("%d/%m/%Y %H:%M")), "to the minute");
+        assert_eq!(precision(Some("%Y-%m-%d %H:%M:%S")), "to the second");
+        assert_eq!(precision(Some("%s")), "to the second");
+        assert_eq!(precision(Some("%Y-%m-%d %H")), "to the hour");
+        assert_eq!(precision(Some("%d-%b-%Y")), "to the day (local midnight)");
+        assert_eq!(precision(Some("%Y-%m-%dT%H:%M:%S%.f%z")), "up to the sub-second");
+        assert_eq!(precision(None), "up to the sub-second");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use super::{CONTACTS_TREE, CacheLimits, INDEX_TREE, KEYS_TREE, REVERSE_TREE, Vault, open_db};
+use super::{CONTACTS_TREE, CacheLimits, ErasureJournal, INDEX_TREE, KEYS_TREE, REVERSE_TREE, Vault, open_db};
 use crate::kms::Kms;
 use crate::{Error, Result};
 
@@ -39,6 +39,9 @@ pub struct BackupReport {
     pub bytes: u64,
     /// Keys unwrapped through the KMS to prove the restored vault opens (restore only).
     pub keys_verified: usize,
+    /// Erasures of the journal the backup predates, applied to the restored vault
+    /// before it took the old one's place (restore only).
+    pub erasures_reapplied: u64,
 }
 
 impl Vault {
@@ -103,9 +106,16 @@ pub(super) fn write(db: &sled::Db, to: &Path) -> Result<BackupReport> {
 
 /// Restores the backup `from` as the vault in `dir`. The whole file is checked
 /// first; the copy is built beside `dir`, opened with `kms` and every key in it
-/// unwrapped, and only then put in place. A vault with data in `dir` is replaced
-/// only when `force` is set.
-pub fn restore(from: &Path, dir: &Path, kms: Arc<dyn Kms>, force: bool) -> Result<BackupReport> {
+/// unwrapped, every erasure of `erasures` made true of it (a backup from before an
+/// erasure must not bring the customer back), and only then put in place. A vault
+/// with data in `dir` is replaced only when `force` is set.
+pub fn restore(
+    from: &Path,
+    dir: &Path,
+    kms: Arc<dyn Kms>,
+    force: bool,
+    erasures: &mut ErasureJournal,
+) -> Result<BackupReport> {
     verify_file(from)?;
     if !force && has_data(dir)? {
         return Err(Error::NotEmpty { path: dir.to_owned() });
@@ -115,6 +125,12 @@ pub fn restore(from: &Path, dir: &Path, kms: Arc<dyn Kms>, force: bool) -> Resul
     let built = build(from, &staging).and_then(|mut report| {
         let vault = Vault::open_with(&staging, kms, CacheLimits::default())?;
         report.keys_verified = vault.keys.verify_all()?;
+        report.erasures_reapplied = vault.enforce(erasures)?;
+        if report.erasures_reapplied > 0 {
+            report.tokens = vault.reverse.len() as u64;
+            report.contacts = vault.contacts.len() as u64;
+        }
+        vault.flush()?;
         Ok(report)
     });
     let report = match built {
