@@ -57,6 +57,10 @@ pub(crate) enum Command {
 pub(crate) enum BenchCommand {
     /// Events/s per core applied to feature state, RAM and snapshot bytes per customer.
     Features(crate::bench::features::Args),
+    /// Offer decisions/s per core and their latency (the matching engine).
+    Dsl(crate::bench::dsl::Args),
+    /// The whole embedded pipeline over a generated bank: events/s, peak memory.
+    E2e(crate::bench::e2e::Args),
 }
 
 #[derive(Debug, clap::Args)]

@@ -3,6 +3,8 @@
 //! with `scenario`, `ops_per_sec`, `cores_used`, `peak_rss_bytes` and `params`.
 //! Throughput is the median of `--runs` runs, since the machines are shared and noisy.
 
+pub(crate) mod dsl;
+pub(crate) mod e2e;
 pub(crate) mod features;
 
 use serde::Serialize;
@@ -31,6 +33,16 @@ pub(crate) fn median(mut xs: Vec<f64>) -> f64 {
     }
 }
 
+/// The `q` quantile (0..=1) of measurements, nearest rank.
+pub(crate) fn percentile(xs: &mut [f64], q: f64) -> f64 {
+    if xs.is_empty() {
+        return 0.0;
+    }
+    xs.sort_by(f64::total_cmp);
+    let rank = ((q * xs.len() as f64).ceil() as usize).clamp(1, xs.len());
+    xs[rank - 1]
+}
+
 /// Prints a report as a table or as one JSON object.
 pub(crate) fn print<T: Serialize + std::fmt::Display>(report: &T, json: bool) {
     if json {
@@ -46,5 +58,13 @@ mod tests {
     fn median_of_odd_and_even() {
         assert_eq!(super::median(vec![3.0, 1.0, 2.0]), 2.0);
         assert_eq!(super::median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let mut xs: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(super::percentile(&mut xs, 0.5), 50.0);
+        assert_eq!(super::percentile(&mut xs, 0.99), 99.0);
+        assert_eq!(super::percentile(&mut [7.0], 0.99), 7.0);
     }
 }

@@ -24,6 +24,8 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Offer(OfferCommand::Simulate(args)) => crate::offer::simulate(&args),
         Command::Offer(OfferCommand::Report(args)) => crate::offer::report(&args),
         Command::Bench(BenchCommand::Features(args)) => crate::bench::features::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Bench(BenchCommand::Dsl(args)) => crate::bench::dsl::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Bench(BenchCommand::E2e(args)) => crate::bench::e2e::run(&args).await.map(|()| ExitCode::SUCCESS),
     }
 }
 

@@ -23,6 +23,15 @@ const SPECS: [(&str, &str); 3] = [
     ("offers.yaml", include_str!("demo/specs/offers.yaml")),
 ];
 
+/// Writes the demo's specs into `dir`.
+pub(crate) fn write_specs(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (name, text) in SPECS {
+        std::fs::write(dir.join(name), text).with_context(|| format!("writing {name}"))?;
+    }
+    Ok(())
+}
+
 /// Empties `dir` when it is empty or `ours` says it holds what an earlier demo made;
 /// refuses anything else, so a typo in --out or --data cannot wipe a directory the
 /// demo did not make.
@@ -80,10 +89,7 @@ pub(crate) async fn run(args: DemoArgs, progress: &Progress) -> Result<ExitCode>
     .await?
     .context("generating the synthetic bank")?;
     let spec_dir = args.out.join("specs");
-    std::fs::create_dir_all(&spec_dir)?;
-    for (name, text) in SPECS {
-        std::fs::write(spec_dir.join(name), text)?;
-    }
+    write_specs(&spec_dir)?;
     println!(
         "persona demo: a synthetic bank of {} customers over {} days (seed {}, ending {}), {} source records in {} files",
         args.customers,

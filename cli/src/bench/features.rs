@@ -148,7 +148,7 @@ fn wide_set() -> String {
     yaml
 }
 
-fn feature_set(choice: SetChoice) -> Result<FeatureSet> {
+pub(crate) fn feature_set(choice: SetChoice) -> Result<FeatureSet> {
     let yaml = match choice {
         SetChoice::Demo => include_str!("../demo/specs/featureset.yaml").to_owned(),
         SetChoice::Wide => wide_set(),
@@ -163,7 +163,7 @@ fn feature_set(choice: SetChoice) -> Result<FeatureSet> {
 }
 
 /// One customer's events over 90 days, in time order.
-fn customer_events(c: u32, n: u32, start: DateTime<Utc>) -> Vec<Event> {
+pub(crate) fn customer_events(c: u32, n: u32, start: DateTime<Utc>) -> Vec<Event> {
     let mut rng = ChaCha8Rng::seed_from_u64(u64::from(c));
     let token = {
         let mut b = [0u8; 16];
