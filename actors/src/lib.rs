@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use persona_bus::MemoryBus;
-use persona_event::Token;
+use persona_event::{Event, Token};
 use persona_offers::{Engine, Explanation};
 use persona_placement::partition_of;
 use ractor::{Actor, ActorRef, call};
@@ -193,6 +193,16 @@ impl Shard {
         });
         for p in 0..bus.partitions() {
             bus.partition(p).append(marker.clone());
+        }
+    }
+
+    /// Publishes a `context` event carrying the broadcast token to every partition, in
+    /// stream order: each partition applies it to all its customers, in memory and
+    /// stored, and runs the offers it triggers for each.
+    pub fn publish_broadcast(bus: &MemoryBus, event: Event) {
+        let event = Arc::new(event);
+        for p in 0..bus.partitions() {
+            bus.partition(p).append(event.clone());
         }
     }
 

@@ -110,6 +110,11 @@ impl PartitionState {
                 self.applied_to = pos;
                 continue;
             }
+            if event.token.is_broadcast() {
+                self.broadcast(&engine, &event)?;
+                self.applied_to = pos;
+                continue;
+            }
             if event.kind == persona_event::kinds::SWEEP {
                 self.sweep(&engine, &event)?;
                 self.applied_to = pos;
@@ -180,19 +185,45 @@ impl PartitionState {
         Ok(())
     }
 
-    /// A scheduled sweep: the offer for every customer of the partition, in memory or
-    /// stored, as of the sweep's instant.
-    fn sweep(&mut self, engine: &Engine, marker: &Event) -> Result<(), Error> {
-        let Some(offer) = marker.attr("offer").as_str() else {
-            return Ok(());
-        };
+    /// A broadcast event (`context`): applied to every customer of the partition, in
+    /// memory or stored, each deciding the offers it triggers for her (an offer's
+    /// `when` says whom it concerns, e.g. `event.city == profile.city`).
+    fn broadcast(&mut self, engine: &Engine, event: &Event) -> Result<(), Error> {
+        for token in self.all_tokens()? {
+            let customer = self.activate(&token)?;
+            if !customer.apply(engine, event) {
+                self.stats.duplicates += 1;
+                continue;
+            }
+            let decided = customer.decide(engine, &token, event);
+            self.stats.applied += 1;
+            if let Some(m) = decided {
+                self.stats.matches += 1;
+                self.args.bus.matches().append(Arc::new(m));
+            }
+            self.dirty.insert(token);
+        }
+        Ok(())
+    }
+
+    /// Every customer of the partition, in memory or stored, in token order.
+    fn all_tokens(&self) -> Result<Vec<Token>, Error> {
         let mut tokens: HashSet<Token> = self.customers.keys().cloned().collect();
         for entry in self.args.store.customers() {
             tokens.insert(entry?.0);
         }
         let mut tokens: Vec<Token> = tokens.into_iter().collect();
         tokens.sort();
-        for token in tokens {
+        Ok(tokens)
+    }
+
+    /// A scheduled sweep: the offer for every customer of the partition, in memory or
+    /// stored, as of the sweep's instant.
+    fn sweep(&mut self, engine: &Engine, marker: &Event) -> Result<(), Error> {
+        let Some(offer) = marker.attr("offer").as_str() else {
+            return Ok(());
+        };
+        for token in self.all_tokens()? {
             let customer = self.activate(&token)?;
             if let Some(m) = customer.sweep(engine, &token, offer, marker.ts) {
                 self.stats.matches += 1;

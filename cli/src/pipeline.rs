@@ -156,7 +156,11 @@ pub(crate) async fn run(specs: Specs, opts: RunOptions<'_>, progress: &Progress)
             let (at, offer) = sweeps.pop().expect("just seen");
             Shard::publish_sweep(&bus, &offer, at);
         }
-        bus.publish(e);
+        if e.token.is_broadcast() {
+            Shard::publish_broadcast(&bus, e);
+        } else {
+            bus.publish(e);
+        }
     }
     while let Some((at, offer)) = sweeps.pop() {
         Shard::publish_sweep(&bus, &offer, at);

@@ -103,6 +103,22 @@ id_type!(
     /// nothing about her. Only the trusted-zone vault can map it back.
     Token, "tk_", "token"
 );
+/// The bytes of [`Token::broadcast`].
+const BROADCAST: [u8; 16] = *b"\0broadcast\0\0\0\0\0\0";
+
+impl Token {
+    /// The token of no customer: a `context` event that reaches every actor carries it
+    /// (an alert for a region). Random tokens never take it (2^-128), nor do the
+    /// simple patterns tests use.
+    pub fn broadcast() -> Token {
+        Token::from_bytes(BROADCAST)
+    }
+
+    pub fn is_broadcast(&self) -> bool {
+        self.to_bytes() == BROADCAST
+    }
+}
+
 id_type!(
     /// The id of one source record: a keyed hash, stable across re-reads, so that a
     /// re-delivered record is recognised.

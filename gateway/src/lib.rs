@@ -8,7 +8,7 @@ mod report;
 use std::path::Path;
 use std::sync::Arc;
 
-use persona_event::{Event, Value, kinds};
+use persona_event::{Event, Token, Value, kinds};
 use persona_privacy::{Read, Refusal, Source, Vault};
 
 pub use erasure::forget_event;
@@ -152,13 +152,26 @@ impl Gateway {
                 unnamed.extend(source.unnamed_columns(&rec).map(str::to_owned));
             }
             counts.fields += scrubbed.counts;
-            let (token, issued) = match self.vault.tokenize(&scrubbed.key) {
+            // A `context` record concerns no one customer: it goes to every actor.
+            let Some(key) = &scrubbed.key else {
+                let id = self.vault.event_id(name, &scrubbed.id_material).map_err(vault_err)?;
+                sink(Event {
+                    id,
+                    token: Token::broadcast(),
+                    kind: source.event().to_owned(),
+                    ts: scrubbed.ts,
+                    attrs: scrubbed.attrs,
+                });
+                counts.events += 1;
+                continue;
+            };
+            let (token, issued) = match self.vault.tokenize(key) {
                 Ok(tokenized) => tokenized,
                 // Her records are refused for good: a new token would bring her back.
                 Err(persona_privacy::Error::Forgotten) => {
                     counts.forgotten += 1;
                     let refusal = Refusal {
-                        field: Some(source.key_field().to_owned()),
+                        field: source.key_field().map(str::to_owned),
                         reason: FORGOTTEN_REASON.to_owned(),
                     };
                     refuse(&mut counts, rec.line(), refusal);

@@ -137,7 +137,8 @@ pub(crate) enum TimeRule {
 pub struct Source {
     spec: SourceSpec,
     rules: HashMap<String, Rule>,
-    key_field: String,
+    /// `None` for a `context` source, whose events reach every customer.
+    key_field: Option<String>,
     id_fields: Option<Vec<String>>,
     /// Id fields no rule names: read for the id, then dropped.
     id_only: HashSet<String>,
@@ -175,10 +176,23 @@ impl Source {
             .filter(|(_, r)| **r == FieldRule::Key)
             .map(|(n, _)| n)
             .collect();
+        let broadcast = body.event == persona_event::kinds::CONTEXT;
         let key_field = match keys.as_slice() {
-            [one] => (*one).clone(),
+            [one] => Some((*one).clone()),
+            // A `context` source (an alert for a region) concerns no one customer: its
+            // events are broadcast to every actor, which decide whether they apply.
+            [] if broadcast => {
+                if body.fields.values().any(|r| matches!(r, FieldRule::Vault(_))) {
+                    return Err(SpecError::at(
+                        "spec.fields: a `context` source without a `key` has no customer to vault contacts for",
+                    ));
+                }
+                None
+            }
             [] => {
-                return Err(SpecError::at("spec.fields: exactly one field must be `key`, none is"));
+                return Err(SpecError::at(
+                    "spec.fields: exactly one field must be `key`, none is (only an `event: context` source, broadcast to every customer, has none)",
+                ));
             }
             _ => {
                 return Err(SpecError::at(
@@ -261,8 +275,8 @@ impl Source {
     }
 
     /// The field holding the customer key (the one `key` rule).
-    pub fn key_field(&self) -> &str {
-        &self.key_field
+    pub fn key_field(&self) -> Option<&str> {
+        self.key_field.as_deref()
     }
 
     /// The event type this source produces.

@@ -125,7 +125,13 @@ fn jsonl_numbers_keep_their_text_and_a_bom_is_skipped() {
     let keys: Vec<String> = items
         .iter()
         .map(|r| match r {
-            Read::Record(rec) => s.scrub(rec).unwrap().key.expose_secret().to_owned(),
+            Read::Record(rec) => s
+                .scrub(rec)
+                .unwrap()
+                .key
+                .expect("a keyed source")
+                .expose_secret()
+                .to_owned(),
             Read::Refused { refusal, .. } => panic!("refused: {}", refusal.reason),
         })
         .collect();

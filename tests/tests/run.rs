@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use persona_tests::{Demo, copy_dir, jsonl, persona, persona_unchecked, run_files};
+use persona_tests::{Demo, copy_dir, csv_rows, jsonl, persona, persona_unchecked, run_files};
 
 fn run(specs: &Path, sources: &Path, data: &Path, out: &Path) -> std::process::Output {
     run_files(specs, sources, data, out, &[])
@@ -478,4 +478,59 @@ fn a_scheduled_offer_sweeps_every_customer_at_its_times() {
     run(&specs, &out.join("sources"), &data, &tmp.join("o2"));
     let again = jsonl(&tmp.join("o2").join("matches.jsonl"));
     assert!(again.iter().all(|m| m["offer"] != "weekly-saver"), "{again:?}");
+}
+
+/// A `context` source has no customer key: each of its records reaches every actor,
+/// and an offer's condition says whom it concerns (here, customers in the alert's
+/// city). Read again, it decides nothing again.
+#[test]
+fn a_context_event_reaches_every_actor_it_concerns() {
+    let demo = Demo::run(150, 30);
+    let out = demo.out();
+    let tmp = demo.dir.path();
+    let specs = tmp.join("specs");
+    copy_dir(&out.join("specs"), &specs);
+    std::fs::write(
+        specs.join("alerts.yaml"),
+        "kind: Source\nmetadata: {name: weather-alerts}\nspec:\n  files: \"alerts.jsonl\"\n  format: jsonl\n  event: context\n  id: [alert_id]\n  time: {field: ts}\n  fields:\n    alert_id: drop\n    ts: drop\n    region: {attr: city}\n    level: {attr: level}\n---\nkind: Offer\nmetadata: {name: monsoon-cover}\nspec:\n  title: Monsoon cover for your car\n  priority: 90\n  trigger: {on: [context]}\n  when: event.level == \"red\" and event.city == profile.city\n  channels: [sms, email]\n  variants: [{name: a, message: \"Heavy rain ahead: add monsoon cover\"}]\n",
+    )
+    .unwrap();
+    let sources = tmp.join("sources");
+    copy_dir(&out.join("sources"), &sources);
+    std::fs::write(
+        sources.join("alerts.jsonl"),
+        "{\"alert_id\":\"A1\",\"ts\":\"2026-10-20T06:00:00+05:30\",\"region\":\"Mumbai\",\"level\":\"red\"}\n{\"alert_id\":\"A2\",\"ts\":\"2026-10-21T06:00:00+05:30\",\"region\":\"Delhi\",\"level\":\"amber\"}\n",
+    )
+    .unwrap();
+    let data = tmp.join("data");
+    copy_dir(&out.join("data").join("trusted"), &data.join("trusted"));
+    run(&specs, &sources, &data, &tmp.join("o1"));
+    let cover: Vec<String> = jsonl(&tmp.join("o1").join("matches.jsonl"))
+        .iter()
+        .filter(|m| m["offer"] == "monsoon-cover")
+        .map(|m| m["token"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!cover.is_empty());
+    // Every one of them lives in Mumbai, and every reachable Mumbai customer got it.
+    let mut args = vec!["vault", "resolve", "--data", data.to_str().unwrap()];
+    args.extend(cover.iter().map(String::as_str));
+    let resolved = String::from_utf8(persona(&args).stdout).unwrap();
+    let city: std::collections::HashMap<String, String> = csv_rows(&sources.join("customers.csv"))
+        .into_iter()
+        .map(|r| (r["CUST_ID"].clone(), r["CITY"].clone()))
+        .collect();
+    for line in resolved.lines() {
+        let (_, key) = line.split_once('\t').unwrap();
+        assert_eq!(city[key], "Mumbai", "{line}");
+    }
+    let mumbai = city.values().filter(|c| *c == "Mumbai").count();
+    assert!(
+        cover.len() * 10 >= mumbai * 9,
+        "{} of {mumbai} Mumbai customers",
+        cover.len()
+    );
+    // The same files again: the alert was applied once per customer.
+    run(&specs, &sources, &data, &tmp.join("o2"));
+    let again = jsonl(&tmp.join("o2").join("matches.jsonl"));
+    assert!(again.iter().all(|m| m["offer"] != "monsoon-cover"));
 }

@@ -39,7 +39,8 @@ impl std::ops::AddAssign for FieldCounts {
 /// A record after scrubbing: the key still to be tokenized, the time, the attributes
 /// that may leave the zone, and the contact data for the vault.
 pub struct Scrubbed {
-    pub key: CustomerKey,
+    /// `None` for a `context` source's record, which concerns no one customer.
+    pub key: Option<CustomerKey>,
     pub ts: DateTime<Utc>,
     pub attrs: BTreeMap<String, Value>,
     pub vaulted: Vec<(ContactKind, Pii<String>)>,
@@ -161,7 +162,10 @@ impl Source {
                 }
             }
         }
-        let key = key.ok_or_else(|| Refusal::new(Some(&self.key_field), "key is missing or empty".to_owned()))?;
+        let key = match &self.key_field {
+            Some(field) => Some(key.ok_or_else(|| Refusal::new(Some(field), "key is missing or empty".to_owned()))?),
+            None => None,
+        };
         let id_material = self.id_material(rec)?;
         Ok(Scrubbed {
             key,

@@ -137,7 +137,8 @@ impl TryFrom<TimeDoc> for TimeSpec {
 /// What happens to one field.
 #[derive(Clone, Debug, PartialEq)]
 pub enum FieldRule {
-    /// The customer identifier: tokenized, never sent on. Exactly one per source.
+    /// The customer identifier: tokenized, never sent on. Exactly one per source, but
+    /// none for an `event: context` source, whose events reach every customer.
     Key,
     /// Thrown away.
     Drop,

@@ -184,3 +184,18 @@ fn numeric_yaml_keys_and_values_read_as_text() {
     assert_eq!(table.get("5541"), Some(&Value::Int(1)));
     assert_eq!(default, &Some(Value::Int(0)));
 }
+
+#[test]
+fn only_a_context_source_may_have_no_key() {
+    let context = "kind: Source\nmetadata: {name: alerts}\nspec:\n  format: jsonl\n  event: context\n  time: {value: \"2026-01-01T00:00:00Z\"}\n  fields:\n    region: {attr: city}\n";
+    let source = Source::from_yaml(context).unwrap();
+    assert_eq!(source.key_field(), None);
+    let keyless = context.replace("event: context", "event: transaction");
+    assert!(
+        err(&keyless)
+            .message
+            .contains("exactly one field must be `key`, none is")
+    );
+    let vaulting = format!("{context}    email: {{vault: email}}\n");
+    assert!(err(&vaulting).message.contains("no customer to vault contacts for"));
+}
