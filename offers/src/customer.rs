@@ -115,29 +115,16 @@ pub struct Customer {
     backfilled: HashSet<u64>,
 }
 
-/// Snapshot format 3: format 1, the contact policy's pending matches and delivery
-/// times (format 2), and whether each match was the control group's.
+/// Snapshot formats 2 and 3: format 1, the contact policy's pending matches and
+/// delivery times (2), and whether each match was the control group's (3: `Sent`;
+/// 2 has `SentV1`).
 #[derive(Serialize, Deserialize)]
-struct Snapshot {
+struct Snapshot<S = Sent> {
     features: Vec<u8>,
     profile: BTreeMap<String, Dated>,
     prefs: BTreeMap<String, Dated>,
     contacts: BTreeSet<ContactKind>,
-    sent: Vec<Sent>,
-    responses: Vec<Response>,
-    applied: Vec<u64>,
-    pending: Vec<Pending>,
-    delivered: Vec<i64>,
-}
-
-/// Format 2 (Sent without its control flag), still read.
-#[derive(Serialize, Deserialize)]
-struct SnapshotV2 {
-    features: Vec<u8>,
-    profile: BTreeMap<String, Dated>,
-    prefs: BTreeMap<String, Dated>,
-    contacts: BTreeSet<ContactKind>,
-    sent: Vec<SentV1>,
+    sent: Vec<S>,
     responses: Vec<Response>,
     applied: Vec<u64>,
     pending: Vec<Pending>,
@@ -154,6 +141,38 @@ struct SnapshotV1 {
     sent: Vec<SentV1>,
     responses: Vec<Response>,
     applied: Vec<u64>,
+}
+
+impl From<SnapshotV1> for Snapshot<SentV1> {
+    fn from(v1: SnapshotV1) -> Self {
+        Snapshot {
+            features: v1.features,
+            profile: v1.profile,
+            prefs: v1.prefs,
+            contacts: v1.contacts,
+            sent: v1.sent,
+            responses: v1.responses,
+            applied: v1.applied,
+            pending: Vec::new(),
+            delivered: Vec::new(),
+        }
+    }
+}
+
+impl From<Snapshot<SentV1>> for Snapshot {
+    fn from(v2: Snapshot<SentV1>) -> Self {
+        Snapshot {
+            sent: v2.sent.into_iter().map(SentV1::upgrade).collect(),
+            features: v2.features,
+            profile: v2.profile,
+            prefs: v2.prefs,
+            contacts: v2.contacts,
+            responses: v2.responses,
+            applied: v2.applied,
+            pending: v2.pending,
+            delivered: v2.delivered,
+        }
+    }
 }
 
 const VERSION: u8 = 3;
@@ -265,36 +284,12 @@ impl Customer {
             .split_first()
             .ok_or_else(|| Error::Snapshot("empty snapshot".into()))?;
         let unreadable = |e: postcard::Error| Error::Snapshot(e.to_string());
-        let snap = match version {
+        let snap: Snapshot = match version {
             VERSION => postcard::from_bytes(body).map_err(unreadable)?,
-            2 => {
-                let v2: SnapshotV2 = postcard::from_bytes(body).map_err(unreadable)?;
-                Snapshot {
-                    features: v2.features,
-                    profile: v2.profile,
-                    prefs: v2.prefs,
-                    contacts: v2.contacts,
-                    sent: v2.sent.into_iter().map(SentV1::upgrade).collect(),
-                    responses: v2.responses,
-                    applied: v2.applied,
-                    pending: v2.pending,
-                    delivered: v2.delivered,
-                }
-            }
-            1 => {
-                let v1: SnapshotV1 = postcard::from_bytes(body).map_err(unreadable)?;
-                Snapshot {
-                    features: v1.features,
-                    profile: v1.profile,
-                    prefs: v1.prefs,
-                    contacts: v1.contacts,
-                    sent: v1.sent.into_iter().map(SentV1::upgrade).collect(),
-                    responses: v1.responses,
-                    applied: v1.applied,
-                    pending: Vec::new(),
-                    delivered: Vec::new(),
-                }
-            }
+            2 => postcard::from_bytes::<Snapshot<SentV1>>(body)
+                .map_err(unreadable)?
+                .into(),
+            1 => Snapshot::<SentV1>::from(postcard::from_bytes::<SnapshotV1>(body).map_err(unreadable)?).into(),
             other => return Err(Error::Snapshot(format!("unknown snapshot version {other}"))),
         };
         Ok(Customer {
@@ -337,5 +332,47 @@ fn merge_latest(into: &mut BTreeMap<String, Dated>, event: &Event, at: i64) {
 fn trim<T>(v: &mut Vec<T>) {
     if v.len() > HISTORY_LIMIT {
         v.drain(..v.len() - HISTORY_LIMIT);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use persona_features::{FeatureSet, FeatureSetDocument};
+
+    /// Snapshots written by earlier formats still read, their matches outside any
+    /// control group and with nothing pending.
+    #[test]
+    fn formats_1_and_2_still_read() {
+        let set = FeatureSet::compile(
+            &FeatureSetDocument::from_yaml("kind: FeatureSet\nmetadata: {name: f}\nspec: {features: []}\n").unwrap(),
+        )
+        .unwrap();
+        let engine = Engine::new(set, Vec::new());
+        let sent = vec![SentV1 {
+            offer: "o".into(),
+            variant: "a".into(),
+            channel: Channel::Sms,
+            at: 5,
+        }];
+        let v1 = SnapshotV1 {
+            features: FeatureState::default().encode(&engine.features),
+            profile: BTreeMap::new(),
+            prefs: BTreeMap::new(),
+            contacts: BTreeSet::from([ContactKind::Phone]),
+            sent,
+            responses: Vec::new(),
+            applied: vec![1, 2],
+        };
+        let v1_bytes = postcard::to_stdvec(&v1).unwrap();
+        let v2_bytes = postcard::to_stdvec(&Snapshot::<SentV1>::from(v1)).unwrap();
+        for (version, body) in [(1u8, v1_bytes), (2, v2_bytes)] {
+            let mut bytes = vec![version];
+            bytes.extend(body);
+            let c = Customer::decode(&bytes, &engine).unwrap();
+            assert_eq!(c.sent.len(), 1, "format {version}");
+            assert!(!c.sent[0].control);
+            assert!(c.pending.is_empty() && c.contacts.contains(&ContactKind::Phone));
+        }
     }
 }
