@@ -53,6 +53,12 @@ pub trait Scope {
         Value::Null
     }
 
+    /// `profile.name` without a copy, when the scope holds it; `None` sends the
+    /// evaluator to [`Scope::profile`]. Many offers read the same profile strings.
+    fn profile_ref(&self, _name: &str) -> Option<&Value> {
+        None
+    }
+
     /// `prefs.name`: the customer's preferences.
     fn prefs(&self, _name: &str) -> Value {
         Value::Null
@@ -136,7 +142,10 @@ impl Node {
                     None => s.event(name),
                 },
                 Root::Features => s.feature(name),
-                Root::Profile => s.profile(name),
+                Root::Profile => match s.profile_ref(name) {
+                    Some(v) => return Cow::Borrowed(v),
+                    None => s.profile(name),
+                },
                 Root::Prefs => s.prefs(name),
             },
             Node::FeatureKey(name, key) => s.feature_member(name, key),

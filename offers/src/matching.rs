@@ -2,6 +2,9 @@
 //! on which channel. Gates run cheapest first; the first offer in arbitration order
 //! that passes them all wins, so an event yields at most one match.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use persona_event::Match;
@@ -23,6 +26,9 @@ pub(crate) struct CustomerScope<'a> {
     pub(crate) event: Option<&'a Event>,
     pub(crate) features: FeatureView<'a>,
     pub(crate) tz: Tz,
+    /// Features already computed for this decision: many offers read the same ones,
+    /// and a windowed feature costs a pass over its tiles.
+    seen: RefCell<HashMap<String, Value>>,
 }
 
 impl<'a> CustomerScope<'a> {
@@ -37,6 +43,7 @@ impl<'a> CustomerScope<'a> {
             event,
             features: customer.features.view(&engine.features, at),
             tz: engine.features.timezone(),
+            seen: RefCell::new(HashMap::new()),
         }
     }
 
@@ -57,10 +64,18 @@ impl Scope for CustomerScope<'_> {
         self.event.and_then(|e| e.attr_field(name))
     }
     fn feature(&self, name: &str) -> Value {
-        self.features.get(name)
+        if let Some(v) = self.seen.borrow().get(name) {
+            return v.clone();
+        }
+        let v = self.features.get(name);
+        self.seen.borrow_mut().insert(name.to_owned(), v.clone());
+        v
     }
     fn profile(&self, name: &str) -> Value {
         self.customer.profile_value(name)
+    }
+    fn profile_ref(&self, name: &str) -> Option<&Value> {
+        self.customer.profile.get(name).map(|d| &d.value)
     }
     fn prefs(&self, name: &str) -> Value {
         self.customer.pref_value(name)

@@ -25,6 +25,15 @@ pub(crate) struct Args {
     /// Runs; throughput is their median.
     #[arg(long, default_value_t = 3)]
     runs: u32,
+    /// Instead of the demo's offers, this many generated ones (spread over the event
+    /// types, each reading a feature and the profile): the engine's trigger index and
+    /// arbitration under many live offers.
+    #[arg(long)]
+    offers: Option<usize>,
+    /// Measure one simple predicate (`event.amount > 1000`) evaluated over the events,
+    /// instead of whole decisions.
+    #[arg(long, conflicts_with = "offers")]
+    predicate: bool,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -32,6 +41,8 @@ pub(crate) struct Args {
 
 #[derive(Debug, Serialize)]
 struct Params {
+    /// `decisions`, or `predicate` for one expression's evaluations.
+    counts: &'static str,
     offers: usize,
     features: usize,
     customers: u32,
@@ -64,26 +75,75 @@ impl fmt::Display for Report {
         let runs: Vec<String> = self.runs_ops_per_sec.iter().map(|r| format!("{r:.0}")).collect();
         writeln!(
             f,
-            "  decisions/s (median)     {:>12.0}   runs: {}",
+            "  {}/s (median)  {:>12.0}   runs: {}",
+            p.counts,
             self.ops_per_sec,
             runs.join(", ")
         )?;
-        writeln!(
-            f,
-            "  latency p50 / p99        {:>12.4} / {:.4} ms",
-            self.p50_ms, self.p99_ms
-        )?;
-        writeln!(f, "  matches (last run)       {:>12}", self.matches)?;
+        if p.counts == "decisions" {
+            writeln!(
+                f,
+                "  latency p50 / p99        {:>12.4} / {:.4} ms",
+                self.p50_ms, self.p99_ms
+            )?;
+            writeln!(f, "  matches (last run)       {:>12}", self.matches)?;
+        } else {
+            writeln!(f, "  held (last run)          {:>12}", self.matches)?;
+        }
         write!(f, "  peak RSS                 {:>12} bytes", self.peak_rss_bytes)
     }
 }
 
-/// The demo's offers, compiled against its FeatureSet.
-fn engine() -> Result<Engine> {
+/// Numeric features of the demo set that generated offers read.
+const NUMERIC: [(&str, u32); 10] = [
+    ("debit_spend_30d", 20000),
+    ("debit_count_30d", 10),
+    ("card_spend_30d", 5000),
+    ("swipes_7d", 2),
+    ("dining_spend_30d", 1500),
+    ("credits_30d", 30000),
+    ("fuel_spend_30d", 2000),
+    ("txn_count_lifetime", 40),
+    ("active_days_30d", 12),
+    ("debit_spend_7d", 5000),
+];
+
+/// `n` generated offers: 70 % on transactions, 20 % on card swipes, 10 % on
+/// balances, each reading one feature and the profile, in ten priority tiers.
+fn generated_offers(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            let on = match i % 10 {
+                0..=6 => "transaction",
+                7 | 8 => "card_swipe",
+                _ => "balance",
+            };
+            let (feature, bar) = NUMERIC[i % NUMERIC.len()];
+            format!(
+                "kind: Offer\nmetadata: {{name: gen-{i:03}}}\nspec:\n  title: Offer {i}\n  priority: {}\n  trigger: {{on: [{on}]}}\n  when: features.{feature} > {} and profile.credit_band in [\"A\", \"B\"]\n  channels: [sms, email]\n  variants: [{{name: a, message: m}}]\n  limits: {{perCustomer: \"1 per 30d\"}}\n",
+                i % 10,
+                // Each tier of ten a little harder to reach.
+                bar + bar * (i / NUMERIC.len()) as u32 / 10,
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+/// The demo's offers (or `generated` ones), compiled against its FeatureSet.
+fn engine(generated: Option<usize>) -> Result<Engine> {
     let set = feature_set(super::features::SetChoice::Demo)?;
-    let text = include_str!("../demo/specs/offers.yaml");
+    let demo = include_str!("../demo/specs/offers.yaml");
+    let made;
+    let text = match generated {
+        Some(n) => {
+            made = generated_offers(n);
+            made.as_str()
+        }
+        None => demo,
+    };
     let mut offers = Vec::new();
-    for doc in text.split("\n---").filter(|d| d.contains("kind:")) {
+    for doc in text.split("---\n").filter(|d| d.contains("kind:")) {
         let parsed = OfferDocument::from_yaml(doc)?;
         let offer = Offer::compile(&parsed, &set).map_err(|e| {
             anyhow::anyhow!(
@@ -117,7 +177,7 @@ fn profile(first: &Event, c: u32) -> Event {
 }
 
 pub(crate) fn run(args: &Args) -> Result<()> {
-    let engine = engine()?;
+    let engine = engine(args.offers)?;
     let start = persona_event::time::parse_ts("2026-08-01T00:00:00Z")?;
     let customers: Vec<Vec<Event>> = (0..args.customers)
         .map(|c| {
@@ -132,7 +192,24 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     let mut rates = Vec::new();
     let mut latencies = Vec::new();
     let mut matches = 0;
-    for _ in 0..args.runs.max(1) {
+    if args.predicate {
+        let predicate = persona_expr::compile(
+            "event.amount > 1000",
+            &persona_expr::Schema::new().allow_root(persona_expr::Root::Event),
+        )
+        .map_err(|d| anyhow::anyhow!("{d}"))?;
+        let events: Vec<&Event> = customers.iter().flatten().collect();
+        for _ in 0..args.runs.max(1) {
+            let t = Instant::now();
+            let mut held = 0u64;
+            for e in &events {
+                held += u64::from(predicate.eval_bool(&OnEvent(e)));
+            }
+            rates.push(events.len() as f64 / t.elapsed().as_secs_f64());
+            matches = held;
+        }
+    }
+    for _ in 0..if args.predicate { 0 } else { args.runs.max(1) } {
         latencies.clear();
         matches = 0;
         let mut decide_secs = 0.0;
@@ -160,7 +237,16 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         matches,
         runs_ops_per_sec: rates,
         params: Params {
-            offers: engine.catalog.offers().len(),
+            counts: if args.predicate {
+                "predicate evaluations"
+            } else {
+                "decisions"
+            },
+            offers: if args.predicate {
+                0
+            } else {
+                engine.catalog.offers().len()
+            },
             features: engine.features.features().len() + engine.features.derived().len(),
             customers: args.customers,
             events_per_customer: args.events,
@@ -171,11 +257,23 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// A scope of one event, for the predicate measurement.
+struct OnEvent<'a>(&'a Event);
+
+impl persona_expr::Scope for OnEvent<'_> {
+    fn event(&self, name: &str) -> Value {
+        self.0.field(name)
+    }
+    fn event_ref(&self, name: &str) -> Option<&Value> {
+        self.0.attr_field(name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
-    fn the_demo_offers_compile_for_the_bench() {
-        let engine = super::engine().unwrap();
-        assert!(engine.catalog.offers().len() >= 4);
+    fn the_demo_and_generated_offers_compile_for_the_bench() {
+        assert!(super::engine(None).unwrap().catalog.offers().len() >= 4);
+        assert_eq!(super::engine(Some(100)).unwrap().catalog.offers().len(), 100);
     }
 }
