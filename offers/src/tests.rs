@@ -602,3 +602,75 @@ mod sweeps {
         }
     }
 }
+
+mod chaining_and_budgets {
+    use super::*;
+
+    fn offer(name: &str, extra: &str) -> String {
+        format!(
+            "kind: Offer\nmetadata: {{name: {name}}}\nspec:\n  title: {name}\n  trigger: {{on: [transaction]}}\n  when: event.category == \"fuel\"\n  channels: [sms]\n  variants: [{{name: a, message: m}}]\n{extra}"
+        )
+    }
+
+    fn respond(n: u8, ts: &str, offer: &str, outcome: &str) -> Event {
+        ev(
+            n,
+            "offer_response",
+            ts,
+            &[("offer", offer.into()), ("outcome", outcome.into())],
+        )
+    }
+
+    #[test]
+    fn a_chained_offer_waits_for_the_response_within_its_window() {
+        let follow_up = offer(
+            "follow-up",
+            "  after: {offer: teaser, response: positive, within: 7d}\n",
+        );
+        let engine = engine(&[&follow_up]);
+        let mut c = saanvi(&engine);
+        let e1 = fuel(10, "2026-10-03T05:00:00Z");
+        c.apply(&engine, &e1);
+        assert!(c.decide(&engine, &token(), &e1).is_none(), "no response yet");
+        assert_eq!(
+            c.explain(&engine, &token(), "follow-up", Some(&e1), None)
+                .unwrap()
+                .outcome,
+            Err(Gate::ChainNotMet)
+        );
+        // A negative response does not open the chain; a positive one does, for 7 days.
+        c.apply(&engine, &respond(20, "2026-10-04T00:00:00Z", "teaser", "negative"));
+        let e2 = fuel(11, "2026-10-04T05:00:00Z");
+        c.apply(&engine, &e2);
+        assert!(c.decide(&engine, &token(), &e2).is_none());
+        c.apply(&engine, &respond(21, "2026-10-05T00:00:00Z", "teaser", "positive"));
+        let e3 = fuel(12, "2026-10-06T05:00:00Z");
+        c.apply(&engine, &e3);
+        assert_eq!(c.decide(&engine, &token(), &e3).unwrap().decision.offer, "follow-up");
+        let mut late = saanvi(&engine);
+        late.apply(&engine, &respond(21, "2026-10-05T00:00:00Z", "teaser", "positive"));
+        let e4 = fuel(13, "2026-10-13T05:00:00Z");
+        late.apply(&engine, &e4);
+        assert!(
+            late.decide(&engine, &token(), &e4).is_none(),
+            "8 days later the window has closed"
+        );
+    }
+
+    #[test]
+    fn a_budget_counts_matches_over_all_customers_then_gives_way() {
+        let capped = offer("capped", "  priority: 9\n  limits: {budget: 3}\n");
+        let fallback = offer("fallback", "  priority: 1\n");
+        let engine = engine(&[&capped, &fallback]);
+        let mut won = Vec::new();
+        for i in 0..5u8 {
+            let mut c = saanvi(&engine);
+            let e = fuel(10, "2026-10-03T05:00:00Z");
+            c.apply(&engine, &e);
+            let t = Token::from_bytes([i + 100; 16]);
+            won.push(c.decide(&engine, &t, &e).unwrap().decision.offer);
+        }
+        assert_eq!(won, ["capped", "capped", "capped", "fallback", "fallback"]);
+        assert_eq!(engine.catalog.budget_used(), vec![("capped".to_owned(), 3)]);
+    }
+}
