@@ -51,6 +51,8 @@ pub(crate) enum Command {
     /// Measured scenarios (see docs/benchmarks.md).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Write the CustomResourceDefinitions, one YAML file per kind (default into crds/).
+    Crdgen(crate::crdgen::Args),
 }
 
 #[derive(Debug, Subcommand)]

@@ -26,6 +26,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(BenchCommand::Features(args)) => crate::bench::features::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Bench(BenchCommand::Dsl(args)) => crate::bench::dsl::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Bench(BenchCommand::E2e(args)) => crate::bench::e2e::run(&args).await.map(|()| ExitCode::SUCCESS),
+        Command::Crdgen(args) => crate::crdgen::run(&args),
     }
 }
 

@@ -7,6 +7,7 @@ mod args;
 mod backfill;
 mod bench;
 mod commands;
+mod crdgen;
 mod demo;
 mod kms;
 mod offer;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// A channel an offer can be delivered on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Channel {
     Push,
@@ -17,6 +18,7 @@ pub enum Channel {
 /// A kind of contact data the trusted zone vaults. The cloud zone learns only which
 /// kinds a customer has, never a value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ContactKind {
     Email,

@@ -19,6 +19,7 @@ pub struct FeatureSetDocument {
 
 /// The behavioral model: features computed per customer from her events.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct FeatureSetSpec {
     /// IANA time zone of calendar days, months, clock hours and `day_of_month`;
@@ -35,6 +36,7 @@ pub struct FeatureSetSpec {
 
 /// One aggregated feature.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct FeatureSpec {
     /// Name used as `features.<name>`; letters, digits and `_`.
@@ -70,8 +72,10 @@ pub struct FeatureSpec {
 
 /// A feature computed from other features.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DerivedSpec {
+    /// Name used as `features.<name>`; letters, digits and `_`.
     pub name: String,
     /// An expression over `features.*`.
     pub expr: String,
@@ -91,5 +95,21 @@ impl OneOrMany {
             OneOrMany::One(s) => vec![s.clone()],
             OneOrMany::Many(v) => v.clone(),
         }
+    }
+}
+
+/// A string or a list is not a structural schema in Kubernetes' sense (no `type` may
+/// vary), so the CRD keeps the value as it is and the compiler checks it.
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for OneOrMany {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "OneOrMany".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "An event type, or a list of event types.",
+            "x-kubernetes-preserve-unknown-fields": true,
+        })
     }
 }

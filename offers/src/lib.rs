@@ -17,7 +17,7 @@ pub use customer::{Customer, Dated, HISTORY_LIMIT, Pending, Response, Sent};
 pub use explain::{ClauseOutcome, Explanation};
 pub use matching::{Gate, in_control, match_id};
 pub use offer::{After, Catalog, OUTCOMES, Offer, Variant, offer_schema};
-pub use policy::{Allowed, ContactPolicy, ContactPolicyDocument};
+pub use policy::{Allowed, ContactPolicy, ContactPolicyDocument, ContactPolicySpec, QuietHoursSpec};
 pub use spec::OfferDocument;
 
 /// What can go wrong with an offer or a customer snapshot.

@@ -25,6 +25,7 @@ pub struct ContactPolicyDocument {
 
 /// Limits on contacting a customer, across all offers.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ContactPolicySpec {
     /// At most this many offers per customer per calendar day (in `timezone`).
@@ -45,9 +46,12 @@ pub struct ContactPolicySpec {
 
 /// `{from: "21:00", to: "09:00"}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct QuietHoursSpec {
+    /// Local `HH:MM` at which quiet hours begin (inclusive).
     pub from: String,
+    /// Local `HH:MM` at which they end (exclusive); before `from` wraps past midnight.
     pub to: String,
 }
 

@@ -19,6 +19,7 @@ pub struct OfferDocument {
 
 /// What to offer, to whom, when, and how.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct OfferSpec {
     /// Human title, also sent as the subject of an email.
@@ -66,6 +67,7 @@ pub struct OfferSpec {
 
 /// `{on: [transaction, card_swipe]}`, or `{schedule: "0 9 * * MON"}` for a sweep.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TriggerSpec {
     /// Event types that trigger an evaluation.
@@ -78,9 +80,12 @@ pub struct TriggerSpec {
     pub schedule: Option<String>,
 }
 
+/// One version of the offer's message.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct VariantSpec {
+    /// Names the variant in matches and reports.
     pub name: String,
     /// Relative weight; default 1.
     #[serde(default = "one")]
@@ -96,7 +101,9 @@ fn one() -> u32 {
     1
 }
 
+/// How often the offer may match.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LimitsSpec {
     /// `"K per P"`: at most K matches of this offer per customer in any trailing
@@ -111,21 +118,28 @@ pub struct LimitsSpec {
     pub budget: Option<u64>,
 }
 
+/// Chaining: the customer's response to another offer this one waits for.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AfterSpec {
+    /// The name of the earlier offer.
     pub offer: String,
     /// delivered, opened, positive or negative.
     pub response: String,
+    /// How recent the response must be, e.g. `14d`.
     pub within: String,
 }
 
+/// The dates between which the offer can match.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ValidSpec {
     /// `YYYY-MM-DD` or an RFC 3339 instant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
+    /// `YYYY-MM-DD` (the whole day counts) or an RFC 3339 instant; inclusive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<String>,
 }

@@ -1,7 +1,11 @@
 //! Where a token lives: the partition of a token is a stable hash of the token modulo
 //! the partition count (DESIGN.md §4). Stable means stable across processes, builds and
-//! versions: FNV-1a from `persona_event::hash`.
+//! versions: FNV-1a from `persona_event::hash`. Which shard owns a partition is the
+//! [`Assignment`] table, changed by [`plan`] with the fewest moves.
 
+mod assignment;
+
+pub use assignment::{Assignment, AssignmentError, Move, Plan, Ranges, plan};
 use persona_event::Token;
 use persona_event::hash::fnv1a64;
 
