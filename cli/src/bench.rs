@@ -43,6 +43,17 @@ pub(crate) fn percentile(xs: &mut [f64], q: f64) -> f64 {
     xs[rank - 1]
 }
 
+/// The throughput line of a report: the median and every run.
+pub(crate) fn median_line(f: &mut std::fmt::Formatter<'_>, what: &str, median: f64, runs: &[f64]) -> std::fmt::Result {
+    let runs: Vec<String> = runs.iter().map(|r| format!("{r:.0}")).collect();
+    writeln!(
+        f,
+        "  {:<28} {median:>12.0}   runs: {}",
+        format!("{what} (median)"),
+        runs.join(", ")
+    )
+}
+
 /// Prints a report as a table or as one JSON object.
 pub(crate) fn print<T: Serialize + std::fmt::Display>(report: &T, json: bool) {
     if json {

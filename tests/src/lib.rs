@@ -29,7 +29,11 @@ pub fn persona_bin() -> &'static Path {
 
 /// Runs `persona ARGS`, returning its output; panics with stderr when it fails.
 pub fn persona(args: &[&str]) -> Output {
-    let out = persona_unchecked(args);
+    succeeded(persona_unchecked(args), args)
+}
+
+/// The output of `persona ARGS`, after checking it succeeded (panics with its stderr).
+pub fn succeeded(out: Output, args: &[&str]) -> Output {
     assert!(
         out.status.success(),
         "persona {args:?} failed ({}):\n{}",

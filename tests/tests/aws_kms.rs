@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Output;
 
-use persona_tests::{Demo, files_under, jsonl, kms, persona_command};
+use persona_tests::{Demo, files_under, jsonl, kms, persona_command, succeeded};
 use serde_json::{Value, json};
 
 fn s(path: &Path) -> &str {
@@ -17,14 +17,7 @@ fn s(path: &Path) -> &str {
 
 /// `persona ARGS` on the test KMS (through the environment); panics when it fails.
 fn aws(key_id: &str, args: &[&str]) -> Output {
-    let out = aws_unchecked(key_id, args);
-    assert!(
-        out.status.success(),
-        "persona {args:?} failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    succeeded(aws_unchecked(key_id, args), args)
 }
 
 fn aws_unchecked(key_id: &str, args: &[&str]) -> Output {

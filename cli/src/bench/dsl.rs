@@ -72,14 +72,7 @@ impl fmt::Display for Report {
             "bench dsl: {} offers over {} features, {} customers x {} events, {} runs, 1 core",
             p.offers, p.features, p.customers, p.events_per_customer, p.runs
         )?;
-        let runs: Vec<String> = self.runs_ops_per_sec.iter().map(|r| format!("{r:.0}")).collect();
-        writeln!(
-            f,
-            "  {}/s (median)  {:>12.0}   runs: {}",
-            p.counts,
-            self.ops_per_sec,
-            runs.join(", ")
-        )?;
+        super::median_line(f, &format!("{}/s", p.counts), self.ops_per_sec, &self.runs_ops_per_sec)?;
         if p.counts == "decisions" {
             writeln!(
                 f,

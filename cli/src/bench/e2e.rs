@@ -62,13 +62,7 @@ impl fmt::Display for Report {
             "bench e2e: {} customers over {} days ({} records, {} events), {} runs, {} cores",
             p.customers, p.days, p.records, p.events, p.runs, self.cores_used
         )?;
-        let runs: Vec<String> = self.runs_ops_per_sec.iter().map(|r| format!("{r:.0}")).collect();
-        writeln!(
-            f,
-            "  events/s all stages (median) {:>10.0}   runs: {}",
-            self.ops_per_sec,
-            runs.join(", ")
-        )?;
+        super::median_line(f, "events/s all stages", self.ops_per_sec, &self.runs_ops_per_sec)?;
         writeln!(f, "  events/s actors (median)     {:>10.0}", self.actors_ops_per_sec)?;
         write!(f, "  peak RSS                     {:>10} bytes", self.peak_rss_bytes)
     }

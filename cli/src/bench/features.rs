@@ -97,13 +97,7 @@ impl fmt::Display for Report {
             "bench features: {:?} set ({} features), {} customers x {} events, {} runs, 1 core",
             p.set, p.features, p.customers, p.events_per_customer, p.runs
         )?;
-        let runs: Vec<String> = self.runs_ops_per_sec.iter().map(|r| format!("{r:.0}")).collect();
-        writeln!(
-            f,
-            "  events/s (median)        {:>12.0}   runs: {}",
-            self.ops_per_sec,
-            runs.join(", ")
-        )?;
+        super::median_line(f, "events/s", self.ops_per_sec, &self.runs_ops_per_sec)?;
         writeln!(
             f,
             "  RAM per customer         {:>12.0} bytes",
