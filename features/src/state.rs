@@ -12,7 +12,7 @@ use chrono_tz::Tz;
 use persona_event::{Event, Value};
 use persona_expr::Scope;
 
-use crate::agg::{Acc, Picked, Scalar, SmallSet};
+use crate::agg::Acc;
 use crate::set::{Feature, FeatureSet, Group, Place, Selection, Slot};
 use crate::window::{Tiles, Window};
 
@@ -112,45 +112,6 @@ impl FeatureState {
     /// The latest event time applied.
     pub fn clock(&self) -> Option<DateTime<Utc>> {
         self.clock
-    }
-
-    /// Approximate heap bytes held (allocated capacity, not counting the allocator's
-    /// own overhead): what a runtime weighs when it bounds memory.
-    pub fn heap_bytes(&self) -> usize {
-        use std::mem::size_of;
-        let acc_heap = |a: &Acc| match a {
-            Acc::Extreme(Scalar::Other(_)) => size_of::<Value>(),
-            Acc::Pick(Some(_)) => size_of::<Picked>(),
-            Acc::Set(SmallSet::Many(v)) => size_of::<Vec<Box<str>>>() + v.capacity() * size_of::<Box<str>>(),
-            Acc::Set(s) => s.as_slice().iter().map(|k| k.len()).sum(),
-            Acc::Ints(SmallSet::Many(v)) => size_of::<Vec<i64>>() + v.capacity() * size_of::<i64>(),
-            _ => 0,
-        };
-        let groups: usize = self
-            .groups
-            .iter()
-            .map(|t| {
-                t.tiles.capacity() * size_of::<i64>()
-                    + t.accs.capacity() * size_of::<Acc>()
-                    + t.accs.iter().map(acc_heap).sum::<usize>()
-            })
-            .sum();
-        let families: usize = self
-            .families
-            .iter()
-            .flat_map(|keys| keys.iter())
-            .map(|(k, s)| {
-                // A B-tree entry: key, value and a share of the node.
-                k.capacity()
-                    + size_of::<(String, Series)>() * 2
-                    + s.0.capacity() * size_of::<(i64, Acc)>()
-                    + s.0.iter().map(|(_, a)| acc_heap(a)).sum::<usize>()
-            })
-            .sum();
-        self.groups.capacity() * size_of::<Tiled>()
-            + self.families.capacity() * size_of::<BTreeMap<String, Series>>()
-            + groups
-            + families
     }
 
     /// Applies one event to every feature that reads it. Windowed features accept a

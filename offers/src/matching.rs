@@ -135,7 +135,13 @@ impl Gate {
 
 /// The customer's list preference `name` (a list, or a comma-separated string).
 fn pref_list(customer: &Customer, name: &str) -> Vec<String> {
-    match customer.pref_value(name) {
+    list_of(&customer.pref_value(name))
+}
+
+/// A preference's items: a list, or a comma-separated string (blanks trimmed, empty
+/// items dropped).
+pub(crate) fn list_of(value: &Value) -> Vec<String> {
+    match value {
         Value::List(items) => items.iter().map(Value::to_key).collect(),
         Value::Str(s) => s
             .split(',')

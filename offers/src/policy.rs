@@ -226,12 +226,10 @@ fn resolve(tz: Tz, local: chrono::NaiveDateTime, fallback: DateTime<Utc>) -> Dat
 /// Weekdays from a preference value: a list or a comma-separated string of day names
 /// (`SAT`, `Saturday`, `sat`); unknown names are ignored.
 pub fn weekdays(value: &Value) -> Vec<Weekday> {
-    let names: Vec<String> = match value {
-        Value::List(items) => items.iter().map(Value::to_key).collect(),
-        Value::Str(s) => s.split(',').map(str::to_owned).collect(),
-        _ => Vec::new(),
-    };
-    names.iter().filter_map(|n| n.trim().parse::<Weekday>().ok()).collect()
+    crate::matching::list_of(value)
+        .iter()
+        .filter_map(|n| n.trim().parse::<Weekday>().ok())
+        .collect()
 }
 
 #[cfg(test)]

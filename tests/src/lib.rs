@@ -106,6 +106,21 @@ impl Demo {
     pub fn out(&self) -> PathBuf {
         self.dir.path().join("out")
     }
+
+    /// A copy of the demo's specs in `name` under its directory, to edit.
+    pub fn specs_copy(&self, name: &str) -> PathBuf {
+        let specs = self.dir.path().join(name);
+        copy_dir(&self.out().join("specs"), &specs);
+        specs
+    }
+
+    /// A `--data` directory `name` holding the demo's trusted zone (its vault, so the
+    /// same tokens) and no cloud state.
+    pub fn data_with_its_vault(&self, name: &str) -> PathBuf {
+        let data = self.dir.path().join(name);
+        copy_dir(&self.out().join("data").join("trusted"), &data.join("trusted"));
+        data
+    }
 }
 
 /// Lines of a JSONL file as JSON values.

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use persona_tests::{Demo, copy_dir, files_under, jsonl, persona, persona_unchecked, run_files};
+use persona_tests::{Demo, files_under, jsonl, persona, persona_unchecked, run_files};
 
 #[test]
 fn offer_tools_read_what_the_run_left() {
@@ -27,8 +27,7 @@ fn offer_tools_read_what_the_run_left() {
     );
     // The demo's vault, so the tokens are the demo run's: its fuel-card audience is
     // the same customers, now split into treated and control.
-    let data = tmp.join("data");
-    copy_dir(&out.join("data").join("trusted"), &data.join("trusted"));
+    let data = demo.data_with_its_vault("data");
     run_files(&specs, &out.join("sources"), &data, &tmp.join("o"), &[]);
     let matches = jsonl(&tmp.join("o").join("matches.jsonl"));
     let s = |p: &std::path::Path| p.to_str().unwrap().to_owned();

@@ -22,8 +22,7 @@ fn run_replays_the_demo_and_redelivery_changes_nothing() {
     let tmp = demo.dir.path();
 
     // Same vault (same tokens and event ids), fresh cloud state: identical outputs.
-    let data = tmp.join("replay-data");
-    copy_dir(&out.join("data").join("trusted"), &data.join("trusted"));
+    let data = demo.data_with_its_vault("replay-data");
     let replay = tmp.join("replay");
     run(&out.join("specs"), &out.join("sources"), &data, &replay);
     for file in [
@@ -277,8 +276,7 @@ fn a_duplicate_offer_is_refused_and_a_broken_contact_policy_stops_the_run() {
     let demo = Demo::run(40, 30);
     let out = demo.out();
     let tmp = demo.dir.path();
-    let specs = tmp.join("specs");
-    copy_dir(&out.join("specs"), &specs);
+    let specs = demo.specs_copy("specs");
     let offers = read(&specs.join("offers.yaml"));
     let first = offers.split("---").next().unwrap().to_owned();
     std::fs::write(specs.join("again.yaml"), first).unwrap();
@@ -340,15 +338,13 @@ fn a_contact_policy_caps_and_defers_matches() {
         "the demo would not show the policy at work"
     );
 
-    let specs = tmp.join("specs");
-    copy_dir(&out.join("specs"), &specs);
+    let specs = demo.specs_copy("specs");
     std::fs::write(
         specs.join("policy.yaml"),
         "kind: ContactPolicy\nmetadata: {name: default}\nspec: {maxPerDay: 1, quietHours: {from: \"20:00\", to: \"10:00\"}, timezone: Asia/Kolkata}\n",
     )
     .unwrap();
-    let data = tmp.join("policy-data");
-    copy_dir(&out.join("data").join("trusted"), &data.join("trusted"));
+    let data = demo.data_with_its_vault("policy-data");
     run(&specs, &out.join("sources"), &data, &tmp.join("o"));
     let held = jsonl(&tmp.join("o").join("matches.jsonl"));
     assert!(!held.is_empty());
@@ -376,8 +372,7 @@ fn an_added_feature_is_backfilled_on_request() {
     let demo = Demo::run(80, 45);
     let out = demo.out();
     let tmp = demo.dir.path();
-    let full = tmp.join("full");
-    copy_dir(&out.join("specs"), &full);
+    let full = demo.specs_copy("full");
     let narrow = tmp.join("narrow");
     copy_dir(&full, &narrow);
     let added = ["txn_count_lifetime", "categories_30d", "mall_spend_30d"];
@@ -389,11 +384,7 @@ fn an_added_feature_is_backfilled_on_request() {
     assert_eq!(without.len() + added.len(), set.lines().count());
     std::fs::write(narrow.join("featureset.yaml"), without.join("\n")).unwrap();
     let sources = out.join("sources");
-    let data = |name: &str| {
-        let d = tmp.join(name);
-        copy_dir(&out.join("data").join("trusted"), &d.join("trusted"));
-        d
-    };
+    let data = |name: &str| demo.data_with_its_vault(name);
     let features = |o: &str| -> Vec<serde_json::Value> { jsonl(&tmp.join(o).join("features.jsonl")) };
 
     let live = data("live");
@@ -445,15 +436,13 @@ fn a_scheduled_offer_sweeps_every_customer_at_its_times() {
     let demo = Demo::run(120, 45);
     let out = demo.out();
     let tmp = demo.dir.path();
-    let specs = tmp.join("specs");
-    copy_dir(&out.join("specs"), &specs);
+    let specs = demo.specs_copy("specs");
     std::fs::write(
         specs.join("weekly.yaml"),
         "kind: Offer\nmetadata: {name: weekly-saver}\nspec:\n  title: Your weekly savings tip\n  priority: 1\n  trigger: {schedule: \"0 10 * * MON\"}\n  when: features.min_balance_90d >= 100000\n  channels: [email, sms]\n  variants: [{name: tip, message: \"Move idle money to a fixed deposit\"}]\n",
     )
     .unwrap();
-    let data = tmp.join("data");
-    copy_dir(&out.join("data").join("trusted"), &data.join("trusted"));
+    let data = demo.data_with_its_vault("data");
     run(&specs, &out.join("sources"), &data, &tmp.join("o1"));
     let matches = jsonl(&tmp.join("o1").join("matches.jsonl"));
     let weekly: Vec<_> = matches.iter().filter(|m| m["offer"] == "weekly-saver").collect();
@@ -488,8 +477,7 @@ fn a_context_event_reaches_every_actor_it_concerns() {
     let demo = Demo::run(150, 30);
     let out = demo.out();
     let tmp = demo.dir.path();
-    let specs = tmp.join("specs");
-    copy_dir(&out.join("specs"), &specs);
+    let specs = demo.specs_copy("specs");
     std::fs::write(
         specs.join("alerts.yaml"),
         "kind: Source\nmetadata: {name: weather-alerts}\nspec:\n  files: \"alerts.jsonl\"\n  format: jsonl\n  event: context\n  id: [alert_id]\n  time: {field: ts}\n  fields:\n    alert_id: drop\n    ts: drop\n    region: {attr: city}\n    level: {attr: level}\n---\nkind: Offer\nmetadata: {name: monsoon-cover}\nspec:\n  title: Monsoon cover for your car\n  priority: 90\n  trigger: {on: [context]}\n  when: event.level == \"red\" and event.city == profile.city\n  channels: [sms, email]\n  variants: [{name: a, message: \"Heavy rain ahead: add monsoon cover\"}]\n",
@@ -502,8 +490,7 @@ fn a_context_event_reaches_every_actor_it_concerns() {
         "{\"alert_id\":\"A1\",\"ts\":\"2026-10-20T06:00:00+05:30\",\"region\":\"Mumbai\",\"level\":\"red\"}\n{\"alert_id\":\"A2\",\"ts\":\"2026-10-21T06:00:00+05:30\",\"region\":\"Delhi\",\"level\":\"amber\"}\n",
     )
     .unwrap();
-    let data = tmp.join("data");
-    copy_dir(&out.join("data").join("trusted"), &data.join("trusted"));
+    let data = demo.data_with_its_vault("data");
     run(&specs, &sources, &data, &tmp.join("o1"));
     let cover: Vec<String> = jsonl(&tmp.join("o1").join("matches.jsonl"))
         .iter()

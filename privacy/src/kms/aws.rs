@@ -254,15 +254,14 @@ impl Kms for AwsKms {
         let out = self.runtime.wait(OP, self.wait, async move {
             request.send().await.map_err(|e| sdk_error(OP, e))
         })?;
-        let plain = out.plaintext.ok_or(Error::KmsUnavailable {
-            operation: OP,
-            reason: "the answer has no plaintext key",
-        })?;
         let wrapped = out.ciphertext_blob.ok_or(Error::KmsUnavailable {
             operation: OP,
             reason: "the answer has no wrapped key",
         })?;
-        Ok((data_key(OP, plain)?, WrappedKey::from_bytes(wrapped.into_inner())))
+        Ok((
+            data_key(OP, out.plaintext)?,
+            WrappedKey::from_bytes(wrapped.into_inner()),
+        ))
     }
 
     fn decrypt(&self, wrapped: &WrappedKey, context: &EncryptionContext) -> Result<DataKey> {
@@ -278,11 +277,7 @@ impl Kms for AwsKms {
         let out = self.runtime.wait(OP, self.wait, async move {
             request.send().await.map_err(|e| sdk_error(OP, e))
         })?;
-        let plain = out.plaintext.ok_or(Error::KmsUnavailable {
-            operation: OP,
-            reason: "the answer has no plaintext key",
-        })?;
-        data_key(OP, plain)
+        data_key(OP, out.plaintext)
     }
 }
 
@@ -291,7 +286,12 @@ fn as_map(context: &EncryptionContext) -> HashMap<String, String> {
 }
 
 /// The plaintext of an answer as a key; the SDK's buffer is wiped on the way.
-fn data_key(operation: &'static str, plain: Blob) -> Result<DataKey> {
+/// The plaintext data key of a KMS answer, which must hold one of 256 bits.
+fn data_key(operation: &'static str, plain: Option<Blob>) -> Result<DataKey> {
+    let plain = plain.ok_or(Error::KmsUnavailable {
+        operation,
+        reason: "the answer has no plaintext key",
+    })?;
     let plain = Zeroizing::new(plain.into_inner());
     let mut key = Zeroizing::new([0u8; 32]);
     if plain.len() != key.len() {
