@@ -14,7 +14,7 @@ use persona_event::Value;
 
 use crate::ast::{BinOp, Expr, SExpr, Spanned, UnOp};
 use crate::diag::{Diagnostic, Diagnostics, did_you_mean};
-use crate::eval::Node;
+use crate::eval::{FeatureName, Node};
 use crate::func::Func;
 use crate::schema::{Root, Schema, Type};
 
@@ -209,6 +209,7 @@ impl<'s> Checker<'s> {
             return Some(crate::schema::FeatureDecl {
                 ty: Type::Any,
                 family: false,
+                slot: None,
             });
         }
         if decl.is_none() {
@@ -246,8 +247,8 @@ impl<'s> Checker<'s> {
         }
         match self.feature(name) {
             // A family used whole is the map of its members.
-            Some(decl) if decl.family => Typed::new(Type::Map, Node::Path(root, name.node.as_str().into())),
-            Some(decl) => Typed::new(decl.ty, Node::Path(root, name.node.as_str().into())),
+            Some(decl) if decl.family => Typed::new(Type::Map, Node::Feature(FeatureName::new(&name.node, decl))),
+            Some(decl) => Typed::new(decl.ty, Node::Feature(FeatureName::new(&name.node, decl))),
             None => Typed::poisoned(),
         }
     }
@@ -298,10 +299,11 @@ impl<'s> Checker<'s> {
                     .label(format!("this is {}", article(k.ty)));
                     return self.report(d);
                 }
+                let feature = FeatureName::new(&name.node, decl);
                 let node = match k.node {
                     Node::Const(Value::Null) => Node::Const(Value::Null),
-                    Node::Const(v) => Node::FeatureKey(name.node.as_str().into(), v.to_key().into()),
-                    other => Node::FeatureIndex(name.node.as_str().into(), Box::new(other)),
+                    Node::Const(v) => Node::FeatureKey(feature, v.to_key().into()),
+                    other => Node::FeatureIndex(feature, Box::new(other)),
                 };
                 Typed::new(decl.ty, node)
             }

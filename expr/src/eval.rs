@@ -1,10 +1,10 @@
 //! Evaluation: the compiled tree the checker produces, the [`Scope`] it reads from,
 //! and the tree-walking evaluator.
 //!
-//! The compiled tree is resolved ahead of time (roots, features, family keys and
-//! functions are enums and boxed names, constant lists are folded), and evaluation
-//! hands out borrowed constants, so a typical offer clause allocates only what the
-//! scope returns.
+//! The compiled tree is resolved ahead of time: roots and functions are enums,
+//! features carry the slot their scope holds them in (when the schema gave one),
+//! family keys and constant lists are folded. Evaluation hands out borrowed
+//! constants, so a typical offer clause allocates only what the scope returns.
 
 mod arith;
 mod call;
@@ -19,7 +19,46 @@ use persona_event::Value;
 pub(crate) use arith::{arith, neg};
 
 use crate::func::Func;
-use crate::schema::Root;
+use crate::schema::{FeatureDecl, Root};
+
+/// A feature as a compiled program refers to it: by the slot the schema declared it
+/// in ([`crate::Schema::feature_in_slot`]), which a scope holding its features in
+/// slots reads directly, and by name, for scopes that have no slots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FeatureRef<'a> {
+    pub name: &'a str,
+    pub slot: Option<u32>,
+}
+
+impl<'a> FeatureRef<'a> {
+    /// A reference by name only (no slot): what a caller outside a program asks for.
+    pub fn named(name: &'a str) -> Self {
+        FeatureRef { name, slot: None }
+    }
+}
+
+/// The owned form of [`FeatureRef`] inside the compiled tree.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct FeatureName {
+    name: Box<str>,
+    slot: Option<u32>,
+}
+
+impl FeatureName {
+    pub(crate) fn new(name: &str, decl: FeatureDecl) -> Self {
+        FeatureName {
+            name: name.into(),
+            slot: decl.slot,
+        }
+    }
+
+    pub(crate) fn as_ref(&self) -> FeatureRef<'_> {
+        FeatureRef {
+            name: &self.name,
+            slot: self.slot,
+        }
+    }
+}
 
 /// Where an expression reads its values from. Only `event` is required, so the
 /// scope of a feature's `where` needs one method; the rest default to "missing".
@@ -34,15 +73,16 @@ pub trait Scope {
         None
     }
 
-    /// `features.name`; a family returns a `Value::Map` of its members.
-    fn feature(&self, _name: &str) -> Value {
+    /// `features.name`; a family returns a `Value::Map` of its members. A scope that
+    /// holds features in the slots its schema declared reads `f.slot`.
+    fn feature(&self, _f: FeatureRef<'_>) -> Value {
         Value::Null
     }
 
     /// `features.name["key"]`. The default reads the whole family through
     /// [`Scope::feature`]; a scope that holds families can answer without a copy.
-    fn feature_member(&self, name: &str, key: &str) -> Value {
-        match self.feature(name) {
+    fn feature_member(&self, f: FeatureRef<'_>, key: &str) -> Value {
+        match self.feature(f) {
             Value::Map(mut members) => members.remove(key).unwrap_or(Value::Null),
             _ => Value::Null,
         }
@@ -89,12 +129,14 @@ pub trait Scope {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Node {
     Const(Value),
-    /// `root.name`; for `features`, the whole feature (a map for a family).
+    /// `event.name`, `profile.name` or `prefs.name`.
     Path(Root, Box<str>),
+    /// `features.name`: the whole feature (a map for a family).
+    Feature(FeatureName),
     /// `features.family["key"]` with a literal key.
-    FeatureKey(Box<str>, Box<str>),
+    FeatureKey(FeatureName, Box<str>),
     /// `features.family[expr]`.
-    FeatureIndex(Box<str>, Box<Node>),
+    FeatureIndex(FeatureName, Box<Node>),
     /// `map.name` on a computed map.
     Field(Box<Node>, Box<str>),
     Index(Box<Node>, Box<Node>),
@@ -141,17 +183,18 @@ impl Node {
                     Some(v) => return Cow::Borrowed(v),
                     None => s.event(name),
                 },
-                Root::Features => s.feature(name),
+                Root::Features => s.feature(FeatureRef::named(name)),
                 Root::Profile => match s.profile_ref(name) {
                     Some(v) => return Cow::Borrowed(v),
                     None => s.profile(name),
                 },
                 Root::Prefs => s.prefs(name),
             },
-            Node::FeatureKey(name, key) => s.feature_member(name, key),
-            Node::FeatureIndex(name, key) => match &*key.eval(s) {
+            Node::Feature(f) => s.feature(f.as_ref()),
+            Node::FeatureKey(f, key) => s.feature_member(f.as_ref(), key),
+            Node::FeatureIndex(f, key) => match &*key.eval(s) {
                 Value::Null => Value::Null,
-                key => s.feature_member(name, &key.to_key()),
+                key => s.feature_member(f.as_ref(), &key.to_key()),
             },
             Node::Field(base, name) => return field(base.eval(s), name),
             Node::Index(base, index) => return index_into(base.eval(s), &index.eval(s)),
@@ -171,9 +214,10 @@ impl Node {
     /// Calls `f` on every feature this node reads, whole or by member.
     pub(crate) fn visit_features<'a>(&'a self, f: &mut impl FnMut(&'a str)) {
         match self {
-            Node::Path(Root::Features, name) | Node::FeatureKey(name, _) => f(name),
-            Node::FeatureIndex(name, key) => {
-                f(name);
+            Node::Path(Root::Features, name) => f(name),
+            Node::Feature(feature) | Node::FeatureKey(feature, _) => f(&feature.name),
+            Node::FeatureIndex(feature, key) => {
+                f(&feature.name);
                 key.visit_features(f);
             }
             Node::Const(_) | Node::Path(..) => {}

@@ -64,7 +64,7 @@ use std::sync::Arc;
 use persona_event::Value;
 
 pub use diag::{Diagnostic, Diagnostics};
-pub use eval::Scope;
+pub use eval::{FeatureRef, Scope};
 pub use field::{FieldError, compile_condition_field, compile_field};
 pub use schema::{FeatureDecl, Root, Schema, Type};
 
@@ -174,6 +174,7 @@ impl Program {
     pub fn as_path(&self) -> Option<(Root, &str)> {
         match &self.inner.node {
             Node::Path(root, name) => Some((*root, name)),
+            Node::Feature(f) => Some((Root::Features, f.as_ref().name)),
             _ => None,
         }
     }

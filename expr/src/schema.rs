@@ -102,12 +102,15 @@ impl fmt::Display for Root {
     }
 }
 
-/// A declared feature: its value type (of each member, for a family) and whether it
-/// is a keyed family (`by`).
+/// A declared feature: its value type (of each member, for a family), whether it is
+/// a keyed family (`by`), and the slot its scope reads it from, when it has one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FeatureDecl {
     pub ty: Type,
     pub family: bool,
+    /// Where the scope holds the feature: compiled programs carry it, so a scope that
+    /// stores features in slots answers without looking the name up.
+    pub slot: Option<u32>,
 }
 
 /// What expressions checked against this schema may refer to.
@@ -151,7 +154,16 @@ impl Schema {
 
     /// Declares a feature. For a family (`by`), `ty` is the type of each member.
     pub fn feature(mut self, name: &str, ty: Type, family: bool) -> Self {
-        self.features.insert(name.to_owned(), FeatureDecl { ty, family });
+        self.features
+            .insert(name.to_owned(), FeatureDecl { ty, family, slot: None });
+        self
+    }
+
+    /// Declares a feature held in `slot` of the scopes the expressions will run in:
+    /// the compiled program reads it by that number ([`crate::FeatureRef::slot`]).
+    pub fn feature_in_slot(mut self, name: &str, ty: Type, family: bool, slot: u32) -> Self {
+        let slot = Some(slot);
+        self.features.insert(name.to_owned(), FeatureDecl { ty, family, slot });
         self
     }
 

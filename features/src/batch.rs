@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use persona_event::{Event, Value};
-use persona_expr::Scope;
+use persona_expr::{FeatureRef, Scope};
 
 use crate::agg::Agg;
 use crate::set::{Feature, FeatureSet};
@@ -34,8 +34,8 @@ impl Scope for Computed<'_> {
     fn event(&self, _name: &str) -> Value {
         Value::Null
     }
-    fn feature(&self, name: &str) -> Value {
-        self.values.get(name).cloned().unwrap_or(Value::Null)
+    fn feature(&self, f: FeatureRef<'_>) -> Value {
+        self.values.get(f.name).cloned().unwrap_or(Value::Null)
     }
     fn now(&self) -> Option<DateTime<Utc>> {
         Some(self.at)

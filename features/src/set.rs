@@ -189,15 +189,33 @@ impl FeatureSet {
 
     /// Declares every feature of the set (with its type) in an expression schema, so
     /// offers are type-checked against it.
+    ///
+    /// Each feature is declared in its slot ([`FeatureSet::slot`]): base features
+    /// first, in order, then derived ones, so compiled programs read features
+    /// through [`crate::FeatureView`] by number.
     pub fn declare(&self, mut schema: Schema) -> Schema {
-        for f in &self.features {
+        for (f, slot) in self.features.iter().zip(0u32..) {
             let ty = if f.agg.is_numeric() { Type::Number } else { Type::Any };
-            schema = schema.feature(&f.name, ty, f.by.is_some());
+            schema = schema.feature_in_slot(&f.name, ty, f.by.is_some(), slot);
         }
-        for d in &self.derived {
-            schema = schema.feature(&d.name, d.program.ty(), false);
+        let base = u32::try_from(self.features.len()).unwrap_or(u32::MAX);
+        for (d, slot) in self.derived.iter().zip(base..) {
+            schema = schema.feature_in_slot(&d.name, d.program.ty(), false, slot);
         }
         schema
+    }
+
+    /// The feature in schema slot `slot` (see [`FeatureSet::declare`]).
+    pub(crate) fn slot(&self, slot: u32) -> Option<Slot> {
+        let slot = usize::try_from(slot).ok()?;
+        let base = self.features.len();
+        if slot < base {
+            Some(Slot::Base(slot))
+        } else if slot - base < self.derived.len() {
+            Some(Slot::Derived(slot - base))
+        } else {
+            None
+        }
     }
 
     /// The base features named. Derived features are computed from the others and
@@ -458,13 +476,16 @@ fn compile_derived(
             let d = &specs[i];
             // Declare everything known so far plus the not-yet-ordered derived names,
             // so that the checker reports real unknowns, not ordering.
+            // Base and ordered derived features sit in their final slots (as in
+            // `FeatureSet::declare`), which a program that is kept reads them from.
             let mut schema = Schema::new().allow_root(Root::Features);
-            for f in features {
+            for (f, slot) in features.iter().zip(0u32..) {
                 let ty = if f.agg.is_numeric() { Type::Number } else { Type::Any };
-                schema = schema.feature(&f.name, ty, f.by.is_some());
+                schema = schema.feature_in_slot(&f.name, ty, f.by.is_some(), slot);
             }
-            for k in &done {
-                schema = schema.feature(&k.name, k.program.ty(), false);
+            let base = u32::try_from(features.len()).unwrap_or(u32::MAX);
+            for (k, slot) in done.iter().zip(base..) {
+                schema = schema.feature_in_slot(&k.name, k.program.ty(), false, slot);
             }
             for n in &pending_names {
                 if !done.iter().any(|k| k.name == *n) {

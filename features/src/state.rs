@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use persona_event::{Event, Value};
-use persona_expr::Scope;
+use persona_expr::{FeatureRef, Scope};
 
 use crate::agg::Acc;
 use crate::set::{Feature, FeatureSet, Group, Place, Selection, Slot};
@@ -385,9 +385,25 @@ impl FeatureView<'_> {
     /// One feature by name, base or derived; null when the set has no such feature.
     pub fn get(&self, name: &str) -> Value {
         match self.set.index.get(name) {
-            Some(Slot::Base(i)) => self.state.base_value(self.set, &self.set.features[*i], self.at),
-            Some(Slot::Derived(j)) => self.set.derived[*j].program.eval(self),
+            Some(&slot) => self.value(slot),
             None => Value::Null,
+        }
+    }
+
+    /// The feature a compiled program refers to: by its slot, with no name look-up,
+    /// when the program was checked against this set's [`FeatureSet::declare`]; by
+    /// name otherwise.
+    pub fn get_ref(&self, f: FeatureRef<'_>) -> Value {
+        match f.slot.and_then(|s| self.set.slot(s)) {
+            Some(slot) => self.value(slot),
+            None => self.get(f.name),
+        }
+    }
+
+    fn value(&self, slot: Slot) -> Value {
+        match slot {
+            Slot::Base(i) => self.state.base_value(self.set, &self.set.features[i], self.at),
+            Slot::Derived(j) => self.set.derived[j].program.eval(self),
         }
     }
 
@@ -412,8 +428,8 @@ impl Scope for FeatureView<'_> {
     fn event(&self, _name: &str) -> Value {
         Value::Null
     }
-    fn feature(&self, name: &str) -> Value {
-        self.get(name)
+    fn feature(&self, f: FeatureRef<'_>) -> Value {
+        self.get_ref(f)
     }
     fn now(&self) -> Option<DateTime<Utc>> {
         Some(self.at)

@@ -374,3 +374,31 @@ fn an_event_type_listed_twice_counts_once() {
     st.apply(&set, &txn(1, "2026-10-01T05:00:00Z", 10.0, "debit", "fuel"));
     assert_eq!(st.view(&set, None).get("twice"), Value::Int(1));
 }
+
+#[test]
+fn programs_checked_against_the_set_read_every_feature_by_its_slot() {
+    // Derived features listed before what they depend on: their slots follow the
+    // evaluation order, not the spec's.
+    let car =
+        "    - {name: car_intent, expr: \"features.fuel_spend_30d > 3000 and features.early_salary_months_6m >= 2\"}\n";
+    let swapped = SET.replace(car, "") + car;
+    let set = FeatureSet::compile(&FeatureSetDocument::from_yaml(&swapped).unwrap()).unwrap();
+    assert_eq!(set.derived()[0].name, "car_intent");
+    let mut st = FeatureState::default();
+    for e in stream() {
+        st.apply(&set, &e);
+    }
+    let view = st.view(&set, at("2026-10-16T12:00:00Z"));
+    let schema = set.declare(persona_expr::Schema::new().allow_root(persona_expr::Root::Features));
+    let names: Vec<&str> = set.features().iter().map(|f| f.name.as_str()).collect();
+    let derived: Vec<&str> = set.derived().iter().map(|d| d.name.as_str()).collect();
+    for (name, slot) in names.iter().chain(&derived).zip(0u32..) {
+        assert_eq!(schema.lookup(name).and_then(|d| d.slot), Some(slot), "{name}");
+        let program = persona_expr::compile(&format!("features.{name}"), &schema).unwrap();
+        let (by_slot, by_name) = (program.eval(&view), view.get(name));
+        assert_eq!(by_slot, by_name, "{name}");
+        assert_ne!(by_slot, Value::Null, "{name} has a value in this stream");
+    }
+    let fuel = persona_expr::compile("features.spend_30d[\"fuel\"]", &schema).unwrap();
+    assert_eq!(fuel.eval(&view), Value::Float(4100.0));
+}

@@ -5,7 +5,7 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 use persona_event::{Channel, Event, Token, Value};
-use persona_expr::Scope;
+use persona_expr::{FeatureRef, Scope};
 
 use crate::Engine;
 use crate::customer::Customer;
@@ -54,7 +54,7 @@ impl Customer {
                     .map(|c| {
                         let value = c.program.eval(&scope);
                         let features = c.program.features_used().into_iter().map(|f| {
-                            let v = scope.feature(&f);
+                            let v = scope.feature(FeatureRef::named(&f));
                             (f, v)
                         });
                         ClauseOutcome {

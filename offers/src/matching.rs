@@ -3,14 +3,13 @@
 //! that passes them all wins, so an event yields at most one match.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use persona_event::Match;
 use persona_event::hash::fnv1a64;
 use persona_event::{Channel, Event, MatchId, MatchMessage, Token, Value};
-use persona_expr::Scope;
+use persona_expr::{FeatureRef, Scope};
 use persona_features::FeatureView;
 use sha2::{Digest, Sha256};
 
@@ -26,9 +25,9 @@ pub(crate) struct CustomerScope<'a> {
     pub(crate) event: Option<&'a Event>,
     pub(crate) features: FeatureView<'a>,
     pub(crate) tz: Tz,
-    /// Features already computed for this decision: many offers read the same ones,
-    /// and a windowed feature costs a pass over its tiles.
-    seen: RefCell<HashMap<String, Value>>,
+    /// Features already computed for this decision, by slot: many offers read the
+    /// same few, and a windowed feature costs a pass over its tiles.
+    seen: RefCell<Vec<(u32, Value)>>,
 }
 
 impl<'a> CustomerScope<'a> {
@@ -43,7 +42,7 @@ impl<'a> CustomerScope<'a> {
             event,
             features: customer.features.view(&engine.features, at),
             tz: engine.features.timezone(),
-            seen: RefCell::new(HashMap::new()),
+            seen: RefCell::new(Vec::new()),
         }
     }
 
@@ -63,12 +62,15 @@ impl Scope for CustomerScope<'_> {
     fn event_ref(&self, name: &str) -> Option<&Value> {
         self.event.and_then(|e| e.attr_field(name))
     }
-    fn feature(&self, name: &str) -> Value {
-        if let Some(v) = self.seen.borrow().get(name) {
+    fn feature(&self, f: FeatureRef<'_>) -> Value {
+        let Some(slot) = f.slot else {
+            return self.features.get_ref(f);
+        };
+        if let Some((_, v)) = self.seen.borrow().iter().find(|(s, _)| *s == slot) {
             return v.clone();
         }
-        let v = self.features.get(name);
-        self.seen.borrow_mut().insert(name.to_owned(), v.clone());
+        let v = self.features.get_ref(f);
+        self.seen.borrow_mut().push((slot, v.clone()));
         v
     }
     fn profile(&self, name: &str) -> Value {

@@ -7,7 +7,7 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use persona_event::Value;
 use proptest::prelude::*;
 
-use crate::{Root, Schema, Scope, Type, compile};
+use crate::{FeatureRef, Root, Schema, Scope, Type, compile};
 
 #[derive(Debug, Default)]
 struct TestScope {
@@ -24,8 +24,8 @@ impl Scope for TestScope {
     fn event(&self, name: &str) -> Value {
         self.event.get(name).cloned().unwrap_or_default()
     }
-    fn feature(&self, name: &str) -> Value {
-        self.features.get(name).cloned().unwrap_or_default()
+    fn feature(&self, f: FeatureRef<'_>) -> Value {
+        self.features.get(f.name).cloned().unwrap_or_default()
     }
     fn profile(&self, name: &str) -> Value {
         self.profile.get(name).cloned().unwrap_or_default()
@@ -303,6 +303,41 @@ fn eval_bool_is_true_only_for_true() {
     ] {
         assert_eq!(compile(src, &schema()).unwrap().eval_bool(&s), want, "{src}");
     }
+}
+
+/// Holds features only in slots: a program compiled against slotted declarations must
+/// read them by number, since asking by name finds nothing.
+struct Slotted(Vec<Value>);
+impl Scope for Slotted {
+    fn event(&self, _name: &str) -> Value {
+        Value::Null
+    }
+    fn feature(&self, f: FeatureRef<'_>) -> Value {
+        let slot = f.slot.and_then(|s| usize::try_from(s).ok());
+        slot.and_then(|s| self.0.get(s).cloned()).unwrap_or_default()
+    }
+}
+
+#[test]
+fn features_declared_in_slots_are_read_by_slot() {
+    let schema = Schema::new()
+        .allow_root(Root::Features)
+        .feature_in_slot("balance", Type::Number, false, 1)
+        .feature_in_slot("spend", Type::Number, true, 0)
+        .feature("unslotted", Type::Number, false);
+    let mut spend = BTreeMap::new();
+    spend.insert("fuel".to_owned(), Value::Int(40));
+    let scope = Slotted(vec![Value::Map(spend), Value::Int(500)]);
+    let run = |src: &str| compile(src, &schema).unwrap().eval(&scope);
+    assert_eq!(run("features.balance"), Value::Int(500));
+    assert_eq!(run("features.spend[\"fuel\"] + features.balance"), Value::Int(540));
+    let key = "[\"fu\", \"el\"]";
+    assert_eq!(run(&format!("features.spend[{key}[0] + {key}[1]]")), Value::Int(40));
+    assert_eq!(run("features.unslotted"), Value::Null, "no slot: asked by name");
+    assert_eq!(
+        compile("features.balance", &schema).unwrap().as_path(),
+        Some((Root::Features, "balance"))
+    );
 }
 
 proptest! {
