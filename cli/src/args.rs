@@ -63,6 +63,11 @@ pub(crate) enum BenchCommand {
     Dsl(crate::bench::dsl::Args),
     /// The whole embedded pipeline over a generated bank: events/s, peak memory.
     E2e(crate::bench::e2e::Args),
+    /// Source records read, scrubbed and tokenized per second on one core.
+    Tokenize(crate::bench::vault::Args),
+    /// Token resolutions (customer key and contact) per second on one core, with the
+    /// KMS calls they cost.
+    Detokenize(crate::bench::vault::Args),
 }
 
 #[derive(Debug, clap::Args)]

@@ -29,6 +29,11 @@ pub(crate) struct Args {
     /// Where features.jsonl and dead_letter.jsonl go.
     #[arg(long)]
     out: PathBuf,
+    /// Also write the canonical tokenized events, in event-time order, one JSON object
+    /// per line: what the cloud zone receives (tokens, no protected value). The Spark
+    /// comparison (bench/spark/compare) computes features from this file.
+    #[arg(long)]
+    events_out: Option<PathBuf>,
     /// The instant features are evaluated at (default: the latest event).
     #[arg(long, value_parser = crate::args::parse_instant)]
     as_of: Option<DateTime<Utc>>,
@@ -45,6 +50,9 @@ pub(crate) async fn run(args: Args, progress: &Progress) -> Result<()> {
     let Some(as_of) = args.as_of.or(events.last().map(|e| e.ts)) else {
         anyhow::bail!("no events: nothing to backfill");
     };
+    if let Some(path) = &args.events_out {
+        crate::outputs::write_lines(path, events.iter())?;
+    }
     let mut by_customer: HashMap<Token, Vec<Event>> = HashMap::new();
     for e in events {
         by_customer.entry(e.token.clone()).or_default().push(e);

@@ -26,6 +26,12 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(BenchCommand::Features(args)) => crate::bench::features::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Bench(BenchCommand::Dsl(args)) => crate::bench::dsl::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Bench(BenchCommand::E2e(args)) => crate::bench::e2e::run(&args).await.map(|()| ExitCode::SUCCESS),
+        Command::Bench(BenchCommand::Tokenize(args)) => {
+            crate::bench::vault::tokenize(&args).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Detokenize(args)) => {
+            crate::bench::vault::detokenize(&args).map(|()| ExitCode::SUCCESS)
+        }
         Command::Crdgen(args) => crate::crdgen::run(&args),
     }
 }

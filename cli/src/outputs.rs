@@ -9,7 +9,7 @@ use persona_event::Match;
 use persona_gateway::DeadLetter;
 use serde::Serialize;
 
-fn write_lines<T: Serialize>(path: &Path, items: impl IntoIterator<Item = T>) -> Result<()> {
+pub(crate) fn write_lines<T: Serialize>(path: &Path, items: impl IntoIterator<Item = T>) -> Result<()> {
     let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut w = BufWriter::new(file);
     for item in items {

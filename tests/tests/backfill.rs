@@ -1,6 +1,7 @@
 //! Streaming equals batch through the whole pipeline: the features the actors of
 //! `persona demo` computed (events applied one by one, checkpointed, snapshotted) are
-//! the features `persona backfill` computes from the same files in batch.
+//! the features `persona backfill` computes from the same files in batch, and the
+//! features `persona bench features` computes from the canonical events backfill wrote.
 
 use persona_tests::{Demo, jsonl, persona};
 use serde_json::Value;
@@ -33,9 +34,36 @@ fn backfill_equals_the_actors_features() {
         out.join("data").to_str().unwrap(),
         "--out",
         backfilled.to_str().unwrap(),
+        "--events-out",
+        backfilled.join("events.jsonl").to_str().unwrap(),
     ]);
+    let benched = backfilled.join("bench-features.jsonl");
+    let report = persona(&[
+        "bench",
+        "features",
+        "--events",
+        backfilled.join("events.jsonl").to_str().unwrap(),
+        "--featureset",
+        out.join("specs/featureset.yaml").to_str().unwrap(),
+        "--runs",
+        "1",
+        "--json",
+        "--features-out",
+        benched.to_str().unwrap(),
+    ]);
+    let report: Value = serde_json::from_str(&String::from_utf8_lossy(&report.stdout)).unwrap();
+    let events = jsonl(&backfilled.join("events.jsonl"));
+    assert_eq!(report["params"]["events"], events.len());
+    assert_eq!(report["params"]["customers"], 300);
+    assert!(report["ops_per_sec"].as_f64().unwrap() > 0.0);
     let streamed = jsonl(&out.join("features.jsonl"));
     let batched = jsonl(&backfilled.join("features.jsonl"));
+    let benched = jsonl(&benched);
+    assert_eq!(benched.len(), batched.len());
+    for (s, b) in benched.iter().zip(&batched) {
+        assert_eq!((&s["token"], &s["as_of"]), (&b["token"], &b["as_of"]));
+        assert!(close(&s["features"], &b["features"]), "bench {s} batch {b}");
+    }
     assert_eq!(streamed.len(), 300);
     assert_eq!(streamed.len(), batched.len());
     for (s, b) in streamed.iter().zip(&batched) {

@@ -3,10 +3,13 @@
 //! for the demo's FeatureSet (about 50 features) or a generated 1,000-feature set with
 //! families.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use chrono::{DateTime, TimeDelta, Utc};
 use persona_event::{Event, EventId, Token, Value};
 use persona_features::{FeatureSet, FeatureSetDocument, FeatureState};
@@ -48,15 +51,25 @@ pub(crate) struct Args {
     /// Customers, each with her own feature state.
     #[arg(long, default_value_t = 20_000)]
     customers: u32,
-    /// Events per customer, over 90 days.
+    /// Generated events per customer, over 90 days.
     #[arg(long, default_value_t = 100)]
-    events: u32,
+    events_per_customer: u32,
     /// Which FeatureSet to measure.
     #[arg(long, value_enum, default_value_t = SetChoice::Demo)]
     set: SetChoice,
     /// Runs; throughput is their median.
     #[arg(long, default_value_t = 3)]
     runs: u32,
+    /// Measure over the canonical events in this JSON Lines file (as `persona backfill
+    /// --events-out` writes them) instead of generated ones.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["customers", "events_per_customer"])]
+    events: Option<PathBuf>,
+    /// The FeatureSet YAML to measure, instead of --set.
+    #[arg(long, conflicts_with = "set")]
+    featureset: Option<PathBuf>,
+    /// Write every customer's features as of the latest event (features.jsonl format).
+    #[arg(long)]
+    features_out: Option<PathBuf>,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -64,10 +77,14 @@ pub(crate) struct Args {
 
 #[derive(Debug, Serialize)]
 struct Params {
-    set: SetChoice,
+    /// The FeatureSet: `demo`, `wide` or the file given.
+    set: String,
     features: usize,
-    customers: u32,
-    events_per_customer: u32,
+    customers: usize,
+    events: u64,
+    /// The events file measured, when not generated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    events_file: Option<PathBuf>,
     runs: u32,
 }
 
@@ -94,9 +111,12 @@ impl fmt::Display for Report {
         let p = &self.params;
         writeln!(
             f,
-            "bench features: {:?} set ({} features), {} customers x {} events, {} runs, 1 core",
-            p.set, p.features, p.customers, p.events_per_customer, p.runs
+            "bench features: {} set ({} features), {} customers, {} events, {} runs, 1 core",
+            p.set, p.features, p.customers, p.events, p.runs
         )?;
+        if let Some(file) = &p.events_file {
+            writeln!(f, "  events from {}", file.display())?;
+        }
         super::median_line(f, "events/s", self.ops_per_sec, &self.runs_ops_per_sec)?;
         writeln!(
             f,
@@ -214,13 +234,54 @@ pub(crate) fn customer_events(c: u32, n: u32, start: DateTime<Utc>) -> Vec<Event
         .collect()
 }
 
+/// Every customer's events from a canonical events file, in file order, customers in
+/// order of first appearance. A line that is not an event is an error naming it.
+fn read_events(path: &Path) -> Result<Vec<Vec<Event>>> {
+    let file = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
+    let mut customers: Vec<Vec<Event>> = Vec::new();
+    let mut index: HashMap<Token, usize> = HashMap::new();
+    for (n, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("{}:{}", path.display(), n + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event: Event = serde_json::from_str(&line)
+            .with_context(|| format!("{}:{}: not a canonical event", path.display(), n + 1))?;
+        let slot = *index.entry(event.token.clone()).or_insert_with(|| {
+            customers.push(Vec::new());
+            customers.len() - 1
+        });
+        customers[slot].push(event);
+    }
+    Ok(customers)
+}
+
+fn load_set(args: &Args) -> Result<(FeatureSet, String)> {
+    let Some(path) = &args.featureset else {
+        return Ok((feature_set(args.set)?, format!("{:?}", args.set).to_lowercase()));
+    };
+    let yaml = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+    let doc = FeatureSetDocument::from_yaml(&yaml).with_context(|| format!("{}", path.display()))?;
+    let set = FeatureSet::compile(&doc).map_err(|errors| {
+        let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!("{}: {}", path.display(), all.join("; "))
+    })?;
+    Ok((set, path.display().to_string()))
+}
+
 pub(crate) fn run(args: &Args) -> Result<()> {
-    let set = feature_set(args.set)?;
-    let start = persona_event::time::parse_ts("2026-08-01T00:00:00Z")?;
-    let customers: Vec<Vec<Event>> = (0..args.customers)
-        .map(|c| customer_events(c, args.events, start))
-        .collect();
-    let total = u64::from(args.customers) * u64::from(args.events);
+    let (set, set_name) = load_set(args)?;
+    let customers: Vec<Vec<Event>> = match &args.events {
+        Some(path) => read_events(path)?,
+        None => {
+            let start = persona_event::time::parse_ts("2026-08-01T00:00:00Z")?;
+            let n = args.events_per_customer;
+            (0..args.customers).map(|c| customer_events(c, n, start)).collect()
+        }
+    };
+    let total: u64 = customers.iter().map(|c| c.len() as u64).sum();
+    let per_customer = customers.len().max(1) as f64;
+    let mut kept: Vec<FeatureState> = Vec::new();
     let mut rates = Vec::new();
     let mut ram = 0.0;
     let mut snapshot = 0.0;
@@ -239,11 +300,15 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         let (after, _) = rss();
         // Only the first run measures memory: later runs reuse what the allocator kept.
         if run == 0 {
-            ram = after.saturating_sub(before) as f64 / f64::from(args.customers.max(1));
+            ram = after.saturating_sub(before) as f64 / per_customer;
         }
-        snapshot = states.iter().map(|s| s.encode(&set).len() as f64).sum::<f64>() / f64::from(args.customers.max(1));
-        drop(states);
+        snapshot = states.iter().map(|s| s.encode(&set).len() as f64).sum::<f64>() / per_customer;
+        kept = states;
     }
+    if let Some(path) = &args.features_out {
+        write_features(path, &set, &customers, &kept)?;
+    }
+    drop(kept);
     // The record an actor checkpoints, with the ids of applied events it keeps to
     // recognise re-deliveries.
     let engine = Engine::new(set.clone(), Vec::new());
@@ -269,15 +334,34 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         record_bytes_per_customer: record,
         runs_ops_per_sec: rates,
         params: Params {
-            set: args.set,
+            set: set_name,
             features: set.features().len() + set.derived().len(),
-            customers: args.customers,
-            events_per_customer: args.events,
+            customers: customers.len(),
+            events: total,
+            events_file: args.events.clone(),
             runs: args.runs,
         },
     };
     super::print(&report, args.json);
     Ok(())
+}
+
+/// Every customer's features as of the latest event of all, sorted by token, in the
+/// features.jsonl format.
+fn write_features(path: &Path, set: &FeatureSet, customers: &[Vec<Event>], states: &[FeatureState]) -> Result<()> {
+    let Some(as_of) = customers.iter().flatten().map(|e| e.ts).max() else {
+        anyhow::bail!("no events: no features to write");
+    };
+    let mut lines: Vec<persona_actors::CustomerFeatures> = customers
+        .iter()
+        .zip(states)
+        .filter_map(|(events, state)| {
+            let token = events.first()?.token.clone();
+            Some((token, as_of, state.view(set, Some(as_of)).all()))
+        })
+        .collect();
+    lines.sort_by(|a, b| a.0.cmp(&b.0));
+    crate::outputs::write_features(path, &lines)
 }
 
 #[cfg(test)]
