@@ -2,9 +2,11 @@
 //! bus of the embedded mode: one append-only stream per partition plus the matches
 //! stream, each entry at a position that only grows, read from a position and trimmed
 //! only below what the consumer has checkpointed, so a consumer that restarts from its
-//! checkpoint sees every entry it has not yet made durable. The Redis Streams bus keeps
-//! the same semantics across processes (a later issue).
+//! checkpoint sees every entry it has not yet made durable. The Redis Streams bus
+//! ([`redis`]) keeps the same semantics across processes, with consumer groups and
+//! leases fenced by epoch.
 
+pub mod redis;
 mod stream;
 
 use std::sync::Arc;
