@@ -4,7 +4,9 @@
 //! customer's state together with the partition's position in one atomic sled batch.
 //! See docs/runtime-semantics.md for ordering, failure and delivery guarantees.
 
+mod outbox;
 mod partition;
+mod redis_feed;
 mod shard;
 mod store;
 
@@ -20,6 +22,7 @@ use persona_placement::partition_of;
 use ractor::{Actor, ActorRef, call};
 use tokio::task::JoinHandle;
 
+pub use outbox::{Outbox, RedisOutbox};
 pub use partition::{CustomerFeatures, PartitionStats};
 use partition::{PartitionArgs, PartitionMsg};
 use shard::{ShardActor, ShardArgs};
@@ -38,6 +41,8 @@ pub enum Error {
     Actor(String),
     #[error("snapshot: {0}")]
     Snapshot(#[from] persona_offers::Error),
+    #[error("bus: {0}")]
+    Bus(#[from] persona_bus::redis::RedisBusError),
 }
 
 /// Every customer a stopped shard's store holds, decoded under `engine`, in token
@@ -75,11 +80,16 @@ pub struct ShardConfig {
     pub batch: usize,
 }
 
-/// A running shard that owns every partition of its bus.
+/// A running shard: the partitions it owns, each fed from its bus.
 #[derive(Debug)]
 pub struct Shard {
     engine: Arc<Engine>,
-    bus: Arc<MemoryBus>,
+    /// Partitions of the whole token space, and those this shard owns (in the order
+    /// of `partitions`).
+    total_partitions: u32,
+    owned: Vec<u32>,
+    /// Tells the Redis feeders to checkpoint, acknowledge and stop.
+    stop: tokio::sync::watch::Sender<bool>,
     store: Store,
     supervisor: ActorRef<()>,
     supervisor_done: Option<JoinHandle<()>>,
@@ -90,20 +100,90 @@ pub struct Shard {
 }
 
 impl Shard {
-    /// Opens the store, starts the supervision tree and one feeder per partition,
-    /// each resuming from its partition's checkpoint.
+    /// Opens the store, starts the supervision tree and one feeder per partition of
+    /// the in-process bus, each resuming from its partition's checkpoint.
     pub async fn start(config: ShardConfig, engine: Arc<Engine>, bus: Arc<MemoryBus>) -> Result<Shard, Error> {
+        let owned: Vec<u32> = (0..bus.partitions()).collect();
+        let outbox: Arc<dyn Outbox> = bus.clone();
+        let mut shard = Shard::spawn(
+            &config,
+            engine,
+            outbox,
+            owned,
+            bus.partitions(),
+            config.checkpoint_every,
+        )
+        .await?;
+        shard.feeders = shard
+            .partitions
+            .iter()
+            .zip(&shard.owned)
+            .map(|(actor, p)| tokio::spawn(feed(*p, actor.clone(), bus.clone(), config.batch.max(1))))
+            .collect();
+        Ok(shard)
+    }
+
+    /// Starts a shard on the Redis bus for the partitions `leases` give it: each
+    /// partition is read in the `shards` group as `consumer`, resuming after its
+    /// checkpoint. A partition publishes its matches under its lease before the
+    /// checkpoint that records them, checkpoints every `config.checkpoint_every`
+    /// entries and whenever its stream is idle, and acknowledges (and trims) only what
+    /// is checkpointed. A partition whose lease is taken away stops at its next
+    /// publish or acknowledgement. [`Shard::stop_feeding`] checkpoints and stops them.
+    pub async fn start_redis(
+        config: ShardConfig,
+        engine: Arc<Engine>,
+        bus: persona_bus::redis::RedisBus,
+        leases: Vec<persona_bus::redis::Lease>,
+        consumer: &str,
+    ) -> Result<Shard, Error> {
+        let outbox = Arc::new(RedisOutbox::new(bus.stream_id()));
+        let owned: Vec<u32> = leases.iter().map(|l| l.partition).collect();
+        let dyn_outbox: Arc<dyn Outbox> = outbox.clone();
+        // The feeder checkpoints: after publishing the batch's matches, never inside it.
+        let mut shard = Shard::spawn(&config, engine, dyn_outbox, owned, bus.partitions(), u64::MAX).await?;
+        let mut feeders = Vec::new();
+        for (actor, lease) in shard.partitions.iter().zip(leases) {
+            let reader = bus.reader(lease, consumer).await?;
+            let feeder = redis_feed::Feeder {
+                actor: actor.clone(),
+                reader,
+                outbox: outbox.clone(),
+                batch: config.batch.max(1),
+                checkpoint_every: config.checkpoint_every.max(1),
+                stop: shard.stop.subscribe(),
+            };
+            feeders.push(tokio::spawn(feeder.run()));
+        }
+        shard.feeders = feeders;
+        Ok(shard)
+    }
+
+    /// Tells the Redis feeders to checkpoint what they applied, acknowledge it and
+    /// stop; [`Shard::drain`] then waits for them.
+    pub fn stop_feeding(&self) {
+        self.stop.send_replace(true);
+    }
+
+    async fn spawn(
+        config: &ShardConfig,
+        engine: Arc<Engine>,
+        outbox: Arc<dyn Outbox>,
+        owned: Vec<u32>,
+        total_partitions: u32,
+        checkpoint_every: u64,
+    ) -> Result<Shard, Error> {
         let store = Store::open(&config.dir)?;
         engine.catalog.restore_budget_used(&store.budget_used()?);
         let mut partitions = Vec::new();
         let progress = Arc::new(AtomicU64::new(0));
-        for p in 0..bus.partitions() {
+        for &p in &owned {
             partitions.push(PartitionArgs {
                 partition: p,
                 engine: engine.clone(),
                 store: store.partition(p)?,
-                bus: bus.clone(),
-                checkpoint_every: config.checkpoint_every.max(1),
+                outbox: outbox.clone(),
+                checkpoint_every: checkpoint_every.max(1),
                 progress: progress.clone(),
             });
         }
@@ -119,19 +199,16 @@ impl Shard {
             .await
             .map_err(|e| Error::Actor(e.to_string()))?;
         let partitions = std::mem::take(&mut *children.lock().expect("children lock"));
-        let feeders = partitions
-            .iter()
-            .enumerate()
-            .map(|(p, actor)| tokio::spawn(feed(p as u32, actor.clone(), bus.clone(), config.batch.max(1))))
-            .collect();
         Ok(Shard {
             engine,
-            bus,
+            total_partitions,
+            owned,
+            stop: tokio::sync::watch::channel(false).0,
             store,
             supervisor,
             supervisor_done: Some(done),
             partitions,
-            feeders,
+            feeders: Vec::new(),
             failure,
             progress,
         })
@@ -265,8 +342,18 @@ impl Shard {
         offer: &str,
         at: Option<DateTime<Utc>>,
     ) -> Result<Option<Explanation>, Error> {
-        let p = &self.partitions[partition_of(token, self.bus.partitions()) as usize];
-        call!(p, PartitionMsg::Explain, token.clone(), offer.to_owned(), at).map_err(actor_err)
+        let wanted = partition_of(token, self.total_partitions);
+        let Some(i) = self.owned.iter().position(|p| *p == wanted) else {
+            return Ok(None);
+        };
+        call!(
+            self.partitions[i],
+            PartitionMsg::Explain,
+            token.clone(),
+            offer.to_owned(),
+            at
+        )
+        .map_err(actor_err)
     }
 
     /// Stops the supervision tree.

@@ -9,12 +9,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
-use persona_bus::{MemoryBus, Position};
+use persona_bus::Position;
 use persona_event::{Event, Token, Value};
 use persona_offers::{Customer, Engine, Explanation};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::Error;
+use crate::outbox::Outbox;
 use crate::store::PartitionStore;
 
 /// The features of one customer as of an instant.
@@ -61,7 +62,8 @@ pub(crate) struct PartitionArgs {
     pub(crate) partition: u32,
     pub(crate) engine: Arc<Engine>,
     pub(crate) store: PartitionStore,
-    pub(crate) bus: Arc<MemoryBus>,
+    /// Where matches go and whom to tell what is durable.
+    pub(crate) outbox: Arc<dyn Outbox>,
     pub(crate) checkpoint_every: u64,
     /// Stream entries handled by every partition of the shard, for progress reports.
     pub(crate) progress: Arc<AtomicU64>,
@@ -73,6 +75,8 @@ pub(crate) struct PartitionState {
     dirty: HashSet<Token>,
     applied_to: Position,
     checkpointed: Position,
+    /// Stream entries applied since the last checkpoint.
+    since_checkpoint: u64,
     stats: PartitionStats,
 }
 
@@ -100,6 +104,7 @@ impl PartitionState {
     fn apply(&mut self, batch: Vec<(Position, Arc<Event>)>) -> Result<Position, Error> {
         let engine = self.args.engine.clone();
         self.args.progress.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.since_checkpoint += batch.len() as u64;
         for (pos, event) in batch {
             if pos <= self.applied_to {
                 // Re-read after a restart from the checkpoint: already applied.
@@ -129,7 +134,7 @@ impl PartitionState {
                 self.dirty.insert(event.token.clone());
                 self.stats.matches += released.len() as u64;
                 for m in released {
-                    self.args.bus.matches().append(Arc::new(m));
+                    self.args.outbox.emit(self.args.partition, m);
                 }
             }
             let customer = self.activate(&event.token)?;
@@ -139,14 +144,14 @@ impl PartitionState {
                 self.dirty.insert(event.token.clone());
                 if let Some(m) = decision {
                     self.stats.matches += 1;
-                    self.args.bus.matches().append(Arc::new(m));
+                    self.args.outbox.emit(self.args.partition, m);
                 }
             } else {
                 self.stats.duplicates += 1;
             }
             self.applied_to = pos;
         }
-        if self.applied_to - self.checkpointed >= self.args.checkpoint_every {
+        if self.since_checkpoint >= self.args.checkpoint_every {
             self.checkpoint()?;
         }
         Ok(self.applied_to)
@@ -164,11 +169,12 @@ impl PartitionState {
             .map(|t| (t, customers[t].encode(engine), customers[t].next_due()));
         self.args
             .store
-            .checkpoint(snapshots, self.args.bus.id(), self.applied_to)?;
+            .checkpoint(snapshots, self.args.outbox.stream_id(), self.applied_to)?;
         self.dirty.clear();
         self.checkpointed = self.applied_to;
+        self.since_checkpoint = 0;
         // Only what is durable may leave the stream.
-        self.args.bus.partition(self.args.partition).trim(self.checkpointed);
+        self.args.outbox.checkpointed(self.args.partition, self.checkpointed);
         Ok(self.checkpointed)
     }
 
@@ -199,7 +205,7 @@ impl PartitionState {
             self.stats.applied += 1;
             if let Some(m) = decided {
                 self.stats.matches += 1;
-                self.args.bus.matches().append(Arc::new(m));
+                self.args.outbox.emit(self.args.partition, m);
             }
             self.dirty.insert(token);
         }
@@ -227,7 +233,7 @@ impl PartitionState {
             let customer = self.activate(&token)?;
             if let Some(m) = customer.sweep(engine, &token, offer, marker.ts) {
                 self.stats.matches += 1;
-                self.args.bus.matches().append(Arc::new(m));
+                self.args.outbox.emit(self.args.partition, m);
             }
             // Even without a match she changed: the sweep is remembered, once.
             self.dirty.insert(token);
@@ -256,7 +262,7 @@ impl PartitionState {
                 released += due.len() as u64;
                 self.dirty.insert(token);
                 for m in due {
-                    self.args.bus.matches().append(Arc::new(m));
+                    self.args.outbox.emit(self.args.partition, m);
                 }
             }
         }
@@ -303,13 +309,14 @@ impl Actor for PartitionActor {
         _me: ActorRef<PartitionMsg>,
         args: PartitionArgs,
     ) -> Result<PartitionState, ActorProcessingErr> {
-        let position = args.store.position(args.bus.id())?;
+        let position = args.store.position(args.outbox.stream_id())?;
         Ok(PartitionState {
             args,
             customers: HashMap::new(),
             dirty: HashSet::new(),
             applied_to: position,
             checkpointed: position,
+            since_checkpoint: 0,
             stats: PartitionStats::default(),
         })
     }

@@ -111,14 +111,17 @@ impl PartitionStore {
         let Some(b) = self.tree.get(POSITION_KEY).map_err(Error::Store)? else {
             return Ok(0);
         };
-        let b: [u8; 16] = b.as_ref().try_into().map_err(|_| Error::Corrupt("position".into()))?;
-        let (id, pos) = b.split_at(8);
-        let same = u64::from_be_bytes(id.try_into().expect("8 bytes")) == stream;
-        Ok(if same {
-            u64::from_be_bytes(pos.try_into().expect("8 bytes"))
-        } else {
-            0
-        })
+        // The stream's id, then the position: 64 bits in stores written before
+        // positions were widened for Redis entry ids, 128 since.
+        let corrupt = || Error::Corrupt("position".into());
+        let (id, pos) = b.as_ref().split_at_checked(8).ok_or_else(corrupt)?;
+        let same = u64::from_be_bytes(id.try_into().map_err(|_| corrupt())?) == stream;
+        let pos = match pos.len() {
+            8 => u128::from(u64::from_be_bytes(pos.try_into().map_err(|_| corrupt())?)),
+            16 => u128::from_be_bytes(pos.try_into().map_err(|_| corrupt())?),
+            _ => return Err(corrupt()),
+        };
+        Ok(if same { pos } else { 0 })
     }
 
     pub(crate) fn load(&self, token: &Token) -> Result<Option<sled::IVec>, Error> {
@@ -142,7 +145,10 @@ impl PartitionStore {
                 None => batch.remove(key),
             }
         }
-        batch.insert(POSITION_KEY, [stream.to_be_bytes(), position.to_be_bytes()].concat());
+        batch.insert(
+            POSITION_KEY,
+            [&stream.to_be_bytes()[..], &position.to_be_bytes()[..]].concat(),
+        );
         self.tree.apply_batch(batch).map_err(Error::Store)?;
         self.tree.flush().map_err(Error::Store)?;
         Ok(())

@@ -257,6 +257,12 @@ impl RedisBus {
         self.partitions
     }
 
+    /// Names this bus (by its key prefix) for checkpoints: a shard's stored positions
+    /// are entry ids of these streams.
+    pub fn stream_id(&self) -> u64 {
+        persona_event::hash::fnv1a64(format!("redis\0{}", self.keys.prefix).as_bytes())
+    }
+
     /// Appends events to their tokens' partition streams in one round trip; returns
     /// each one's (partition, entry id), in order.
     pub async fn publish(&self, events: &[Event]) -> Result<Vec<(u32, EntryId)>> {

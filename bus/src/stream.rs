@@ -5,8 +5,9 @@ use std::sync::Mutex;
 
 use tokio::sync::Notify;
 
-/// A position in a stream: the first entry is at 1; 0 means "before everything".
-pub type Position = u64;
+/// A position in a stream: the first entry is at 1; 0 means "before everything". 128
+/// bits, so a Redis stream entry id (milliseconds, sequence) is a position too.
+pub type Position = u128;
 
 /// An append-only stream. Readers ask for entries from a position; entries stay until
 /// trimmed, so a reader may re-read from its last checkpoint after a failure.

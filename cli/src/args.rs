@@ -53,6 +53,12 @@ pub(crate) enum Command {
     Bench(BenchCommand),
     /// Write the CustomResourceDefinitions, one YAML file per kind (default into crds/).
     Crdgen(crate::crdgen::Args),
+    /// A shard process on the Redis bus: feeds the partitions leased to it until
+    /// SIGTERM, then checkpoints and exits.
+    Shard(crate::cluster::ShardArgs),
+    /// The Redis bus of a local cluster: publish events, assign partitions, status.
+    #[command(subcommand)]
+    Bus(crate::cluster::BusCommand),
 }
 
 #[derive(Debug, Subcommand)]

@@ -33,6 +33,8 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
             crate::bench::vault::detokenize(&args).map(|()| ExitCode::SUCCESS)
         }
         Command::Crdgen(args) => crate::crdgen::run(&args),
+        Command::Shard(args) => crate::cluster::shard(args).await,
+        Command::Bus(command) => crate::cluster::bus(command).await,
     }
 }
 

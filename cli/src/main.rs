@@ -6,6 +6,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod args;
 mod backfill;
 mod bench;
+mod cluster;
 mod commands;
 mod crdgen;
 mod demo;

@@ -10,6 +10,9 @@ use persona_gateway::DeadLetter;
 use serde::Serialize;
 
 pub(crate) fn write_lines<T: Serialize>(path: &Path, items: impl IntoIterator<Item = T>) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut w = BufWriter::new(file);
     for item in items {

@@ -123,6 +123,24 @@ impl Demo {
     }
 }
 
+/// Whether two feature values agree: objects key by key, numbers within a relative
+/// 1e-9 when either is a decimal (sums in another order), anything else exactly.
+pub fn close(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| close(v, w)))
+        }
+        (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
+            let (Some(x), Some(y)) = (x.as_f64(), y.as_f64()) else {
+                return false;
+            };
+            (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1e-12)
+        }
+        _ => a == b,
+    }
+}
+
 /// Lines of a JSONL file as JSON values.
 pub fn jsonl(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)

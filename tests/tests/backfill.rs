@@ -3,21 +3,8 @@
 //! the features `persona backfill` computes from the same files in batch, and the
 //! features `persona bench features` computes from the canonical events backfill wrote.
 
-use persona_tests::{Demo, jsonl, persona};
+use persona_tests::{Demo, close, jsonl, persona};
 use serde_json::Value;
-
-fn close(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| close(v, w)))
-        }
-        (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
-            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
-            (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1e-12)
-        }
-        _ => a == b,
-    }
-}
 
 #[test]
 fn backfill_equals_the_actors_features() {

@@ -1,0 +1,141 @@
+//! The feeder of one partition on the Redis bus: reads its stream in the `shards`
+//! group under the partition's lease, hands batches to the partition actor, publishes
+//! the matches they decided, checkpoints, and acknowledges what is checkpointed.
+//!
+//! The order is what makes the effect exactly once and the matches at least once:
+//! matches are published (fenced by the lease) before the checkpoint that records
+//! them as sent, and entries are acknowledged (fenced, with the checkpoint recorded in
+//! Redis and the stream trimmed below it) only after the checkpoint is durable. A
+//! crash anywhere replays from the store's checkpoint: entries at or below it are
+//! skipped by position, the rest are applied again, deciding the same match ids.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use persona_bus::redis::{EntryId, PartitionReader, RedisBusError};
+use ractor::{ActorRef, call};
+use tokio::sync::watch;
+
+use crate::outbox::RedisOutbox;
+use crate::partition::PartitionMsg;
+use crate::{Error, actor_err};
+
+/// How long a read waits for new entries before the feeder checkpoints what it has.
+const IDLE: Duration = Duration::from_millis(200);
+
+pub(crate) struct Feeder {
+    pub(crate) actor: ActorRef<PartitionMsg>,
+    pub(crate) reader: PartitionReader,
+    pub(crate) outbox: Arc<RedisOutbox>,
+    pub(crate) batch: usize,
+    pub(crate) checkpoint_every: u64,
+    pub(crate) stop: watch::Receiver<bool>,
+}
+
+/// A Redis entry id as a stream position, and back: the id's 128 bits, in order.
+pub(crate) fn position(id: EntryId) -> persona_bus::Position {
+    (u128::from(id.ms) << 64) | u128::from(id.seq)
+}
+
+fn entry_id(position: persona_bus::Position) -> EntryId {
+    EntryId {
+        ms: (position >> 64) as u64,
+        seq: position as u64,
+    }
+}
+
+impl Feeder {
+    /// Runs until told to stop (then checkpoints and acknowledges) or until the
+    /// partition's lease is taken away (then stops without either: the new owner
+    /// resumes from the last acknowledged checkpoint).
+    pub(crate) async fn run(mut self) -> Result<(), Error> {
+        let partition = self.reader.lease().partition;
+        match self.feed().await {
+            Err(Error::Bus(RedisBusError::Fenced { .. })) => {
+                tracing::warn!(partition, "partition reassigned: this shard stops feeding it");
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    async fn feed(&mut self) -> Result<(), Error> {
+        let mut since_checkpoint = 0u64;
+        loop {
+            if *self.stop.borrow() {
+                return self.checkpoint().await;
+            }
+            let entries = tokio::select! {
+                read = self.reader.read(self.batch, IDLE) => read?,
+                // Told to stop, or the shard is gone: checkpoint and stop.
+                changed = self.stop.changed() => match changed {
+                    Ok(()) => continue,
+                    Err(_) => return self.checkpoint().await,
+                },
+            };
+            if entries.is_empty() {
+                if since_checkpoint > 0 {
+                    self.checkpoint().await?;
+                    since_checkpoint = 0;
+                }
+                continue;
+            }
+            since_checkpoint += entries.len() as u64;
+            let batch = entries
+                .into_iter()
+                .map(|e| (position(e.id), Arc::new(e.event)))
+                .collect();
+            call!(self.actor, PartitionMsg::Apply, batch)
+                .map_err(actor_err)?
+                .map_err(Error::Actor)?;
+            self.publish().await?;
+            if since_checkpoint >= self.checkpoint_every {
+                self.checkpoint().await?;
+                since_checkpoint = 0;
+            }
+        }
+    }
+
+    /// Publishes the matches the partition decided, under its lease.
+    async fn publish(&mut self) -> Result<(), Error> {
+        let partition = self.reader.lease().partition;
+        let matches = self.outbox.take_matches(partition);
+        self.reader.publish_matches(&matches).await?;
+        Ok(())
+    }
+
+    /// Publishes pending matches, makes everything applied durable, and acknowledges
+    /// it (recording the checkpoint in Redis and trimming below it).
+    async fn checkpoint(&mut self) -> Result<(), Error> {
+        self.publish().await?;
+        let position = call!(self.actor, PartitionMsg::Checkpoint)
+            .map_err(actor_err)?
+            .map_err(Error::Actor)?;
+        let partition = self.reader.lease().partition;
+        let upto = self.outbox.take_checkpoint(partition).unwrap_or(position);
+        if upto > 0 {
+            self.reader.ack(entry_id(upto)).await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_ids_and_positions_convert_in_order() {
+        let a = EntryId {
+            ms: 1_700_000_000_000,
+            seq: 9,
+        };
+        let b = EntryId {
+            ms: 1_700_000_000_001,
+            seq: 0,
+        };
+        assert!(position(a) < position(b));
+        assert_eq!(entry_id(position(a)), a);
+        assert_eq!(entry_id(0), EntryId::ZERO);
+    }
+}

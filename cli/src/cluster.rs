@@ -1,0 +1,249 @@
+//! The local cluster over Redis: `persona shard` (a shard process owning the
+//! partitions the assignment table leases to it) and `persona bus` (publish canonical
+//! events, assign partitions to shards, show leases and lag).
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use persona_actors::{Shard, ShardConfig};
+use persona_bus::redis::RedisBus;
+use persona_event::Event;
+use persona_offers::Engine;
+use serde::Serialize;
+
+use crate::specs;
+
+/// Where the bus is: shared by `persona shard` and `persona bus`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct BusArgs {
+    /// Redis URL (`redis://` or `rediss://`, with a password if any). Never logged.
+    #[arg(long = "redis", env = "PERSONA_REDIS_URL", hide_env_values = true)]
+    url: String,
+    /// Prefix of every key persona uses on that Redis.
+    #[arg(long, default_value = "persona")]
+    prefix: String,
+    /// Partitions of the token space (fixed for the life of the cluster).
+    #[arg(long, default_value_t = 16)]
+    partitions: u32,
+}
+
+impl BusArgs {
+    async fn connect(&self) -> Result<RedisBus> {
+        // The error names the bus by its prefix, not the URL (it may hold a password).
+        RedisBus::connect(&self.url, &self.prefix, self.partitions)
+            .await
+            .with_context(|| format!("connecting to the Redis bus `{}`", self.prefix))
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ShardArgs {
+    #[command(flatten)]
+    bus: BusArgs,
+    /// This shard's name in the assignment table; also its consumer name.
+    #[arg(long)]
+    name: String,
+    /// The shard's own state directory (restarted shards resume from it).
+    #[arg(long)]
+    data: PathBuf,
+    /// Directory of FeatureSet, Offer and ContactPolicy YAML.
+    #[arg(long)]
+    specs: PathBuf,
+    /// Checkpoint a partition after this many entries (and whenever it is idle).
+    #[arg(long, default_value_t = 10_000)]
+    checkpoint_every: u64,
+    /// Entries read per batch.
+    #[arg(long, default_value_t = 512)]
+    batch: usize,
+    /// On stop, write the features of this shard's customers (features.jsonl format).
+    #[arg(long)]
+    features_out: Option<PathBuf>,
+    /// The instant those features are evaluated at (default: each customer's clock).
+    #[arg(long, value_parser = crate::args::parse_instant)]
+    as_of: Option<DateTime<Utc>>,
+}
+
+/// `persona shard`: waits for leases, feeds its partitions until SIGTERM or Ctrl-C,
+/// then checkpoints, acknowledges and exits 0.
+pub(crate) async fn shard(args: ShardArgs) -> Result<ExitCode> {
+    let specs = specs::load(&args.specs)?;
+    crate::commands::report_problems(&specs);
+    let mut engine = Engine::new(specs.features, specs.offers);
+    if let Some(policy) = specs.policy {
+        engine = engine.with_policy(policy);
+    }
+    let bus = args.bus.connect().await?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let leases = loop {
+        let leases = bus.leases_of(&args.name).await?;
+        if !leases.is_empty() {
+            break leases;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = terminate.recv() => return Ok(ExitCode::SUCCESS),
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+        }
+    };
+    let owned: Vec<u32> = leases.iter().map(|l| l.partition).collect();
+    let config = ShardConfig {
+        name: args.name.clone(),
+        dir: args.data.clone(),
+        checkpoint_every: args.checkpoint_every,
+        batch: args.batch,
+    };
+    let mut shard = Shard::start_redis(config, Arc::new(engine), bus, leases, &args.name).await?;
+    println!("shard {} feeding partitions {owned:?}", args.name);
+    tracing::info!(shard = %args.name, partitions = ?owned, "feeding");
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    shard.stop_feeding();
+    shard.drain().await?;
+    let stats = shard.stats().await?;
+    if let Some(path) = &args.features_out {
+        let features = shard.features(args.as_of).await?;
+        crate::outputs::write_features(path, &features)?;
+    }
+    println!(
+        "shard {} stopped: applied {}, duplicates {}, matches {}",
+        args.name, stats.applied, stats.duplicates, stats.matches
+    );
+    shard.stop().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum BusCommand {
+    /// Publish canonical events (JSON Lines, as `persona backfill --events-out`
+    /// writes them) to their partitions' streams.
+    Publish {
+        #[command(flatten)]
+        bus: BusArgs,
+        files: Vec<PathBuf>,
+    },
+    /// Lease the partitions to shards, round robin, under a new epoch.
+    Assign {
+        #[command(flatten)]
+        bus: BusArgs,
+        /// Shard names, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        shards: Vec<String>,
+    },
+    /// Each partition's lease, checkpoint and lag.
+    Status {
+        #[command(flatten)]
+        bus: BusArgs,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Serialize)]
+struct PartitionStatus {
+    partition: u32,
+    shard: Option<String>,
+    epoch: Option<u64>,
+    checkpoint: String,
+    lag: u64,
+}
+
+pub(crate) async fn bus(command: BusCommand) -> Result<ExitCode> {
+    match command {
+        BusCommand::Publish { bus, files } => {
+            let redis = bus.connect().await?;
+            let mut published = 0u64;
+            for file in &files {
+                published += publish_file(&redis, file).await?;
+            }
+            println!("published {published} events");
+        }
+        BusCommand::Assign { bus, shards } => {
+            let redis = bus.connect().await?;
+            let grants: Vec<(u32, &str)> = (0..bus.partitions)
+                .map(|p| (p, shards[p as usize % shards.len()].as_str()))
+                .collect();
+            let epoch = redis.assign(&grants).await?;
+            println!(
+                "epoch {epoch}: {} partitions over {} shards",
+                bus.partitions,
+                shards.len()
+            );
+        }
+        BusCommand::Status { bus, json } => {
+            let redis = bus.connect().await?;
+            let leases = redis.leases().await?;
+            let mut rows = Vec::new();
+            for p in 0..bus.partitions {
+                let lease = leases.iter().find(|l| l.partition == p);
+                rows.push(PartitionStatus {
+                    partition: p,
+                    shard: lease.map(|l| l.shard.clone()),
+                    epoch: lease.map(|l| l.epoch),
+                    checkpoint: redis.checkpoint(p).await?.to_string(),
+                    lag: redis.lag(p).await?,
+                });
+            }
+            if json {
+                let lag: u64 = rows.iter().map(|r| r.lag).sum();
+                let report = serde_json::json!({"lag": lag, "partitions": rows});
+                println!("{report}");
+            } else {
+                for r in rows {
+                    let owner = r.shard.as_deref().unwrap_or("-");
+                    println!(
+                        "p{:<4} {owner:<16} epoch {:<6} checkpoint {:<24} lag {}",
+                        r.partition,
+                        r.epoch.map_or("-".into(), |e| e.to_string()),
+                        r.checkpoint,
+                        r.lag
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Publishes one file's events in batches; a line that is not an event stops it with
+/// the file and line (the events before it are published).
+async fn publish_file(bus: &RedisBus, path: &std::path::Path) -> Result<u64> {
+    let file = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
+    let mut batch: Vec<Event> = Vec::with_capacity(1000);
+    let mut published = 0u64;
+    for (n, line) in BufReader::new(file).lines().enumerate() {
+        let parsed = line
+            .with_context(|| format!("{}:{}", path.display(), n + 1))
+            .and_then(|line| {
+                let blank = line.trim().is_empty();
+                let event = (!blank).then(|| serde_json::from_str::<Event>(&line));
+                event
+                    .transpose()
+                    .with_context(|| format!("{}:{}: not a canonical event", path.display(), n + 1))
+            });
+        let event = match parsed {
+            Ok(Some(event)) => event,
+            Ok(None) => continue,
+            Err(e) => {
+                // What came before the bad line goes out; the error names the line.
+                bus.publish(&batch).await?;
+                return Err(e);
+            }
+        };
+        batch.push(event);
+        if batch.len() == 1000 {
+            bus.publish(&batch).await?;
+            published += batch.len() as u64;
+            batch.clear();
+        }
+    }
+    bus.publish(&batch).await?;
+    Ok(published + batch.len() as u64)
+}
