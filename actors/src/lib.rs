@@ -4,6 +4,7 @@
 //! customer's state together with the partition's position in one atomic sled batch.
 //! See docs/runtime-semantics.md for ordering, failure and delivery guarantees.
 
+pub mod grpc;
 mod outbox;
 mod partition;
 mod redis_feed;
@@ -23,7 +24,7 @@ use ractor::{Actor, ActorRef, call};
 use tokio::task::JoinHandle;
 
 pub use outbox::{Outbox, RedisOutbox};
-pub use partition::{CustomerFeatures, PartitionStats};
+pub use partition::{CustomerFeatures, Decision, PartitionStats};
 use partition::{PartitionArgs, PartitionMsg};
 use shard::{ShardActor, ShardArgs};
 use store::Store;
@@ -356,12 +357,91 @@ impl Shard {
         .map_err(actor_err)
     }
 
+    /// A handle on the running partitions, for serving calls while the shard runs.
+    pub fn handle(&self, name: &str) -> ShardHandle {
+        ShardHandle {
+            name: name.to_owned(),
+            engine: self.engine.clone(),
+            total_partitions: self.total_partitions,
+            owned: self.owned.clone(),
+            partitions: self.partitions.clone(),
+        }
+    }
+
     /// Stops the supervision tree.
     pub async fn stop(mut self) {
         self.supervisor.stop(None);
         if let Some(done) = self.supervisor_done.take() {
             let _ = done.await;
         }
+    }
+}
+
+/// The running partitions of a shard, cloneable, for the gRPC services: each call
+/// goes to the partition actor of the token, one message at a time with its events.
+#[derive(Clone, Debug)]
+pub struct ShardHandle {
+    name: String,
+    engine: Arc<Engine>,
+    total_partitions: u32,
+    owned: Vec<u32>,
+    partitions: Vec<ActorRef<PartitionMsg>>,
+}
+
+impl ShardHandle {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// The partition of `token`, and whether this shard owns it.
+    pub fn partition(&self, token: &Token) -> (u32, bool) {
+        let p = partition_of(token, self.total_partitions);
+        (p, self.owned.contains(&p))
+    }
+
+    fn actor(&self, token: &Token) -> Option<&ActorRef<PartitionMsg>> {
+        let p = partition_of(token, self.total_partitions);
+        let i = self.owned.iter().position(|o| *o == p)?;
+        Some(&self.partitions[i])
+    }
+
+    /// What her actor would decide for `event` now; `None` if this shard does not own
+    /// her partition.
+    pub async fn decide(&self, event: Event) -> Result<Option<Decision>, Error> {
+        let Some(actor) = self.actor(&event.token) else {
+            return Ok(None);
+        };
+        let decision = call!(actor, PartitionMsg::Decide, Arc::new(event))
+            .map_err(actor_err)?
+            .map_err(Error::Actor)?;
+        Ok(Some(decision))
+    }
+
+    /// A copy of her state; `Ok(None)` when this shard does not own her partition or
+    /// she is unknown.
+    pub async fn customer(&self, token: &Token) -> Result<Option<persona_offers::Customer>, Error> {
+        let Some(actor) = self.actor(token) else {
+            return Ok(None);
+        };
+        call!(actor, PartitionMsg::Peek, token.clone())
+            .map_err(actor_err)?
+            .map_err(Error::Actor)
+    }
+
+    pub async fn explain(
+        &self,
+        token: &Token,
+        offer: &str,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<Option<Explanation>, Error> {
+        let Some(actor) = self.actor(token) else {
+            return Ok(None);
+        };
+        call!(actor, PartitionMsg::Explain, token.clone(), offer.to_owned(), at).map_err(actor_err)
     }
 }
 

@@ -18,6 +18,19 @@ use crate::Error;
 use crate::outbox::Outbox;
 use crate::store::PartitionStore;
 
+/// What a customer's actor would decide for a context event, without recording it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decision {
+    /// No offer.
+    None,
+    /// This offer goes out now.
+    Send(persona_event::Match),
+    /// She is in the offer's control group: it would be recorded, not sent.
+    Control(persona_offers::Sent),
+    /// The contact policy would defer it to `due` (microseconds).
+    Deferred(persona_event::Match, i64),
+}
+
 /// The features of one customer as of an instant.
 pub type CustomerFeatures = (Token, DateTime<Utc>, BTreeMap<String, Value>);
 
@@ -47,6 +60,10 @@ pub(crate) enum PartitionMsg {
     ),
     /// Explain an offer for a customer.
     Explain(Token, String, Option<DateTime<Utc>>, RpcReplyPort<Option<Explanation>>),
+    /// What her actor would decide for a context event now, changing nothing.
+    Decide(Arc<Event>, RpcReplyPort<Result<Decision, String>>),
+    /// A copy of the customer's state, if she is known.
+    Peek(Token, RpcReplyPort<Result<Option<Customer>, String>>),
     /// Release the contact policy's deferred matches due by this instant, then
     /// checkpoint; replies with how many went out.
     ReleaseDue(DateTime<Utc>, RpcReplyPort<Result<u64, String>>),
@@ -176,6 +193,39 @@ impl PartitionState {
         // Only what is durable may leave the stream.
         self.args.outbox.checkpointed(self.args.partition, self.checkpointed);
         Ok(self.checkpointed)
+    }
+
+    /// A copy of the customer's state, from memory or the store.
+    fn peek(&self, token: &Token) -> Result<Option<Customer>, Error> {
+        if let Some(c) = self.customers.get(token) {
+            return Ok(Some(c.clone()));
+        }
+        match self.args.store.load(token)? {
+            Some(bytes) => Ok(Some(
+                Customer::decode(&bytes, &self.args.engine).map_err(|e| Error::Corrupt(e.to_string()))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// The offer her actor would choose for `event`, decided on a copy of her state so
+    /// that nothing is recorded: the event counts only when it comes through the bus.
+    fn decide(&self, event: &Event) -> Result<Decision, Error> {
+        let engine = &self.args.engine;
+        let mut customer = self.peek(&event.token)?.unwrap_or_default();
+        let (last_sent, pending) = (customer.sent.last().cloned(), customer.pending.len());
+        customer.apply(engine, event);
+        Ok(match customer.decide(engine, &event.token, event) {
+            Some(m) => Decision::Send(m.decision),
+            None if customer.pending.len() > pending => {
+                let p = customer.pending.iter().max_by_key(|p| p.due).expect("one more pending");
+                Decision::Deferred(p.decision.clone(), p.due)
+            }
+            None => match customer.sent.last() {
+                Some(s) if s.control && Some(s) != last_sent.as_ref() => Decision::Control(s.clone()),
+                _ => Decision::None,
+            },
+        })
     }
 
     /// A `forget` event: the customer's state leaves memory and the store at once,
@@ -359,6 +409,12 @@ impl Actor for PartitionActor {
             }
             PartitionMsg::Reload(engine, reply) => {
                 let _ = reply.send(state.reload(engine).map_err(|e| e.to_string()));
+            }
+            PartitionMsg::Decide(event, reply) => {
+                let _ = reply.send(state.decide(&event).map_err(|e| e.to_string()));
+            }
+            PartitionMsg::Peek(token, reply) => {
+                let _ = reply.send(state.peek(&token).map_err(|e| e.to_string()));
             }
             PartitionMsg::Explain(token, offer, at, reply) => {
                 let engine = &state.args.engine;

@@ -8,6 +8,7 @@
 //! | `{prefix}:matches` | stream | matches, field `m` = the match as JSON, `p` = its partition |
 //! | `{prefix}:assignment` | hash | `epoch` = the table's epoch; `p:{p}` = `{epoch}/{shard}`, the lease of `p` |
 //! | `{prefix}:checkpoints` | hash | `p:{p}` = the last entry id acknowledged on `p` |
+//! | `{prefix}:shards` | hash | shard name -> the address it serves gRPC on |
 //!
 //! Every partition stream has the consumer group `shards`; the matches stream has
 //! `detokenizer`. A shard reads a partition only under a [`Lease`]: the assignment
@@ -158,6 +159,9 @@ impl Keys {
     fn checkpoints(&self) -> String {
         format!("{}:checkpoints", self.prefix)
     }
+    fn shards(&self) -> String {
+        format!("{}:shards", self.prefix)
+    }
 }
 
 fn field(p: u32) -> String {
@@ -305,6 +309,17 @@ impl RedisBus {
     /// The partitions leased to `shard` now.
     pub async fn leases_of(&self, shard: &str) -> Result<Vec<Lease>> {
         Ok(self.leases().await?.into_iter().filter(|l| l.shard == shard).collect())
+    }
+
+    /// Records where shard `name` serves gRPC, so any shard can forward a call to it.
+    pub async fn register_shard(&self, name: &str, address: &str) -> Result<()> {
+        let _: () = self.conn.clone().hset(self.keys.shards(), name, address).await?;
+        Ok(())
+    }
+
+    /// Where shard `name` serves gRPC, if it registered.
+    pub async fn shard_address(&self, name: &str) -> Result<Option<String>> {
+        Ok(self.conn.clone().hget(self.keys.shards(), name).await?)
     }
 
     /// The checkpoint Redis holds for `partition`: the last id acknowledged there.

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
+use persona_actors::grpc::{self, PersonaService};
 use persona_actors::{Shard, ShardConfig};
 use persona_bus::redis::RedisBus;
 use persona_event::Event;
@@ -66,6 +67,12 @@ pub(crate) struct ShardArgs {
     /// The instant those features are evaluated at (default: each customer's clock).
     #[arg(long, value_parser = crate::args::parse_instant)]
     as_of: Option<DateTime<Utc>>,
+    /// Serve gRPC (persona.v1, health, reflection) on this address, e.g. 0.0.0.0:7400.
+    #[arg(long)]
+    grpc: Option<std::net::SocketAddr>,
+    /// The address other shards reach this one at (default: http:// + --grpc).
+    #[arg(long, requires = "grpc")]
+    advertise: Option<String>,
 }
 
 /// `persona shard`: waits for leases, feeds its partitions until SIGTERM or Ctrl-C,
@@ -97,12 +104,30 @@ pub(crate) async fn shard(args: ShardArgs) -> Result<ExitCode> {
         checkpoint_every: args.checkpoint_every,
         batch: args.batch,
     };
-    let mut shard = Shard::start_redis(config, Arc::new(engine), bus, leases, &args.name).await?;
+    let mut shard = Shard::start_redis(config, Arc::new(engine), bus.clone(), leases, &args.name).await?;
     println!("shard {} feeding partitions {owned:?}", args.name);
     tracing::info!(shard = %args.name, partitions = ?owned, "feeding");
+    let (stop_serving, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = match args.grpc {
+        Some(addr) => {
+            let service = PersonaService::new(shard.handle(&args.name), bus.clone());
+            let listener = tokio::spawn(grpc::serve(service, addr, async {
+                let _ = stopped.await;
+            }));
+            let advertised = args.advertise.clone().unwrap_or_else(|| format!("http://{addr}"));
+            bus.register_shard(&args.name, &advertised).await?;
+            println!("shard {} serving gRPC on {addr}", args.name);
+            Some(listener)
+        }
+        None => None,
+    };
     tokio::select! {
         _ = terminate.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+    let _ = stop_serving.send(());
+    if let Some(server) = server {
+        server.await??;
     }
     shard.stop_feeding();
     shard.drain().await?;

@@ -1,0 +1,282 @@
+//! The gRPC API of shard processes, over real loopback connections, with Redis as the
+//! bus (`PERSONA_TEST_REDIS_URL`, started by `./scripts/test`): events published with
+//! PublishStream to one shard reach every partition; GetProfile, Decide and Explain
+//! for a customer of the other shard are forwarded to it and answered by her actor;
+//! Decide records nothing; health and reflection are served; bad input is refused
+//! with the field it concerns.
+
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use persona_proto::v1::{DecideRequest, ExplainRequest, GetProfileRequest};
+use persona_proto::{PersonaClient, v1};
+use persona_tests::{Demo, jsonl, persona, persona_command};
+use tonic::transport::Channel;
+
+const PARTITIONS: &str = "8";
+
+fn redis_url() -> String {
+    std::env::var("PERSONA_TEST_REDIS_URL").unwrap_or_else(|_| {
+        panic!(
+            "PERSONA_TEST_REDIS_URL is unset: the gRPC test needs a redis-server. \
+             Run ./scripts/test, which installs and starts one and sets it."
+        )
+    })
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Shards(Vec<Child>);
+
+impl Drop for Shards {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let _ = child.wait();
+        }
+    }
+}
+
+async fn connect(port: u16) -> PersonaClient<Channel> {
+    let started = Instant::now();
+    loop {
+        match PersonaClient::connect(format!("http://127.0.0.1:{port}")).await {
+            Ok(client) => return client,
+            Err(e) if started.elapsed() > Duration::from_secs(60) => panic!("shard on {port}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+async fn channel(port: u16) -> Channel {
+    Channel::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+fn features(profile: &v1::Profile, name: &str) -> Option<v1::value::Kind> {
+    profile.features.get(name).and_then(|v| v.kind.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_serve_and_forward_the_persona_api() {
+    let demo = Demo::run(150, 30);
+    let out = demo.out();
+    let work = demo.dir.path().join("grpc");
+    let events_file = work.join("events.jsonl");
+    persona(&[
+        "-q",
+        "backfill",
+        "--specs",
+        s(&out.join("specs")),
+        "--sources",
+        s(&out.join("sources")),
+        "--data",
+        s(&out.join("data")),
+        "--out",
+        s(&work.join("batch")),
+        "--events-out",
+        s(&events_file),
+    ]);
+    let events: Vec<persona_event::Event> = std::fs::read_to_string(&events_file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let batch = jsonl(&work.join("batch/features.jsonl"));
+
+    let prefix = format!("grpc:{}:{}", std::process::id(), free_port());
+    let bus = ["--redis", &redis_url(), "--prefix", &prefix, "--partitions", PARTITIONS].map(str::to_owned);
+    let bus: Vec<&str> = bus.iter().map(String::as_str).collect();
+    persona(&[&["bus", "assign", "--shards", "s0,s1"], &bus[..]].concat());
+    let ports = [free_port(), free_port()];
+    let mut shards = Shards(Vec::new());
+    for (i, port) in ports.iter().enumerate() {
+        let (name, data, addr) = (format!("s{i}"), work.join(format!("s{i}")), format!("127.0.0.1:{port}"));
+        let specs = out.join("specs");
+        let mut args = vec!["-q", "shard", "--name", &name, "--data", s(&data), "--specs", s(&specs)];
+        args.extend(["--grpc", &addr]);
+        args.extend(&bus);
+        let child = persona_command(&args)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        shards.0.push(child);
+    }
+    let mut s0 = connect(ports[0]).await;
+    let mut s1 = connect(ports[1]).await;
+
+    // Health and reflection.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel(ports[0]).await);
+    let check = tonic_health::pb::HealthCheckRequest {
+        service: "persona.v1.Persona".into(),
+    };
+    let status = health.check(check).await.unwrap().into_inner().status;
+    assert_eq!(
+        status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    let services = list_services(ports[1]).await;
+    assert!(services.contains(&"persona.v1.Persona".to_owned()), "{services:?}");
+    assert!(services.contains(&"grpc.health.v1.Health".to_owned()), "{services:?}");
+
+    // Everything goes in through one shard, as a client stream.
+    let wire: Vec<v1::Event> = events.iter().map(v1::Event::from).collect();
+    let accepted = s0
+        .publish_stream(tokio_stream::iter(wire))
+        .await
+        .unwrap()
+        .into_inner()
+        .accepted;
+    assert_eq!(accepted as usize, events.len());
+    wait_for_no_lag(&bus);
+
+    // Each customer's profile, asked of the shard that does not own her, is forwarded
+    // and equals what the owner answers and what the batch computed.
+    let as_of = batch[0]["as_of"].as_str().unwrap();
+    let as_of_micros = persona_event::time::parse_ts(as_of).unwrap().timestamp_micros();
+    let mut forwarded = 0;
+    for line in &batch {
+        let token = line["token"].as_str().unwrap().to_owned();
+        let ask = GetProfileRequest {
+            token: token.clone(),
+            as_of_micros: Some(as_of_micros),
+        };
+        let (a, b) = (
+            s0.get_profile(ask.clone()).await.unwrap().into_inner(),
+            s1.get_profile(ask).await.unwrap().into_inner(),
+        );
+        assert_eq!(a, b, "{token}: both shards answer alike");
+        assert!(a.known);
+        let lifetime = line["features"]["txn_count_lifetime"].as_i64().unwrap();
+        assert_eq!(
+            features(&a, "txn_count_lifetime"),
+            Some(v1::value::Kind::Int(lifetime)),
+            "{token}"
+        );
+        forwarded += 1;
+    }
+    assert_eq!(forwarded, 150);
+
+    // Decide a card swipe at a mall for every customer: the mall regulars get the mall
+    // offer; the answer is the owner's whichever shard is asked, and nothing is recorded.
+    let mut matched = 0;
+    for (n, line) in batch.iter().enumerate() {
+        let token = line["token"].as_str().unwrap().to_owned();
+        let mut id = [0x5a; 16];
+        id[..8].copy_from_slice(&(n as u64).to_be_bytes());
+        let swipe = persona_event::Event {
+            id: persona_event::EventId::from_bytes(id),
+            token: persona_event::Token::parse(&token).unwrap(),
+            kind: "card_swipe".into(),
+            ts: persona_event::time::parse_ts(as_of).unwrap(),
+            attrs: [
+                ("mall".to_owned(), persona_event::Value::from("Lulu Mall")),
+                ("amount".to_owned(), persona_event::Value::Float(1200.0)),
+            ]
+            .into(),
+        };
+        let ask = DecideRequest {
+            event: Some(v1::Event::from(&swipe)),
+        };
+        let profile = GetProfileRequest {
+            token: token.clone(),
+            as_of_micros: None,
+        };
+        let before = s1.get_profile(profile.clone()).await.unwrap().into_inner();
+        let (a, b) = (
+            s0.decide(ask.clone()).await.unwrap().into_inner(),
+            s1.decide(ask).await.unwrap().into_inner(),
+        );
+        assert_eq!(a, b, "{token}");
+        assert_eq!(a.shard, format!("s{}", a.partition % 2), "answered by the owner");
+        let after = s0.get_profile(profile).await.unwrap().into_inner();
+        assert_eq!(before, after, "{token}: deciding recorded nothing");
+        if let Some(m) = &a.r#match {
+            assert_eq!(m.token, token);
+            if m.offer == "mall-discount" {
+                matched += 1;
+                // The swipe itself counts: a mall day today may make her a regular.
+                let days = line["features"]["mall_days_30d"].as_i64().unwrap();
+                assert!(days >= 5, "{token}: only (nearly) mall regulars get the mall offer");
+            }
+        }
+    }
+    assert!(matched > 0, "no customer of the demo got the mall offer");
+
+    // Explain through the other shard.
+    let token = batch[0]["token"].as_str().unwrap().to_owned();
+    let ask = ExplainRequest {
+        token,
+        offer: "car-loan".into(),
+        as_of_micros: None,
+    };
+    let explained = s0.explain(ask.clone()).await.unwrap().into_inner();
+    assert!(explained.found);
+    assert!(explained.clauses.len() >= 2, "{explained:?}");
+    assert_eq!(explained, s1.explain(ask).await.unwrap().into_inner());
+
+    // Bad input names its field.
+    let mut bad = v1::Event::from(&events[0]);
+    bad.token = "tk_nope".into();
+    let refused = s1.decide(DecideRequest { event: Some(bad) }).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(refused.message().starts_with("event.token"), "{}", refused.message());
+    let refused = s0
+        .get_profile(GetProfileRequest {
+            token: "nope".into(),
+            as_of_micros: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+}
+
+fn wait_for_no_lag(bus: &[&str]) {
+    let started = Instant::now();
+    loop {
+        let out = persona(&[&["bus", "status", "--json"], bus].concat());
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        if status["lag"] == 0 {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "still lagging: {status}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The services a shard lists through server reflection.
+async fn list_services(port: u16) -> Vec<String> {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let mut client = ServerReflectionClient::new(channel(port).await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut replies = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let reply = replies.message().await.unwrap().expect("a reflection reply");
+    match reply.message_response {
+        Some(MessageResponse::ListServicesResponse(list)) => list.service.into_iter().map(|s| s.name).collect(),
+        other => panic!("unexpected reflection reply {other:?}"),
+    }
+}
