@@ -12,14 +12,17 @@ use std::sync::Arc;
 
 use persona_bus::redis::RedisBus;
 use persona_proto::v1::{
-    self, DecideReply, DecideRequest, ExplainReply, ExplainRequest, GetProfileRequest, Profile, PublishReply,
-    PublishRequest,
+    self, AcquireReply, AcquireRequest, DecideReply, DecideRequest, ExplainReply, ExplainRequest, GetProfileRequest,
+    HandoffChunk, PartitionRequest, Profile, PublishReply, PublishRequest, StoreEntry,
 };
-use persona_proto::{Persona, PersonaClient, PersonaServer, instant, micros, to_wire_map, token};
+use persona_proto::{
+    Persona, PersonaClient, PersonaServer, ShardControl, ShardControlServer, instant, micros, to_wire_map, token,
+};
 use tokio::sync::Mutex;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::moves::Mover;
 use crate::{Decision, ShardHandle};
 
 /// Metadata on a call one shard forwards to another.
@@ -268,10 +271,74 @@ impl Persona for PersonaService {
     }
 }
 
-/// Serves persona.v1, grpc.health.v1 (SERVING while it runs) and server reflection on
-/// `addr` until `shutdown` resolves.
+/// persona.v1.ShardControl: partition moves between shards.
+#[derive(Clone, Debug)]
+pub struct ControlService {
+    mover: Arc<Mover>,
+}
+
+impl ControlService {
+    pub fn new(mover: Arc<Mover>) -> Self {
+        ControlService { mover }
+    }
+}
+
+fn move_status(e: crate::Error) -> Status {
+    match e {
+        crate::Error::Move(reason) => Status::failed_precondition(reason),
+        other => Status::internal(other.to_string()),
+    }
+}
+
+type HandoffStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<HandoffChunk, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ShardControl for ControlService {
+    type HandoffStream = HandoffStream;
+
+    async fn handoff(&self, request: Request<PartitionRequest>) -> Result<Response<HandoffStream>, Status> {
+        let entries = self
+            .mover
+            .release(request.into_inner().partition)
+            .await
+            .map_err(move_status)?;
+        let chunks: Vec<Result<HandoffChunk, Status>> = entries
+            .chunks(1000)
+            .map(|chunk| {
+                Ok(HandoffChunk {
+                    entries: chunk
+                        .iter()
+                        .map(|(key, value)| StoreEntry {
+                            key: key.clone(),
+                            value: value.clone(),
+                        })
+                        .collect(),
+                })
+            })
+            .collect();
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+    }
+
+    async fn acquire(&self, request: Request<AcquireRequest>) -> Result<Response<AcquireReply>, Status> {
+        let acquired = self
+            .mover
+            .acquire(request.into_inner().partition)
+            .await
+            .map_err(move_status)?;
+        Ok(Response::new(AcquireReply {
+            from_shard: acquired.from,
+            entries: acquired.entries,
+            epoch: acquired.epoch,
+        }))
+    }
+}
+
+/// Serves persona.v1 (and ShardControl when the shard can move partitions),
+/// grpc.health.v1 (SERVING while it runs) and server reflection on `addr` until
+/// `shutdown` resolves.
 pub async fn serve(
     service: PersonaService,
+    control: Option<ControlService>,
     addr: SocketAddr,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), crate::Error> {
@@ -286,6 +353,7 @@ pub async fn serve(
         .add_service(health)
         .add_service(reflection)
         .add_service(PersonaServer::new(service))
+        .add_optional_service(control.map(ShardControlServer::new))
         .serve_with_shutdown(addr, shutdown)
         .await
         .map_err(|e| crate::Error::Actor(format!("gRPC server on {addr}: {e}")))

@@ -5,6 +5,7 @@
 //! See docs/runtime-semantics.md for ordering, failure and delivery guarantees.
 
 pub mod grpc;
+pub mod moves;
 mod outbox;
 mod partition;
 mod redis_feed;
@@ -44,6 +45,8 @@ pub enum Error {
     Snapshot(#[from] persona_offers::Error),
     #[error("bus: {0}")]
     Bus(#[from] persona_bus::redis::RedisBusError),
+    #[error("move: {0}")]
+    Move(String),
 }
 
 /// Every customer a stopped shard's store holds, decoded under `engine`, in token
@@ -88,13 +91,13 @@ pub struct Shard {
     /// Partitions of the whole token space, and those this shard owns (in the order
     /// of `partitions`).
     total_partitions: u32,
-    owned: Vec<u32>,
-    /// Tells the Redis feeders to checkpoint, acknowledge and stop.
-    stop: tokio::sync::watch::Sender<bool>,
+    owned: Owned,
+    /// On the Redis bus: the feeders, and moving partitions in and out.
+    mover: Option<Arc<moves::Mover>>,
     store: Store,
     supervisor: ActorRef<()>,
     supervisor_done: Option<JoinHandle<()>>,
-    partitions: Vec<ActorRef<PartitionMsg>>,
+    /// The in-process bus's feeders.
     feeders: Vec<JoinHandle<Result<(), Error>>>,
     failure: Arc<Mutex<Option<String>>>,
     progress: Arc<AtomicU64>,
@@ -108,6 +111,7 @@ impl Shard {
         let outbox: Arc<dyn Outbox> = bus.clone();
         let mut shard = Shard::spawn(
             &config,
+            Store::open(&config.dir)?,
             engine,
             outbox,
             owned,
@@ -116,10 +120,9 @@ impl Shard {
         )
         .await?;
         shard.feeders = shard
-            .partitions
-            .iter()
-            .zip(&shard.owned)
-            .map(|(actor, p)| tokio::spawn(feed(*p, actor.clone(), bus.clone(), config.batch.max(1))))
+            .owned_now()
+            .into_iter()
+            .map(|(p, actor)| tokio::spawn(feed(p, actor, bus.clone(), config.batch.max(1))))
             .collect();
         Ok(shard)
     }
@@ -139,42 +142,73 @@ impl Shard {
         consumer: &str,
     ) -> Result<Shard, Error> {
         let outbox = Arc::new(RedisOutbox::new(bus.stream_id()));
-        let owned: Vec<u32> = leases.iter().map(|l| l.partition).collect();
         let dyn_outbox: Arc<dyn Outbox> = outbox.clone();
-        // The feeder checkpoints: after publishing the batch's matches, never inside it.
-        let mut shard = Shard::spawn(&config, engine, dyn_outbox, owned, bus.partitions(), u64::MAX).await?;
-        let mut feeders = Vec::new();
-        for (actor, lease) in shard.partitions.iter().zip(leases) {
-            let reader = bus.reader(lease, consumer).await?;
-            let feeder = redis_feed::Feeder {
-                actor: actor.clone(),
-                reader,
-                outbox: outbox.clone(),
-                batch: config.batch.max(1),
-                checkpoint_every: config.checkpoint_every.max(1),
-                stop: shard.stop.subscribe(),
-            };
-            feeders.push(tokio::spawn(feeder.run()));
+        // Partitions a handoff to this shard left half-stored are not fed: their state
+        // here is incomplete until a move completes (`persona bus move` again).
+        let store = Store::open(&config.dir)?;
+        let acquiring = store.acquiring()?;
+        let (leases, held): (Vec<_>, Vec<_>) = leases
+            .into_iter()
+            .partition(|l| !acquiring.iter().any(|(p, _)| *p == l.partition));
+        for lease in held {
+            tracing::error!(
+                partition = lease.partition,
+                "a move to this shard did not finish: not feeding it"
+            );
         }
-        shard.feeders = feeders;
+        let owned: Vec<u32> = leases.iter().map(|l| l.partition).collect();
+        // The feeder checkpoints: after publishing the batch's matches, never inside it.
+        let mut shard = Shard::spawn(&config, store, engine, dyn_outbox, owned, bus.partitions(), u64::MAX).await?;
+        let mover = Arc::new(moves::Mover::new(moves::MoverArgs {
+            bus,
+            consumer: consumer.to_owned(),
+            config,
+            engine: shard.engine.clone(),
+            store: shard.store.clone(),
+            outbox,
+            supervisor: shard.supervisor.get_cell(),
+            owned: shard.owned.clone(),
+            progress: shard.progress.clone(),
+        }));
+        let actors = shard.owned_now();
+        for (lease, (_, actor)) in leases.into_iter().zip(actors) {
+            mover.feed(lease, actor).await?;
+        }
+        shard.mover = Some(mover);
         Ok(shard)
     }
 
     /// Tells the Redis feeders to checkpoint what they applied, acknowledge it and
     /// stop; [`Shard::drain`] then waits for them.
-    pub fn stop_feeding(&self) {
-        self.stop.send_replace(true);
+    pub async fn stop_feeding(&self) {
+        if let Some(mover) = &self.mover {
+            mover.stop_all().await;
+        }
+    }
+
+    /// Moving partitions in and out of this shard (on the Redis bus).
+    pub fn mover(&self) -> Option<Arc<moves::Mover>> {
+        self.mover.clone()
+    }
+
+    /// The partitions this shard runs now, with their actors.
+    fn owned_now(&self) -> Vec<(u32, ActorRef<PartitionMsg>)> {
+        self.owned.read().expect("owned lock").clone()
+    }
+
+    fn actors(&self) -> Vec<ActorRef<PartitionMsg>> {
+        self.owned_now().into_iter().map(|(_, a)| a).collect()
     }
 
     async fn spawn(
         config: &ShardConfig,
+        store: Store,
         engine: Arc<Engine>,
         outbox: Arc<dyn Outbox>,
         owned: Vec<u32>,
         total_partitions: u32,
         checkpoint_every: u64,
     ) -> Result<Shard, Error> {
-        let store = Store::open(&config.dir)?;
         engine.catalog.restore_budget_used(&store.budget_used()?);
         let mut partitions = Vec::new();
         let progress = Arc::new(AtomicU64::new(0));
@@ -203,12 +237,11 @@ impl Shard {
         Ok(Shard {
             engine,
             total_partitions,
-            owned,
-            stop: tokio::sync::watch::channel(false).0,
+            owned: Arc::new(std::sync::RwLock::new(owned.into_iter().zip(partitions).collect())),
+            mover: None,
             store,
             supervisor,
             supervisor_done: Some(done),
-            partitions,
             feeders: Vec::new(),
             failure,
             progress,
@@ -218,7 +251,10 @@ impl Shard {
     /// Waits until the bus is closed and every partition has applied and checkpointed
     /// all of it.
     pub async fn drain(&mut self) -> Result<(), Error> {
-        let feeders = std::mem::take(&mut self.feeders);
+        let mut feeders = std::mem::take(&mut self.feeders);
+        if let Some(mover) = &self.mover {
+            feeders.extend(mover.take_feeders().await);
+        }
         for f in feeders {
             let result = f.await.map_err(|e| Error::Actor(e.to_string()))?;
             if let Err(e) = result {
@@ -234,7 +270,7 @@ impl Shard {
     /// it after [`Shard::drain`]: it checkpoints what it changes.
     pub async fn release_due(&mut self, until: DateTime<Utc>) -> Result<u64, Error> {
         let mut released = 0;
-        for p in &self.partitions {
+        for p in &self.actors() {
             released += call!(p, PartitionMsg::ReleaseDue, until)
                 .map_err(actor_err)?
                 .map_err(Error::Actor)?;
@@ -296,7 +332,7 @@ impl Shard {
     /// Counters summed over partitions.
     pub async fn stats(&self) -> Result<PartitionStats, Error> {
         let mut total = PartitionStats::default();
-        for p in &self.partitions {
+        for p in &self.actors() {
             let s = call!(p, PartitionMsg::Stats).map_err(actor_err)?;
             total.applied += s.applied;
             total.duplicates += s.duplicates;
@@ -312,7 +348,7 @@ impl Shard {
     /// exactly one engine. Offer budgets already used carry over.
     pub async fn reload(&mut self, engine: Arc<Engine>) -> Result<(), Error> {
         engine.catalog.restore_budget_used(&self.engine.catalog.budget_used());
-        for p in &self.partitions {
+        for p in &self.actors() {
             call!(p, PartitionMsg::Reload, engine.clone())
                 .map_err(actor_err)?
                 .map_err(Error::Actor)?;
@@ -325,7 +361,7 @@ impl Shard {
     /// by token.
     pub async fn features(&self, at: Option<DateTime<Utc>>) -> Result<Vec<CustomerFeatures>, Error> {
         let mut all = Vec::new();
-        for p in &self.partitions {
+        for p in &self.actors() {
             all.extend(
                 call!(p, PartitionMsg::Features, at)
                     .map_err(actor_err)?
@@ -344,17 +380,10 @@ impl Shard {
         at: Option<DateTime<Utc>>,
     ) -> Result<Option<Explanation>, Error> {
         let wanted = partition_of(token, self.total_partitions);
-        let Some(i) = self.owned.iter().position(|p| *p == wanted) else {
+        let Some((_, actor)) = self.owned_now().into_iter().find(|(p, _)| *p == wanted) else {
             return Ok(None);
         };
-        call!(
-            self.partitions[i],
-            PartitionMsg::Explain,
-            token.clone(),
-            offer.to_owned(),
-            at
-        )
-        .map_err(actor_err)
+        call!(actor, PartitionMsg::Explain, token.clone(), offer.to_owned(), at).map_err(actor_err)
     }
 
     /// A handle on the running partitions, for serving calls while the shard runs.
@@ -364,7 +393,6 @@ impl Shard {
             engine: self.engine.clone(),
             total_partitions: self.total_partitions,
             owned: self.owned.clone(),
-            partitions: self.partitions.clone(),
         }
     }
 
@@ -377,6 +405,10 @@ impl Shard {
     }
 }
 
+/// The partitions a shard runs now and their actors, shared by the shard and its
+/// handles: a move in or out changes it while the shard runs.
+type Owned = Arc<std::sync::RwLock<Vec<(u32, ActorRef<PartitionMsg>)>>>;
+
 /// The running partitions of a shard, cloneable, for the gRPC services: each call
 /// goes to the partition actor of the token, one message at a time with its events.
 #[derive(Clone, Debug)]
@@ -384,8 +416,7 @@ pub struct ShardHandle {
     name: String,
     engine: Arc<Engine>,
     total_partitions: u32,
-    owned: Vec<u32>,
-    partitions: Vec<ActorRef<PartitionMsg>>,
+    owned: Owned,
 }
 
 impl ShardHandle {
@@ -400,13 +431,13 @@ impl ShardHandle {
     /// The partition of `token`, and whether this shard owns it.
     pub fn partition(&self, token: &Token) -> (u32, bool) {
         let p = partition_of(token, self.total_partitions);
-        (p, self.owned.contains(&p))
+        (p, self.actor(token).is_some())
     }
 
-    fn actor(&self, token: &Token) -> Option<&ActorRef<PartitionMsg>> {
+    fn actor(&self, token: &Token) -> Option<ActorRef<PartitionMsg>> {
         let p = partition_of(token, self.total_partitions);
-        let i = self.owned.iter().position(|o| *o == p)?;
-        Some(&self.partitions[i])
+        let owned = self.owned.read().expect("owned lock");
+        owned.iter().find(|(o, _)| *o == p).map(|(_, a)| a.clone())
     }
 
     /// What her actor would decide for `event` now; `None` if this shard does not own

@@ -19,6 +19,8 @@ const DUE_PREFIX: &[u8] = b"\0due/";
 const SWEPT_KEY: &[u8] = b"swept_until";
 /// Key of persisted offer budget use, in the `meta` tree.
 const BUDGET_KEY: &[u8] = b"budget_used";
+/// Prefix of the partitions being acquired from another shard, in the `meta` tree.
+const ACQUIRING_PREFIX: &[u8] = b"acquiring/";
 
 #[derive(Clone, Debug)]
 pub(crate) struct Store {
@@ -63,6 +65,35 @@ impl Store {
         Ok(())
     }
 
+    /// Partitions whose handoff to this shard started and did not finish, with the
+    /// shard they come from (empty: none): their state here is incomplete, so they are
+    /// not fed until a move completes.
+    pub(crate) fn acquiring(&self) -> Result<Vec<(u32, String)>, Error> {
+        let meta = self.db.open_tree("meta").map_err(Error::Store)?;
+        meta.scan_prefix(ACQUIRING_PREFIX)
+            .map(|kv| {
+                let (k, v) = kv.map_err(Error::Store)?;
+                let corrupt = || Error::Corrupt("acquiring".into());
+                let p = k[ACQUIRING_PREFIX.len()..].try_into().map_err(|_| corrupt())?;
+                let from = String::from_utf8(v.to_vec()).map_err(|_| corrupt())?;
+                Ok((u32::from_be_bytes(p), from))
+            })
+            .collect()
+    }
+
+    /// Marks `partition` as being acquired from shard `from` (`Some`), or done (`None`).
+    pub(crate) fn set_acquiring(&self, partition: u32, from: Option<&str>) -> Result<(), Error> {
+        let meta = self.db.open_tree("meta").map_err(Error::Store)?;
+        let key = [ACQUIRING_PREFIX, &partition.to_be_bytes()[..]].concat();
+        match from {
+            Some(from) => meta.insert(key, from.as_bytes()).map(drop),
+            None => meta.remove(key).map(drop),
+        }
+        .map_err(Error::Store)?;
+        meta.flush().map_err(Error::Store)?;
+        Ok(())
+    }
+
     pub(crate) fn budget_used(&self) -> Result<Vec<(String, u64)>, Error> {
         let meta = self.db.open_tree("meta").map_err(Error::Store)?;
         match meta.get(BUDGET_KEY).map_err(Error::Store)? {
@@ -97,6 +128,9 @@ pub(crate) fn open_db(dir: &Path) -> Result<sled::Db, Error> {
         }
     }
 }
+
+/// One key and value of a partition's tree, as a handoff moves it.
+pub type StoreEntry = (Vec<u8>, Vec<u8>);
 
 /// One partition's tree.
 #[derive(Clone, Debug)]
@@ -152,6 +186,30 @@ impl PartitionStore {
         self.tree.apply_batch(batch).map_err(Error::Store)?;
         self.tree.flush().map_err(Error::Store)?;
         Ok(())
+    }
+
+    /// Every entry of the partition (customers, reminders, the position), for a
+    /// handoff to another shard.
+    pub(crate) fn entries(&self) -> Result<Vec<StoreEntry>, Error> {
+        self.tree
+            .iter()
+            .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(Error::Store))
+            .collect()
+    }
+
+    /// Replaces the partition's whole content with `entries` (a handoff from another
+    /// shard), durably.
+    pub(crate) fn replace(&self, entries: impl IntoIterator<Item = StoreEntry>) -> Result<u64, Error> {
+        self.tree.clear().map_err(Error::Store)?;
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for (k, v) in entries {
+            batch.insert(k, v);
+            n += 1;
+        }
+        self.tree.apply_batch(batch).map_err(Error::Store)?;
+        self.tree.flush().map_err(Error::Store)?;
+        Ok(n)
     }
 
     /// The customers with a deferred match due by `until` (microseconds).

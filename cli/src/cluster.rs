@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
-use persona_actors::grpc::{self, PersonaService};
+use persona_actors::grpc::{self, ControlService, PersonaService};
 use persona_actors::{Shard, ShardConfig};
 use persona_bus::redis::RedisBus;
 use persona_event::Event;
@@ -111,7 +111,8 @@ pub(crate) async fn shard(args: ShardArgs) -> Result<ExitCode> {
     let server = match args.grpc {
         Some(addr) => {
             let service = PersonaService::new(shard.handle(&args.name), bus.clone());
-            let listener = tokio::spawn(grpc::serve(service, addr, async {
+            let control = shard.mover().map(ControlService::new);
+            let listener = tokio::spawn(grpc::serve(service, control, addr, async {
                 let _ = stopped.await;
             }));
             let advertised = args.advertise.clone().unwrap_or_else(|| format!("http://{addr}"));
@@ -129,7 +130,7 @@ pub(crate) async fn shard(args: ShardArgs) -> Result<ExitCode> {
     if let Some(server) = server {
         server.await??;
     }
-    shard.stop_feeding();
+    shard.stop_feeding().await;
     shard.drain().await?;
     let stats = shard.stats().await?;
     if let Some(path) = &args.features_out {
@@ -160,6 +161,17 @@ pub(crate) enum BusCommand {
         /// Shard names, comma-separated.
         #[arg(long, value_delimiter = ',', required = true)]
         shards: Vec<String>,
+    },
+    /// Move a partition to another live shard (served with --grpc): it takes the
+    /// lease, pulls the state from the old owner and feeds on from the checkpoint.
+    Move {
+        #[command(flatten)]
+        bus: BusArgs,
+        #[arg(long)]
+        partition: u32,
+        /// The shard that takes the partition.
+        #[arg(long)]
+        to: String,
     },
     /// Each partition's lease, checkpoint and lag.
     Status {
@@ -200,6 +212,36 @@ pub(crate) async fn bus(command: BusCommand) -> Result<ExitCode> {
                 "epoch {epoch}: {} partitions over {} shards",
                 bus.partitions,
                 shards.len()
+            );
+        }
+        BusCommand::Move { bus, partition, to } => {
+            anyhow::ensure!(
+                partition < bus.partitions,
+                "partition {partition} does not exist: there are {}",
+                bus.partitions
+            );
+            let redis = bus.connect().await?;
+            let address = redis
+                .shard_address(&to)
+                .await?
+                .with_context(|| format!("shard `{to}` serves no gRPC (start it with --grpc)"))?;
+            let mut client = persona_proto::ShardControlClient::connect(address)
+                .await
+                .with_context(|| format!("connecting to shard `{to}`"))?;
+            let reply = client
+                .acquire(persona_proto::v1::AcquireRequest { partition })
+                .await
+                .map_err(|e| anyhow::anyhow!("moving partition {partition} to `{to}`: {}", e.message()))?
+                .into_inner();
+            println!(
+                "partition {partition}: {} -> {to}, {} store entries, epoch {}",
+                if reply.from_shard.is_empty() {
+                    "-"
+                } else {
+                    &reply.from_shard
+                },
+                reply.entries,
+                reply.epoch
             );
         }
         BusCommand::Status { bus, json } => {

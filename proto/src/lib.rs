@@ -18,6 +18,8 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("pers
 
 pub use v1::persona_client::PersonaClient;
 pub use v1::persona_server::{Persona, PersonaServer};
+pub use v1::shard_control_client::ShardControlClient;
+pub use v1::shard_control_server::{ShardControl, ShardControlServer};
 
 /// A wire message that does not make a persona value: which field, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

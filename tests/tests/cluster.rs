@@ -1,13 +1,15 @@
 //! The local cluster on a real redis-server (started by `./scripts/test` or
 //! `scripts/chaos`, named in `PERSONA_TEST_REDIS_URL`): three `persona shard`
-//! processes feed their partitions while events are published in chunks, and shards
-//! are killed with SIGKILL and restarted on their own data directories. At the end
-//! every customer's features equal the batch computation over the same events, and a
-//! lifetime count of every event type shows none was lost or applied twice.
+//! processes feed their partitions while events are published in chunks; shards are
+//! killed with SIGKILL and restarted on their own data directories, and partitions are
+//! moved between live shards (`persona bus move`: lease, handoff over gRPC, resume).
+//! At the end every customer's features equal the batch computation over the same
+//! events, and a lifetime count of every event type shows none was lost or applied
+//! twice.
 //!
 //! Sizes come from the environment, so `scripts/chaos` runs the same test larger:
 //! `PERSONA_CHAOS_CUSTOMERS` (default 120), `PERSONA_CHAOS_DAYS` (30),
-//! `PERSONA_CHAOS_KILLS` (3). It prints
+//! `PERSONA_CHAOS_KILLS` (3), `PERSONA_CHAOS_MOVES` (3). It prints
 //! `events N, customers C, kills K, moves M, lost L, applied twice T`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -35,6 +37,14 @@ fn redis_url() -> String {
     })
 }
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 fn s(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
 }
@@ -46,6 +56,7 @@ struct Cluster {
     specs: PathBuf,
     as_of: String,
     shards: Vec<Option<Child>>,
+    ports: Vec<u16>,
 }
 
 impl Cluster {
@@ -84,6 +95,8 @@ impl Cluster {
         ];
         args.extend(["--checkpoint-every", "150", "--batch", "64"]);
         args.extend(["--features-out", s(&features), "--as-of", &self.as_of]);
+        let grpc = format!("127.0.0.1:{}", self.ports[i]);
+        args.extend(["--grpc", &grpc]);
         let bus = self.bus_args();
         args.extend(bus.iter().map(String::as_str));
         let child = persona_command(&args)
@@ -98,6 +111,36 @@ impl Cluster {
         if let Some(mut child) = self.shards[i].take() {
             child.kill().expect("SIGKILL"); // std's kill is SIGKILL on Unix
             child.wait().expect("reaping the killed shard");
+        }
+    }
+
+    /// Moves `partition` to the shard after its current owner, retrying while that
+    /// shard (just restarted) does not answer yet.
+    fn move_partition(&self, partition: u32) {
+        let status: Value = serde_json::from_str(&self.bus("status", &["--json"])).expect("status json");
+        let owner = status["partitions"][partition as usize]["shard"]
+            .as_str()
+            .expect("an owner")
+            .to_owned();
+        let next: usize = owner[1..].parse::<usize>().expect("sN") + 1;
+        let to = format!("s{}", next % SHARDS);
+        let p = partition.to_string();
+        let started = Instant::now();
+        loop {
+            let mut args = vec!["bus".to_owned(), "move".into(), "--partition".into(), p.clone()];
+            args.extend(["--to".to_owned(), to.clone()]);
+            args.extend(self.bus_args());
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = persona_command(&args).output().expect("persona bus move");
+            if out.status.success() {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "moving partition {partition} to {to}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(250));
         }
     }
 
@@ -165,6 +208,7 @@ fn shards_killed_while_events_flow_lose_nothing_and_apply_nothing_twice() {
     let customers = env_or("PERSONA_CHAOS_CUSTOMERS", 120);
     let days = env_or("PERSONA_CHAOS_DAYS", 30);
     let kills = env_or("PERSONA_CHAOS_KILLS", 3);
+    let moves = env_or("PERSONA_CHAOS_MOVES", 3);
     let demo = Demo::run(customers, days);
     let out = demo.out();
     let work = demo.dir.path().join("cluster");
@@ -217,6 +261,7 @@ fn shards_killed_while_events_flow_lose_nothing_and_apply_nothing_twice() {
         specs,
         as_of,
         shards: (0..SHARDS).map(|_| None).collect(),
+        ports: (0..SHARDS).map(|_| free_port()).collect(),
     };
     let names: Vec<String> = (0..SHARDS).map(|i| format!("s{i}")).collect();
     cluster.bus("assign", &["--shards", &names.join(",")]);
@@ -225,15 +270,19 @@ fn shards_killed_while_events_flow_lose_nothing_and_apply_nothing_twice() {
     }
 
     // Publish in chunks; after each of the first `kills` chunks, SIGKILL a shard while
-    // it works and start it again on its own data directory.
+    // it works and start it again on its own data directory; after each of the first
+    // `moves`, move a partition to another shard while the chunk is being applied.
     let lines = std::fs::read_to_string(&events_file).unwrap();
     let lines: Vec<&str> = lines.lines().collect();
-    let chunks = (kills as usize + 2).max(4);
+    let chunks = (kills.max(moves) as usize + 2).max(4);
     let size = lines.len().div_ceil(chunks);
     for (n, chunk) in lines.chunks(size).enumerate() {
         let file = work.join(format!("chunk-{n}.jsonl"));
         std::fs::write(&file, chunk.join("\n") + "\n").unwrap();
         cluster.bus("publish", &[s(&file)]);
+        if n < moves as usize {
+            cluster.move_partition((n * 5 % 12) as u32);
+        }
         if n < kills as usize {
             std::thread::sleep(Duration::from_millis(150));
             let victim = n % SHARDS;
@@ -261,7 +310,7 @@ fn shards_killed_while_events_flow_lose_nothing_and_apply_nothing_twice() {
         twice += diff.max(0);
     }
     println!(
-        "events {}, customers {}, kills {kills}, moves 0, lost {lost}, applied twice {twice}",
+        "events {}, customers {}, kills {kills}, moves {moves}, lost {lost}, applied twice {twice}",
         events.len(),
         batch.len()
     );
