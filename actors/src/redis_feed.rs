@@ -55,7 +55,11 @@ impl Feeder {
                 tracing::warn!(partition, "partition reassigned: this shard stops feeding it");
                 Ok(())
             }
-            other => other,
+            Err(e) => {
+                tracing::error!(partition, error = %e, "feeding the partition failed: it is no longer fed");
+                Err(e)
+            }
+            Ok(()) => Ok(()),
         }
     }
 

@@ -231,3 +231,24 @@ fn entry_ids_order_and_round_trip() {
     assert!(a.to_bytes() < b.to_bytes());
     assert!("x-1".parse::<EntryId>().is_err());
 }
+
+#[tokio::test]
+async fn acknowledging_more_entries_than_lua_can_unpack_at_once() {
+    let bus = bus("bigack", 1).await;
+    let events: Vec<Event> = (0..12_000).map(|i| event(1, i)).collect();
+    for chunk in events.chunks(2_000) {
+        bus.publish(chunk).await.unwrap();
+    }
+    bus.assign(&[(0, "s1")]).await.unwrap();
+    let lease = bus.leases_of("s1").await.unwrap().remove(0);
+    let mut reader = bus.reader(lease, "s1").await.unwrap();
+    let mut last = EntryId::ZERO;
+    let mut read = 0;
+    while read < 12_000 {
+        let got = reader.read(5_000, NO_WAIT).await.unwrap();
+        read += got.len();
+        last = got.last().map_or(last, |e| e.id);
+    }
+    assert_eq!(reader.ack(last).await.unwrap(), 12_000);
+    assert_eq!(bus.lag(0).await.unwrap(), 0);
+}

@@ -74,6 +74,10 @@ pub(crate) enum BenchCommand {
     /// Token resolutions (customer key and contact) per second on one core, with the
     /// KMS calls they cost.
     Detokenize(crate::bench::vault::Args),
+    /// Events/s through gRPC PublishStream into a local shard on Redis.
+    GrpcIngest(crate::bench::grpc::Args),
+    /// Decide calls/s against a local shard on Redis, and their latency at half that rate.
+    Decide(crate::bench::grpc::Args),
 }
 
 #[derive(Debug, clap::Args)]

@@ -6,6 +6,7 @@
 pub(crate) mod dsl;
 pub(crate) mod e2e;
 pub(crate) mod features;
+pub(crate) mod grpc;
 pub(crate) mod vault;
 
 use serde::Serialize;

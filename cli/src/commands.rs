@@ -29,6 +29,12 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(BenchCommand::Tokenize(args)) => {
             crate::bench::vault::tokenize(&args).map(|()| ExitCode::SUCCESS)
         }
+        Command::Bench(BenchCommand::GrpcIngest(args)) => {
+            crate::bench::grpc::grpc_ingest(&args).await.map(|()| ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Decide(args)) => {
+            crate::bench::grpc::decide(&args).await.map(|()| ExitCode::SUCCESS)
+        }
         Command::Bench(BenchCommand::Detokenize(args)) => {
             crate::bench::vault::detokenize(&args).map(|()| ExitCode::SUCCESS)
         }

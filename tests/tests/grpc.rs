@@ -280,3 +280,35 @@ async fn list_services(port: u16) -> Vec<String> {
         other => panic!("unexpected reflection reply {other:?}"),
     }
 }
+
+/// The two gRPC bench scenarios run end to end on a tiny load and report what
+/// `--json` promises.
+#[test]
+fn the_grpc_bench_scenarios_measure_a_local_shard() {
+    for scenario in ["grpc-ingest", "decide"] {
+        let mut args = vec![
+            "-q",
+            "bench",
+            scenario,
+            "--customers",
+            "30",
+            "--events-per-customer",
+            "20",
+        ];
+        args.extend(["--runs", "1", "--seconds", "1", "--json"]);
+        let out = persona_command(&args)
+            .env("PERSONA_REDIS_URL", redis_url())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["scenario"], scenario);
+        assert!(report["ops_per_sec"].as_f64().unwrap() > 0.0);
+        assert_eq!(report["params"]["events"], 30 * 21, "20 events and a profile each");
+        assert!(report["peak_rss_bytes"].as_u64().unwrap() > 0);
+        if scenario == "decide" {
+            let (p50, p99) = (report["p50_ms"].as_f64().unwrap(), report["p99_ms"].as_f64().unwrap());
+            assert!(0.0 < p50 && p50 <= p99, "{report}");
+        }
+    }
+}

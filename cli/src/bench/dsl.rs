@@ -151,7 +151,7 @@ fn engine(generated: Option<usize>) -> Result<Engine> {
 
 /// Her profile: a credit band and every contact kind, so the offers' conditions and
 /// channels have something to read.
-fn profile(first: &Event, c: u32) -> Event {
+pub(crate) fn profile(first: &Event, c: u32) -> Event {
     let mut id = [0xffu8; 16];
     id[..4].copy_from_slice(&c.to_be_bytes());
     let contacts = Value::List(vec!["email".into(), "phone".into(), "device".into()]);

@@ -1,0 +1,355 @@
+//! `persona bench grpc-ingest` and `persona bench decide`: a local shard process on
+//! Redis serving gRPC over loopback, measured from a client in this process.
+//!
+//! - grpc-ingest: events per second through `PublishStream` into the shard, which
+//!   appends them to the partitions' Redis streams (and feeds them to its actors at
+//!   the same time, as in production).
+//! - decide: once the shard has applied every event, the maximum rate of `Decide`
+//!   calls (a card swipe at a mall for a random customer) with several calls in
+//!   flight, then the latency of calls paced at half that rate.
+//!
+//! Client, shard and Redis share the machine's cores: the figures are for all three.
+
+use std::fmt;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use persona_bus::redis::RedisBus;
+use persona_event::{Event, EventId, Value};
+use persona_proto::PersonaClient;
+use persona_proto::v1::{self, DecideRequest};
+use serde::Serialize;
+use tonic::transport::Channel;
+
+use super::features::customer_events;
+use super::{median, percentile};
+
+const PARTITIONS: u32 = 8;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Redis URL (the bus); the bench uses its own key prefix and leaves it behind.
+    #[arg(long = "redis", env = "PERSONA_REDIS_URL", hide_env_values = true)]
+    redis: String,
+    /// Customers, each with her own events.
+    #[arg(long, default_value_t = 5_000)]
+    customers: u32,
+    /// Events per customer over 90 days.
+    #[arg(long, default_value_t = 100)]
+    events_per_customer: u32,
+    /// Runs of the ingest; throughput is their median.
+    #[arg(long, default_value_t = 3)]
+    runs: u32,
+    /// Seconds of each Decide phase (maximum rate, then paced at half of it).
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Decide calls in flight while finding the maximum rate.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Params {
+    customers: u32,
+    events: u64,
+    runs: u32,
+    partitions: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    concurrency: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    paced_rate: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    scenario: &'static str,
+    ops_per_sec: f64,
+    /// Client, shard and Redis share the machine.
+    cores_used: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    p50_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    p99_ms: Option<f64>,
+    /// The shard process's peak resident memory.
+    peak_rss_bytes: u64,
+    runs_ops_per_sec: Vec<f64>,
+    params: Params,
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = &self.params;
+        writeln!(
+            f,
+            "bench {}: {} customers, {} events, {} partitions, one shard on Redis, {} cores shared",
+            self.scenario, p.customers, p.events, p.partitions, self.cores_used
+        )?;
+        let what = if self.scenario == "decide" {
+            "Decide calls/s"
+        } else {
+            "events/s"
+        };
+        super::median_line(f, what, self.ops_per_sec, &self.runs_ops_per_sec)?;
+        if let (Some(p50), Some(p99), Some(rate)) = (self.p50_ms, self.p99_ms, p.paced_rate) {
+            writeln!(
+                f,
+                "  {:<28} {:>12.3} / {:.3} ms at {rate:.0} calls/s",
+                "latency p50 / p99", p50, p99
+            )?;
+        }
+        write!(f, "  {:<28} {:>12} bytes (shard)", "peak RSS", self.peak_rss_bytes)
+    }
+}
+
+/// The shard process under measurement; stopped when dropped.
+struct LocalShard {
+    child: Child,
+    dir: std::path::PathBuf,
+}
+
+impl LocalShard {
+    fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    }
+}
+
+impl Drop for LocalShard {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
+async fn start(args: &Args, name: &str) -> Result<(LocalShard, RedisBus, PersonaClient<Channel>)> {
+    let dir = std::env::temp_dir().join(format!("persona-bench-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    crate::demo::write_specs(&dir.join("specs"))?;
+    let prefix = format!(
+        "bench:{name}:{}:{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros()
+    );
+    let bus = RedisBus::connect(&args.redis, &prefix, PARTITIONS)
+        .await
+        .context("connecting to Redis")?;
+    let grants: Vec<(u32, &str)> = (0..PARTITIONS).map(|p| (p, "bench")).collect();
+    bus.assign(&grants).await?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let child = Command::new(std::env::current_exe()?)
+        .args(["-q", "shard", "--name", "bench", "--prefix", &prefix])
+        .args([
+            "--partitions",
+            &PARTITIONS.to_string(),
+            "--grpc",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .arg("--data")
+        .arg(dir.join("shard"))
+        .arg("--specs")
+        .arg(dir.join("specs"))
+        .env("PERSONA_REDIS_URL", &args.redis)
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting the shard")?;
+    let shard = LocalShard { child, dir };
+    let started = Instant::now();
+    let client = loop {
+        match PersonaClient::connect(format!("http://127.0.0.1:{port}")).await {
+            Ok(client) => break client,
+            Err(_) if started.elapsed() < Duration::from_secs(60) => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => anyhow::bail!("the shard did not serve gRPC within a minute: {e}"),
+        }
+    };
+    Ok((shard, bus, client))
+}
+
+fn events(args: &Args) -> Result<Vec<Vec<Event>>> {
+    let start = persona_event::time::parse_ts("2026-08-01T00:00:00Z")?;
+    // Each customer starts with a profile (contacts, a credit band), so offers can reach her.
+    Ok((0..args.customers)
+        .map(|c| {
+            let mut events = customer_events(c, args.events_per_customer, start);
+            if let Some(first) = events.first() {
+                let profile = super::dsl::profile(first, c);
+                events.insert(0, profile);
+            }
+            events
+        })
+        .collect())
+}
+
+/// Publishes every event over one client stream; returns events per second.
+async fn ingest(client: &mut PersonaClient<Channel>, wire: &[v1::Event]) -> Result<f64> {
+    let started = Instant::now();
+    let accepted = client
+        .publish_stream(tokio_stream::iter(wire.to_vec()))
+        .await
+        .context("PublishStream")?
+        .into_inner()
+        .accepted;
+    anyhow::ensure!(
+        accepted as usize == wire.len(),
+        "the shard accepted {accepted} of {}",
+        wire.len()
+    );
+    Ok(wire.len() as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn wait_applied(bus: &RedisBus) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let mut lag = 0;
+        for p in 0..bus.partitions() {
+            lag += bus.lag(p).await?;
+        }
+        if lag == 0 {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "the shard still lags by {lag}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub(crate) async fn grpc_ingest(args: &Args) -> Result<()> {
+    let (shard, bus, mut client) = start(args, "ingest").await?;
+    let wire: Vec<v1::Event> = events(args)?.iter().flatten().map(v1::Event::from).collect();
+    let mut rates = Vec::new();
+    for _ in 0..args.runs.max(1) {
+        rates.push(ingest(&mut client, &wire).await?);
+    }
+    wait_applied(&bus).await?;
+    let report = Report {
+        scenario: "grpc-ingest",
+        ops_per_sec: median(rates.clone()),
+        cores_used: std::thread::available_parallelism().map_or(1, usize::from),
+        p50_ms: None,
+        p99_ms: None,
+        peak_rss_bytes: shard.peak_rss(),
+        runs_ops_per_sec: rates,
+        params: Params {
+            customers: args.customers,
+            events: wire.len() as u64,
+            runs: args.runs,
+            partitions: PARTITIONS,
+            concurrency: None,
+            paced_rate: None,
+        },
+    };
+    super::print(&report, args.json);
+    Ok(())
+}
+
+/// A card swipe at a mall for customer `c`, at the end of her history.
+fn swipe(c: u32, n: u64, history: &[Event]) -> DecideRequest {
+    let mut id = [0xdd; 16];
+    id[..4].copy_from_slice(&c.to_be_bytes());
+    id[8..].copy_from_slice(&n.to_be_bytes());
+    let last = history.last().expect("events");
+    let event = Event {
+        id: EventId::from_bytes(id),
+        token: last.token.clone(),
+        kind: "card_swipe".into(),
+        ts: last.ts,
+        attrs: [
+            ("mall".to_owned(), Value::from("Lulu Mall")),
+            ("amount".to_owned(), Value::Float(1800.0)),
+            ("city".to_owned(), Value::from("Kochi")),
+        ]
+        .into(),
+    };
+    DecideRequest {
+        event: Some(v1::Event::from(&event)),
+    }
+}
+
+pub(crate) async fn decide(args: &Args) -> Result<()> {
+    let (shard, bus, mut client) = start(args, "decide").await?;
+    let customers = Arc::new(events(args)?);
+    let wire: Vec<v1::Event> = customers.iter().flatten().map(v1::Event::from).collect();
+    ingest(&mut client, &wire).await?;
+    wait_applied(&bus).await?;
+    let phase = Duration::from_secs(args.seconds.max(1));
+
+    // The maximum rate: `concurrency` callers, each one call at a time.
+    let started = Instant::now();
+    let mut callers = Vec::new();
+    for k in 0..args.concurrency.max(1) {
+        let (mut client, customers) = (client.clone(), customers.clone());
+        callers.push(tokio::spawn(async move {
+            let mut calls = 0u64;
+            while started.elapsed() < phase {
+                let c = ((k as u64 * 7919 + calls * 104_729) % customers.len() as u64) as u32;
+                client.decide(swipe(c, calls, &customers[c as usize])).await?;
+                calls += 1;
+            }
+            Ok::<u64, tonic::Status>(calls)
+        }));
+    }
+    let mut calls = 0;
+    for caller in callers {
+        calls += caller.await??;
+    }
+    let max_rate = calls as f64 / started.elapsed().as_secs_f64();
+
+    // Paced at half of it: one call every 1/rate seconds, each on its own task.
+    let rate = max_rate / 2.0;
+    let interval = Duration::from_secs_f64(1.0 / rate.max(1.0));
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    let mut inflight = Vec::new();
+    let mut n = 0u64;
+    while started.elapsed() < phase {
+        ticker.tick().await;
+        let (mut client, customers) = (client.clone(), customers.clone());
+        let c = (n * 104_729 % customers.len() as u64) as u32;
+        n += 1;
+        inflight.push(tokio::spawn(async move {
+            let t = Instant::now();
+            client.decide(swipe(c, 1 << 40 | n, &customers[c as usize])).await?;
+            Ok::<f64, tonic::Status>(t.elapsed().as_secs_f64() * 1e3)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(inflight.len());
+    for call in inflight {
+        latencies.push(call.await??);
+    }
+    let report = Report {
+        scenario: "decide",
+        ops_per_sec: max_rate,
+        cores_used: std::thread::available_parallelism().map_or(1, usize::from),
+        p50_ms: Some(percentile(&mut latencies, 0.5)),
+        p99_ms: Some(percentile(&mut latencies, 0.99)),
+        peak_rss_bytes: shard.peak_rss(),
+        runs_ops_per_sec: vec![max_rate],
+        params: Params {
+            customers: args.customers,
+            events: wire.len() as u64,
+            runs: 1,
+            partitions: PARTITIONS,
+            concurrency: Some(args.concurrency),
+            paced_rate: Some(rate),
+        },
+    };
+    super::print(&report, args.json);
+    Ok(())
+}
