@@ -55,6 +55,7 @@ struct Feeding {
 /// The partitions a shard on the Redis bus feeds, and moves in and out of it.
 pub struct Mover {
     args: MoverArgs,
+    failed: Arc<tokio::sync::Notify>,
     feeders: Mutex<HashMap<u32, Feeding>>,
     /// One move at a time per shard.
     moving: Mutex<()>,
@@ -83,6 +84,7 @@ impl Mover {
     pub(crate) fn new(args: MoverArgs) -> Self {
         Mover {
             args,
+            failed: Arc::new(tokio::sync::Notify::new()),
             feeders: Mutex::new(HashMap::new()),
             moving: Mutex::new(()),
         }
@@ -104,10 +106,17 @@ impl Mover {
             batch: self.args.config.batch.max(1),
             checkpoint_every: self.args.config.checkpoint_every.max(1),
             stop: stopped,
+            failed: self.failed.clone(),
         };
         let task = tokio::spawn(feeder.run());
         self.feeders.lock().await.insert(partition, Feeding { stop, task });
         Ok(())
+    }
+
+    /// Resolves when a feeder failed (an error other than being fenced): the shard
+    /// should stop, so that it restarts from its checkpoints.
+    pub async fn failed(&self) {
+        self.failed.notified().await;
     }
 
     /// Tells every feeder to checkpoint, acknowledge and stop.

@@ -30,6 +30,8 @@ pub(crate) struct Feeder {
     pub(crate) batch: usize,
     pub(crate) checkpoint_every: u64,
     pub(crate) stop: watch::Receiver<bool>,
+    /// Told when feeding fails (not when fenced): the shard process should stop.
+    pub(crate) failed: Arc<tokio::sync::Notify>,
 }
 
 /// A Redis entry id as a stream position, and back: the id's 128 bits, in order.
@@ -49,6 +51,7 @@ impl Feeder {
     /// partition's lease is taken away (then stops without either: the new owner
     /// resumes from the last acknowledged checkpoint).
     pub(crate) async fn run(mut self) -> Result<(), Error> {
+        let failed = self.failed.clone();
         let partition = self.reader.lease().partition;
         match self.feed().await {
             Err(Error::Bus(RedisBusError::Fenced { .. })) => {
@@ -57,6 +60,7 @@ impl Feeder {
             }
             Err(e) => {
                 tracing::error!(partition, error = %e, "feeding the partition failed: it is no longer fed");
+                failed.notify_one();
                 Err(e)
             }
             Ok(()) => Ok(()),

@@ -9,6 +9,7 @@
 //! | `{prefix}:assignment` | hash | `epoch` = the table's epoch; `p:{p}` = `{epoch}/{shard}`, the lease of `p` |
 //! | `{prefix}:checkpoints` | hash | `p:{p}` = the last entry id acknowledged on `p` |
 //! | `{prefix}:shards` | hash | shard name -> the address it serves gRPC on |
+//! | `{prefix}:dead` | stream | bus entries that are not events: `stream`, `id`, `reason` |
 //!
 //! Every partition stream has the consumer group `shards`; the matches stream has
 //! `detokenizer`. A shard reads a partition only under a [`Lease`]: the assignment
@@ -162,6 +163,9 @@ impl Keys {
     fn shards(&self) -> String {
         format!("{}:shards", self.prefix)
     }
+    fn dead(&self) -> String {
+        format!("{}:dead", self.prefix)
+    }
 }
 
 fn field(p: u32) -> String {
@@ -260,6 +264,11 @@ impl RedisBus {
 
     pub fn partitions(&self) -> u32 {
         self.partitions
+    }
+
+    /// The key prefix of every key this bus uses.
+    pub fn prefix(&self) -> &str {
+        &self.keys.prefix
     }
 
     /// Names this bus (by its key prefix) for checkpoints: a shard's stored positions
@@ -369,6 +378,7 @@ impl RedisBus {
             consumer: consumer.into(),
             recovering: true,
             delivered: Vec::new(),
+            dead: Vec::new(),
         })
     }
 
@@ -383,6 +393,20 @@ impl RedisBus {
             recovered: EntryId::ZERO,
             last_claim: None,
         })
+    }
+
+    /// The dead-letter stream: (stream, entry id, reason) of every bus entry a shard
+    /// could not read as an event, oldest first.
+    pub async fn dead_letters(&self) -> Result<Vec<(String, String, String)>> {
+        let reply: redis::streams::StreamRangeReply = self.conn.clone().xrange_all(self.keys.dead()).await?;
+        Ok(reply
+            .ids
+            .iter()
+            .map(|e| {
+                let field = |k: &str| e.get::<String>(k).unwrap_or_default();
+                (field("stream"), field("id"), field("reason"))
+            })
+            .collect())
     }
 
     /// Every entry of the matches stream, oldest first (for inspection and tests).
@@ -400,13 +424,25 @@ impl RedisBus {
         };
         let payload: Vec<u8> = e.get("m").ok_or_else(|| bad("no field `m`".into()))?;
         let partition: u32 = e.get("p").ok_or_else(|| bad("no field `p`".into()))?;
-        let message = serde_json::from_slice(&payload).map_err(|err| bad(format!("not a match: {err}")))?;
+        let message =
+            serde_json::from_slice(&payload).map_err(|err| bad(format!("not a match: {}", json_error(&err))))?;
         Ok(MatchEntry {
             id: parse_id(&stream, &e.id)?,
             partition,
             message,
         })
     }
+}
+
+/// A JSON error's kind and position, never the value it quotes (serde's messages
+/// can include the offending text).
+fn json_error(err: &serde_json::Error) -> String {
+    format!(
+        "{:?} error at line {}, column {}",
+        err.classify(),
+        err.line(),
+        err.column()
+    )
 }
 
 fn parse_id(stream: &str, id: &str) -> Result<EntryId> {
@@ -446,8 +482,7 @@ fn event_entry(stream: &str, e: &StreamId) -> Result<Entry> {
         reason,
     };
     let payload: Vec<u8> = e.get("e").ok_or_else(|| bad("no field `e`".into()))?;
-    // The reason names the JSON error's position, never the value.
-    let event = serde_json::from_slice(&payload).map_err(|err| bad(format!("not an event: {err}")))?;
+    let event = serde_json::from_slice(&payload).map_err(|err| bad(format!("not an event: {}", json_error(&err))))?;
     Ok(Entry {
         id: parse_id(stream, &e.id)?,
         event,
@@ -470,6 +505,8 @@ pub struct PartitionReader {
     recovering: bool,
     /// Ids delivered and not yet acknowledged, in order.
     delivered: Vec<EntryId>,
+    /// Entries that are not events, to dead-letter: (id, reason).
+    dead: Vec<(String, String)>,
 }
 
 impl fmt::Debug for PartitionReader {
@@ -491,6 +528,7 @@ impl PartitionReader {
     pub async fn read(&mut self, max: usize, block: Duration) -> Result<Vec<Entry>> {
         if self.recovering {
             let pending = self.recover(max).await?;
+            self.dead_letter().await?;
             if !pending.is_empty() {
                 return Ok(pending);
             }
@@ -501,7 +539,19 @@ impl PartitionReader {
             .count(max.max(1))
             .block(block.as_millis().max(1) as usize);
         let reply: Option<StreamReadReply> = self.blocking.xread_options(&[&self.stream], &[">"], &opts).await?;
-        self.entries(reply)
+        let entries = self.entries(reply)?;
+        self.dead_letter().await?;
+        Ok(entries)
+    }
+
+    /// Writes the entries that were not events to `{prefix}:dead` (stream, id, reason).
+    async fn dead_letter(&mut self) -> Result<()> {
+        for (id, reason) in std::mem::take(&mut self.dead) {
+            tracing::warn!(stream = %self.stream, %id, %reason, "bus entry dead-lettered");
+            let fields = [("stream", self.stream.as_str()), ("id", &id), ("reason", &reason)];
+            let _: String = self.bus.conn.clone().xadd(self.bus.keys.dead(), "*", &fields).await?;
+        }
+        Ok(())
     }
 
     /// The partition's pending entries, claimed for this consumer, oldest first.
@@ -540,9 +590,19 @@ impl PartitionReader {
                     self.delivered.push(parse_id(&self.stream, &e.id)?);
                     continue;
                 }
-                let entry = event_entry(&self.stream, e)?;
-                self.delivered.push(entry.id);
-                out.push(entry);
+                match event_entry(&self.stream, e) {
+                    Ok(entry) => {
+                        self.delivered.push(entry.id);
+                        out.push(entry);
+                    }
+                    // Not an event (a foreign writer, a corrupt value): dead-lettered,
+                    // acknowledged with the rest, and the partition goes on.
+                    Err(RedisBusError::BadEntry { id, reason, .. }) => {
+                        self.delivered.push(parse_id(&self.stream, &id)?);
+                        self.dead.push((id, reason));
+                    }
+                    Err(other) => return Err(other),
+                }
             }
         }
         Ok(out)

@@ -252,3 +252,43 @@ async fn acknowledging_more_entries_than_lua_can_unpack_at_once() {
     assert_eq!(reader.ack(last).await.unwrap(), 12_000);
     assert_eq!(bus.lag(0).await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn an_entry_that_is_not_an_event_is_dead_lettered_and_the_partition_goes_on() {
+    let bus = bus("dead", 1).await;
+    bus.publish(&[event(2, 1)]).await.unwrap();
+    // A foreign writer: a value that is no event, holding text that must not be echoed.
+    let mut conn = redis::Client::open(url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let stream = format!("{}:events:0", bus.prefix());
+    let _: String = redis::AsyncCommands::xadd(&mut conn, &stream, "*", &[("e", "{\"id\": \"Saanvi Sarkar\"}")])
+        .await
+        .unwrap();
+    bus.publish(&[event(2, 2)]).await.unwrap();
+    bus.assign(&[(0, "s1")]).await.unwrap();
+    let lease = bus.leases_of("s1").await.unwrap().remove(0);
+    let mut reader = bus.reader(lease, "s1").await.unwrap();
+    let got = reader.read(10, NO_WAIT).await.unwrap();
+    assert_eq!(
+        got.iter().map(|e| e.event.clone()).collect::<Vec<_>>(),
+        [event(2, 1), event(2, 2)]
+    );
+    let dead = bus.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].0, stream);
+    assert!(dead[0].2.starts_with("not an event"), "{}", dead[0].2);
+    assert!(
+        !dead[0].2.contains("Saanvi"),
+        "the reason quotes no value: {}",
+        dead[0].2
+    );
+    assert_eq!(
+        reader.ack(got[1].id).await.unwrap(),
+        3,
+        "the dead entry is acknowledged too"
+    );
+    assert_eq!(bus.lag(0).await.unwrap(), 0);
+}

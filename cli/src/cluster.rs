@@ -122,16 +122,34 @@ pub(crate) async fn shard(args: ShardArgs) -> Result<ExitCode> {
         }
         None => None,
     };
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    let mover = shard.mover();
+    let feeding_failed = async {
+        match &mover {
+            Some(mover) => mover.failed().await,
+            None => std::future::pending().await,
+        }
+    };
+    let failed = tokio::select! {
+        _ = terminate.recv() => false,
+        _ = tokio::signal::ctrl_c() => false,
+        () = feeding_failed => true,
+    };
     let _ = stop_serving.send(());
     if let Some(server) = server {
         server.await??;
     }
     shard.stop_feeding().await;
-    shard.drain().await?;
+    let drained = shard.drain().await;
+    if failed {
+        shard.stop().await;
+        anyhow::bail!(
+            "a partition could not be fed; stopping so that a restart resumes from the checkpoints ({})",
+            drained
+                .err()
+                .map_or_else(|| "see the log".to_owned(), |e| e.to_string())
+        );
+    }
+    drained?;
     let stats = shard.stats().await?;
     if let Some(path) = &args.features_out {
         let features = shard.features(args.as_of).await?;
