@@ -82,6 +82,10 @@ pub struct ShardConfig {
     pub checkpoint_every: u64,
     /// Bus entries handed to a partition actor per message.
     pub batch: usize,
+    /// At most this many customers stay in memory (over all partitions): after each
+    /// checkpoint the least recently used beyond it are passivated (their state is in
+    /// the store) and reactivated on their next event. `None` keeps everyone.
+    pub max_hot: Option<usize>,
 }
 
 /// A running shard: the partitions it owns, each fed from its bus.
@@ -212,6 +216,7 @@ impl Shard {
         engine.catalog.restore_budget_used(&store.budget_used()?);
         let mut partitions = Vec::new();
         let progress = Arc::new(AtomicU64::new(0));
+        let max_hot = config.max_hot.map(|m| m.div_ceil(owned.len().max(1)));
         for &p in &owned {
             partitions.push(PartitionArgs {
                 partition: p,
@@ -219,6 +224,7 @@ impl Shard {
                 store: store.partition(p)?,
                 outbox: outbox.clone(),
                 checkpoint_every: checkpoint_every.max(1),
+                max_hot,
                 progress: progress.clone(),
             });
         }
@@ -339,6 +345,8 @@ impl Shard {
             total.matches += s.matches;
             total.activations += s.activations;
             total.forgotten += s.forgotten;
+            total.passivated += s.passivated;
+            total.hot += s.hot;
         }
         Ok(total)
     }

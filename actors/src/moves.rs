@@ -222,6 +222,10 @@ impl Mover {
             store: store.partition(partition)?,
             outbox,
             checkpoint_every: u64::MAX,
+            max_hot: {
+                let owned = self.args.owned.read().expect("owned lock").len() + 1;
+                self.args.config.max_hot.map(|m| m.div_ceil(owned))
+            },
             progress: self.args.progress.clone(),
         };
         let name = format!("{}/p{partition}", self.args.config.name);

@@ -43,6 +43,11 @@ pub struct PartitionStats {
     pub activations: u64,
     /// `forget` events applied: customers whose state was deleted (right to erasure).
     pub forgotten: u64,
+    /// Customers passivated: dropped from memory after a checkpoint (their state is
+    /// in the store), least recently used first, to keep within the memory bound.
+    pub passivated: u64,
+    /// Customers in memory now.
+    pub hot: u64,
 }
 
 pub(crate) enum PartitionMsg {
@@ -82,6 +87,8 @@ pub(crate) struct PartitionArgs {
     /// Where matches go and whom to tell what is durable.
     pub(crate) outbox: Arc<dyn Outbox>,
     pub(crate) checkpoint_every: u64,
+    /// At most this many customers stay in memory after a checkpoint (None: all).
+    pub(crate) max_hot: Option<usize>,
     /// Stream entries handled by every partition of the shard, for progress reports.
     pub(crate) progress: Arc<AtomicU64>,
 }
@@ -89,6 +96,12 @@ pub(crate) struct PartitionArgs {
 pub(crate) struct PartitionState {
     args: PartitionArgs,
     customers: HashMap<Token, Customer>,
+    /// When each customer in memory was last used (a counter), for passivation.
+    touched: HashMap<Token, u64>,
+    tick: u64,
+    /// In a backfill run, customers whose backfill started: re-activated after a
+    /// passivation, they go on with it rather than start over.
+    backfilling: HashSet<Token>,
     dirty: HashSet<Token>,
     applied_to: Position,
     checkpointed: Position,
@@ -100,6 +113,10 @@ pub(crate) struct PartitionState {
 impl PartitionState {
     /// The customer's entity, activated from the store on first use.
     fn activate(&mut self, token: &Token) -> Result<&mut Customer, Error> {
+        if self.args.max_hot.is_some() {
+            self.tick += 1;
+            self.touched.insert(token.clone(), self.tick);
+        }
         if !self.customers.contains_key(token) {
             let customer = match self.args.store.load(token)? {
                 Some(bytes) => {
@@ -107,15 +124,41 @@ impl PartitionState {
                 }
                 None => Customer::default(),
             };
-            // A backfill run recomputes its features for each customer it activates;
-            // the embedded runtime activates a customer once per run. (Passivation
-            // will have to remember that her backfill already started.)
+            // A backfill run recomputes its features for each customer, once: from her
+            // first activation in the run on.
             let mut customer = customer;
-            customer.start_backfill(&self.args.engine);
+            if self.args.engine.backfill.is_some() && self.backfilling.insert(token.clone()) {
+                customer.start_backfill(&self.args.engine);
+            }
             self.stats.activations += 1;
             self.customers.insert(token.clone(), customer);
         }
         Ok(self.customers.get_mut(token).expect("just inserted"))
+    }
+
+    /// After a checkpoint (everything in memory is in the store), drops the least
+    /// recently used customers beyond the memory bound. A backfill run keeps its
+    /// customers: the events it counted for them live only in memory.
+    fn passivate(&mut self) {
+        let Some(bound) = self.args.max_hot else {
+            return;
+        };
+        if self.customers.len() <= bound || self.args.engine.backfill.is_some() {
+            return;
+        }
+        let mut ages: Vec<(u64, &Token)> = self
+            .customers
+            .keys()
+            .map(|t| (self.touched.get(t).copied().unwrap_or(0), t))
+            .collect();
+        let excess = self.customers.len() - bound;
+        ages.select_nth_unstable(excess - 1);
+        let cold: Vec<Token> = ages[..excess].iter().map(|(_, t)| (*t).clone()).collect();
+        for token in cold {
+            self.customers.remove(&token);
+            self.touched.remove(&token);
+        }
+        self.stats.passivated += excess as u64;
     }
 
     fn apply(&mut self, batch: Vec<(Position, Arc<Event>)>) -> Result<Position, Error> {
@@ -168,7 +211,15 @@ impl PartitionState {
             }
             self.applied_to = pos;
         }
-        if self.since_checkpoint >= self.args.checkpoint_every {
+        // Memory pressure checkpoints too, so passivation can keep the bound: a
+        // partition holds at most twice its share between checkpoints. (On the Redis
+        // bus the feeder checkpoints, after publishing; its cadence bounds memory.)
+        let pressed = self.args.checkpoint_every != u64::MAX
+            && self
+                .args
+                .max_hot
+                .is_some_and(|bound| self.customers.len() > bound.saturating_mul(2));
+        if self.since_checkpoint >= self.args.checkpoint_every || pressed {
             self.checkpoint()?;
         }
         Ok(self.applied_to)
@@ -190,6 +241,7 @@ impl PartitionState {
         self.dirty.clear();
         self.checkpointed = self.applied_to;
         self.since_checkpoint = 0;
+        self.passivate();
         // Only what is durable may leave the stream.
         self.args.outbox.checkpointed(self.args.partition, self.checkpointed);
         Ok(self.checkpointed)
@@ -234,6 +286,7 @@ impl PartitionState {
     /// again on a replay changes nothing, and the checkpoint after it makes it durable.
     fn forget(&mut self, token: &Token) -> Result<(), Error> {
         self.customers.remove(token);
+        self.touched.remove(token);
         self.dirty.remove(token);
         self.args.store.erase(token)?;
         self.stats.forgotten += 1;
@@ -363,6 +416,9 @@ impl Actor for PartitionActor {
         Ok(PartitionState {
             args,
             customers: HashMap::new(),
+            touched: HashMap::new(),
+            tick: 0,
+            backfilling: HashSet::new(),
             dirty: HashSet::new(),
             applied_to: position,
             checkpointed: position,
@@ -394,7 +450,8 @@ impl Actor for PartitionActor {
                 let _ = reply.send(state.checkpointed);
             }
             PartitionMsg::Stats(reply) => {
-                let _ = reply.send(state.stats);
+                let hot = state.customers.len() as u64;
+                let _ = reply.send(PartitionStats { hot, ..state.stats });
             }
             PartitionMsg::Features(at, reply) => {
                 let _ = reply.send(state.features(at).map_err(|e| e.to_string()));

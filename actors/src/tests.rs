@@ -68,6 +68,7 @@ fn config(dir: &std::path::Path, name: &str) -> ShardConfig {
         dir: dir.to_owned(),
         checkpoint_every: 7,
         batch: 5,
+        max_hot: None,
     }
 }
 
@@ -376,4 +377,45 @@ async fn a_sweep_reaches_stored_customers_once() {
         got.push(bus.matches().read(1, 100).await.unwrap_or_default().len());
     }
     assert_eq!(got, vec![0, 3, 0], "no sweep, the sweep, the same sweep replayed");
+}
+
+#[tokio::test]
+async fn passivated_customers_come_back_with_their_state() {
+    // Round robin over customers, so each is passivated and reactivated many times.
+    let mut evs = events(40, 6);
+    evs.sort_by_key(|e| (e.ts, e.token.clone()));
+    let dir = tempfile::tempdir().unwrap();
+    let (all_hot, features) = run(dir.path(), "s-hot", &evs).await;
+    let cold_dir = tempfile::tempdir().unwrap();
+    let bus = Arc::new(MemoryBus::new(4));
+    let config = ShardConfig {
+        max_hot: Some(8),
+        ..config(cold_dir.path(), "s-cold")
+    };
+    let mut shard = Shard::start(config, engine(), bus.clone()).await.unwrap();
+    for e in &evs {
+        bus.publish(e.clone());
+    }
+    bus.close_events();
+    shard.drain().await.unwrap();
+    let stats = shard.stats().await.unwrap();
+    assert!(stats.passivated >= 32, "{stats:?}");
+    assert!(
+        stats.hot <= 8,
+        "at most the bound stays in memory after the last checkpoint: {stats:?}"
+    );
+    assert!(
+        stats.activations > 40,
+        "passivated customers were reactivated: {stats:?}"
+    );
+    let cold: Vec<(Token, Value)> = shard
+        .features(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(t, _, f)| (t, f["spend"].clone()))
+        .collect();
+    shard.stop().await;
+    assert_eq!(cold, features, "the same features, hot or passivated");
+    assert_eq!(all_hot.len(), 40);
 }

@@ -127,6 +127,11 @@ pub(crate) struct RunArgs {
     /// events.
     #[arg(long, value_delimiter = ',')]
     pub(crate) backfill: Vec<String>,
+    /// Customers kept in memory: beyond it the least recently used are passivated to
+    /// the store after each checkpoint and reactivated on their next event (default:
+    /// all stay in memory for the run).
+    #[arg(long)]
+    pub(crate) max_hot: Option<usize>,
     #[command(flatten)]
     pub(crate) kms: KmsArgs,
 }

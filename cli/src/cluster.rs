@@ -61,6 +61,10 @@ pub(crate) struct ShardArgs {
     /// Entries read per batch.
     #[arg(long, default_value_t = 512)]
     batch: usize,
+    /// Customers kept in memory: beyond it the least recently used are passivated
+    /// after each checkpoint (default: all stay).
+    #[arg(long)]
+    max_hot: Option<usize>,
     /// On stop, write the features of this shard's customers (features.jsonl format).
     #[arg(long)]
     features_out: Option<PathBuf>,
@@ -103,6 +107,7 @@ pub(crate) async fn shard(args: ShardArgs) -> Result<ExitCode> {
         dir: args.data.clone(),
         checkpoint_every: args.checkpoint_every,
         batch: args.batch,
+        max_hot: args.max_hot,
     };
     let mut shard = Shard::start_redis(config, Arc::new(engine), bus.clone(), leases, &args.name).await?;
     println!("shard {} feeding partitions {owned:?}", args.name);

@@ -62,6 +62,7 @@ async fn run_files(args: RunArgs, progress: &Progress) -> Result<ExitCode> {
         as_of: args.as_of,
         backfill: &args.backfill,
         kms: &args.kms,
+        max_hot: args.max_hot,
     };
     let finished = pipeline::run(specs, opts, progress).await?;
     println!("{}", finished.summary);

@@ -108,6 +108,7 @@ pub(crate) async fn run(args: DemoArgs, progress: &Progress) -> Result<ExitCode>
         as_of: None,
         backfill: &[],
         kms: &args.kms,
+        max_hot: None,
     };
     let finished = pipeline::run(specs, opts, progress).await?;
     println!("\n{}", finished.summary);

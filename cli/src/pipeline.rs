@@ -35,6 +35,8 @@ pub(crate) struct RunOptions<'a> {
     /// Features to recompute from every event of the run (`--backfill`).
     pub(crate) backfill: &'a [String],
     pub(crate) kms: &'a KmsArgs,
+    /// Customers kept in memory (`--max-hot`); the rest are passivated.
+    pub(crate) max_hot: Option<usize>,
 }
 
 /// A finished run, with the shard still up so the caller can ask it questions.
@@ -108,6 +110,7 @@ pub(crate) async fn run(specs: Specs, opts: RunOptions<'_>, progress: &Progress)
         dir: opts.data.join("cloud").join("shard-0"),
         checkpoint_every: 50_000,
         batch: 512,
+        max_hot: opts.max_hot,
     };
     let mut shard = Shard::start(config, engine.clone(), bus.clone()).await?;
     // Erasures the cloud zone has not applied go first: each actor forgets before

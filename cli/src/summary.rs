@@ -40,6 +40,8 @@ pub(crate) struct Summary {
     pub(crate) cloud_events_per_sec: f64,
     pub(crate) elapsed_secs: f64,
     pub(crate) customers_activated: u64,
+    /// Customers dropped from memory under `--max-hot` (and reactivated when needed).
+    pub(crate) customers_passivated: u64,
     pub(crate) matches: u64,
     pub(crate) matches_by_offer: BTreeMap<String, u64>,
     pub(crate) deliveries_by_channel: BTreeMap<String, u64>,
@@ -94,6 +96,7 @@ impl Summary {
             cloud_events_per_sec: rate(events, cloud_secs),
             elapsed_secs: (elapsed * 1000.0).round() / 1000.0,
             customers_activated: stats.activations,
+            customers_passivated: stats.passivated,
             matches: matches.len() as u64,
             matches_by_offer,
             deliveries_by_channel: delivery

@@ -521,3 +521,26 @@ fn a_context_event_reaches_every_actor_it_concerns() {
     let again = jsonl(&tmp.join("o2").join("matches.jsonl"));
     assert!(again.iter().all(|m| m["offer"] != "monsoon-cover"));
 }
+
+/// A run that may keep only 20 customers in memory (the rest passivated to the store
+/// and reactivated on their next event) gives the demo's outputs byte for byte.
+#[test]
+fn a_memory_bound_changes_no_output() {
+    let demo = Demo::run(200, 30);
+    let out = demo.out();
+    let data = demo.data_with_its_vault("bounded-data");
+    let bounded = demo.dir.path().join("bounded");
+    run_files(
+        &out.join("specs"),
+        &out.join("sources"),
+        &data,
+        &bounded,
+        &["--max-hot", "20"],
+    );
+    for file in ["matches.jsonl", "features.jsonl", "deliveries.jsonl"] {
+        assert_eq!(read(&bounded.join(file)), read(&out.join(file)), "{file} differs");
+    }
+    let summary: serde_json::Value = serde_json::from_str(&read(&bounded.join("summary.json"))).unwrap();
+    let passivated = summary["customers_passivated"].as_u64().expect("customers_passivated");
+    assert!(passivated >= 180, "{summary}");
+}

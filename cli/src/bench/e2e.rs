@@ -102,6 +102,7 @@ async fn measure(args: &Args, dir: &std::path::Path) -> Result<Report> {
             as_of: None,
             backfill: &[],
             kms: &args.kms,
+            max_hot: None,
         };
         let finished = pipeline::run(specs, opts, &quiet).await?;
         all.push(finished.summary.events_per_sec);
