@@ -387,11 +387,7 @@ impl Shard {
         offer: &str,
         at: Option<DateTime<Utc>>,
     ) -> Result<Option<Explanation>, Error> {
-        let wanted = partition_of(token, self.total_partitions);
-        let Some((_, actor)) = self.owned_now().into_iter().find(|(p, _)| *p == wanted) else {
-            return Ok(None);
-        };
-        call!(actor, PartitionMsg::Explain, token.clone(), offer.to_owned(), at).map_err(actor_err)
+        self.handle("").explain(token, offer, at).await
     }
 
     /// A handle on the running partitions, for serving calls while the shard runs.

@@ -114,6 +114,30 @@ impl Demo {
         specs
     }
 
+    /// Runs `persona backfill` on the demo's files: batch features in `out`, and the
+    /// canonical tokenized events (what the cloud receives) in the returned file.
+    pub fn canonical_events(&self, out: &Path) -> PathBuf {
+        let demo = self.out();
+        let events = out.join("events.jsonl");
+        let path = |p: &Path| p.to_str().expect("utf-8 path").to_owned();
+        let args = [
+            "-q".to_owned(),
+            "backfill".into(),
+            "--specs".into(),
+            path(&demo.join("specs")),
+            "--sources".into(),
+            path(&demo.join("sources")),
+            "--data".into(),
+            path(&demo.join("data")),
+            "--out".into(),
+            path(out),
+            "--events-out".into(),
+            path(&events),
+        ];
+        persona(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        events
+    }
+
     /// A `--data` directory `name` holding the demo's trusted zone (its vault, so the
     /// same tokens) and no cloud state.
     pub fn data_with_its_vault(&self, name: &str) -> PathBuf {

@@ -210,27 +210,11 @@ fn shards_killed_while_events_flow_lose_nothing_and_apply_nothing_twice() {
     let kills = env_or("PERSONA_CHAOS_KILLS", 3);
     let moves = env_or("PERSONA_CHAOS_MOVES", 3);
     let demo = Demo::run(customers, days);
-    let out = demo.out();
     let work = demo.dir.path().join("cluster");
     std::fs::create_dir_all(&work).unwrap();
 
     // The events, and the same FeatureSet (plus the count) computed in batch.
-    let events_file = work.join("events.jsonl");
-    let first = demo.dir.path().join("first-backfill");
-    persona(&[
-        "-q",
-        "backfill",
-        "--specs",
-        s(&out.join("specs")),
-        "--sources",
-        s(&out.join("sources")),
-        "--data",
-        s(&out.join("data")),
-        "--out",
-        s(&first),
-        "--events-out",
-        s(&events_file),
-    ]);
+    let events_file = demo.canonical_events(&demo.dir.path().join("first-backfill"));
     let events = jsonl(&events_file);
     let specs = specs_with_a_count(&demo, &events);
     let batch_dir = demo.dir.path().join("batch");

@@ -76,21 +76,7 @@ async fn shards_serve_and_forward_the_persona_api() {
     let demo = Demo::run(150, 30);
     let out = demo.out();
     let work = demo.dir.path().join("grpc");
-    let events_file = work.join("events.jsonl");
-    persona(&[
-        "-q",
-        "backfill",
-        "--specs",
-        s(&out.join("specs")),
-        "--sources",
-        s(&out.join("sources")),
-        "--data",
-        s(&out.join("data")),
-        "--out",
-        s(&work.join("batch")),
-        "--events-out",
-        s(&events_file),
-    ]);
+    let events_file = demo.canonical_events(&work.join("batch"));
     let events: Vec<persona_event::Event> = std::fs::read_to_string(&events_file)
         .unwrap()
         .lines()
