@@ -120,7 +120,7 @@ impl Shard {
             outbox,
             owned,
             bus.partitions(),
-            config.checkpoint_every,
+            Some(config.checkpoint_every.max(1)),
         )
         .await?;
         shard.feeders = shard
@@ -162,7 +162,7 @@ impl Shard {
         }
         let owned: Vec<u32> = leases.iter().map(|l| l.partition).collect();
         // The feeder checkpoints: after publishing the batch's matches, never inside it.
-        let mut shard = Shard::spawn(&config, store, engine, dyn_outbox, owned, bus.partitions(), u64::MAX).await?;
+        let mut shard = Shard::spawn(&config, store, engine, dyn_outbox, owned, bus.partitions(), None).await?;
         let mover = Arc::new(moves::Mover::new(moves::MoverArgs {
             bus,
             consumer: consumer.to_owned(),
@@ -211,7 +211,7 @@ impl Shard {
         outbox: Arc<dyn Outbox>,
         owned: Vec<u32>,
         total_partitions: u32,
-        checkpoint_every: u64,
+        checkpoint_every: Option<u64>,
     ) -> Result<Shard, Error> {
         engine.catalog.restore_budget_used(&store.budget_used()?);
         let mut partitions = Vec::new();
@@ -223,7 +223,7 @@ impl Shard {
                 engine: engine.clone(),
                 store: store.partition(p)?,
                 outbox: outbox.clone(),
-                checkpoint_every: checkpoint_every.max(1),
+                checkpoint_every,
                 max_hot,
                 progress: progress.clone(),
             });

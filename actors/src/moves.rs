@@ -221,7 +221,7 @@ impl Mover {
             engine: self.args.engine.clone(),
             store: store.partition(partition)?,
             outbox,
-            checkpoint_every: u64::MAX,
+            checkpoint_every: None,
             max_hot: {
                 let owned = self.args.owned.read().expect("owned lock").len() + 1;
                 self.args.config.max_hot.map(|m| m.div_ceil(owned))

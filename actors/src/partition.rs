@@ -86,7 +86,10 @@ pub(crate) struct PartitionArgs {
     pub(crate) store: PartitionStore,
     /// Where matches go and whom to tell what is durable.
     pub(crate) outbox: Arc<dyn Outbox>,
-    pub(crate) checkpoint_every: u64,
+    /// The partition checkpoints itself after this many entries (and under memory
+    /// pressure); `None`: its feeder decides when (the Redis bus, which must publish
+    /// the matches first).
+    pub(crate) checkpoint_every: Option<u64>,
     /// At most this many customers stay in memory after a checkpoint (None: all).
     pub(crate) max_hot: Option<usize>,
     /// Stream entries handled by every partition of the shard, for progress reports.
@@ -214,13 +217,12 @@ impl PartitionState {
         // Memory pressure checkpoints too, so passivation can keep the bound: a
         // partition holds at most twice its share between checkpoints. (On the Redis
         // bus the feeder checkpoints, after publishing; its cadence bounds memory.)
-        let pressed = self.args.checkpoint_every != u64::MAX
-            && self
-                .args
-                .max_hot
-                .is_some_and(|bound| self.customers.len() > bound.saturating_mul(2));
-        if self.since_checkpoint >= self.args.checkpoint_every || pressed {
-            self.checkpoint()?;
+        if let Some(every) = self.args.checkpoint_every {
+            let share = self.args.max_hot;
+            let pressed = share.is_some_and(|bound| self.customers.len() > bound.saturating_mul(2));
+            if self.since_checkpoint >= every || pressed {
+                self.checkpoint()?;
+            }
         }
         Ok(self.applied_to)
     }

@@ -147,6 +147,24 @@ impl Demo {
     }
 }
 
+/// The redis-server of the test run, started by `./scripts/test` (or
+/// `scripts/chaos`), which names it in `PERSONA_TEST_REDIS_URL`. Tests that need it
+/// fail without it, never skip.
+pub fn redis_url() -> String {
+    std::env::var("PERSONA_TEST_REDIS_URL").unwrap_or_else(|_| {
+        panic!(
+            "PERSONA_TEST_REDIS_URL is unset: this test needs a redis-server. \
+             Run ./scripts/test, which installs and starts one and sets it."
+        )
+    })
+}
+
+/// A loopback port free at the moment of asking.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    listener.local_addr().expect("its address").port()
+}
+
 /// Whether two feature values agree: objects key by key, numbers within a relative
 /// 1e-9 when either is a decimal (sums in another order), anything else exactly.
 pub fn close(a: &serde_json::Value, b: &serde_json::Value) -> bool {

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use persona_tests::{Demo, close, jsonl, persona, persona_command};
+use persona_tests::{Demo, close, free_port, jsonl, persona, persona_command, redis_url};
 use serde_json::Value;
 
 const SHARDS: usize = 3;
@@ -26,23 +26,6 @@ const COUNT: &str = "chaos_events_lifetime";
 
 fn env_or(name: &str, default: u32) -> u32 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn redis_url() -> String {
-    std::env::var("PERSONA_TEST_REDIS_URL").unwrap_or_else(|_| {
-        panic!(
-            "PERSONA_TEST_REDIS_URL is unset: the cluster test needs a redis-server. \
-             Run ./scripts/test (or scripts/chaos), which installs and starts one and sets it."
-        )
-    })
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn s(path: &Path) -> &str {

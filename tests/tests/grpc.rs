@@ -11,30 +11,13 @@ use std::time::{Duration, Instant};
 
 use persona_proto::v1::{DecideRequest, ExplainRequest, GetProfileRequest};
 use persona_proto::{PersonaClient, v1};
-use persona_tests::{Demo, jsonl, persona, persona_command};
+use persona_tests::{Demo, free_port, jsonl, persona, persona_command, redis_url};
 use tonic::transport::Channel;
 
 const PARTITIONS: &str = "8";
 
-fn redis_url() -> String {
-    std::env::var("PERSONA_TEST_REDIS_URL").unwrap_or_else(|_| {
-        panic!(
-            "PERSONA_TEST_REDIS_URL is unset: the gRPC test needs a redis-server. \
-             Run ./scripts/test, which installs and starts one and sets it."
-        )
-    })
-}
-
 fn s(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 struct Shards(Vec<Child>);
