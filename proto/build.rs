@@ -9,7 +9,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("persona_v1_descriptor.bin"))
-        .compile_with_config(config, &["persona/v1/persona.proto"], &["."])?;
+        .compile_with_config(
+            config,
+            &["persona/v1/persona.proto", "persona/v1/trusted.proto"],
+            &["."],
+        )?;
     println!("cargo:rerun-if-changed=persona/v1/persona.proto");
+    println!("cargo:rerun-if-changed=persona/v1/trusted.proto");
     Ok(())
 }

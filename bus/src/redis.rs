@@ -366,10 +366,20 @@ impl RedisBus {
         Ok(len.saturating_sub(below.ids.len() as u64))
     }
 
+    /// A connection for blocking reads: redis's default response timeout (500 ms)
+    /// would cut a read that blocks as long, so it waits up to a minute instead.
+    async fn blocking_connection(&self) -> Result<MultiplexedConnection> {
+        let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(60)));
+        Ok(self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?)
+    }
+
     /// A reader of the partition `lease` names, with its own connection (its reads
     /// block).
     pub async fn reader(&self, lease: Lease, consumer: &str) -> Result<PartitionReader> {
-        let blocking = self.client.get_multiplexed_async_connection().await?;
+        let blocking = self.blocking_connection().await?;
         Ok(PartitionReader {
             bus: self.clone(),
             blocking,
@@ -384,7 +394,7 @@ impl RedisBus {
 
     /// A reader of the matches stream in the de-tokenizer's group.
     pub async fn match_reader(&self, consumer: &str) -> Result<MatchReader> {
-        let blocking = self.client.get_multiplexed_async_connection().await?;
+        let blocking = self.blocking_connection().await?;
         Ok(MatchReader {
             bus: self.clone(),
             blocking,

@@ -59,6 +59,15 @@ pub(crate) enum Command {
     /// The Redis bus of a local cluster: publish events, assign partitions, status.
     #[command(subcommand)]
     Bus(crate::cluster::BusCommand),
+    /// The trusted zone's ingest service: a drop directory and gRPC Ingest, scrubbed
+    /// and tokenized onto the Redis bus; serves the vault's sealed records to the
+    /// de-tokenizer over mutual TLS.
+    Gateway(crate::trusted::GatewayArgs),
+    /// The trusted zone's delivery service: matches from the Redis bus, resolved just
+    /// in time, to webhook, SMTP or file sinks, audited; outcomes back to the cloud.
+    Detokenizer(crate::trusted::DetokenizerArgs),
+    /// A development CA and certificates for the mutual-TLS links of a local cluster.
+    DevCerts(crate::certs::Args),
 }
 
 #[derive(Debug, Subcommand)]

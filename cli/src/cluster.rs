@@ -34,7 +34,7 @@ pub(crate) struct BusArgs {
 }
 
 impl BusArgs {
-    async fn connect(&self) -> Result<RedisBus> {
+    pub(crate) async fn connect(&self) -> Result<RedisBus> {
         // The error names the bus by its prefix, not the URL (it may hold a password).
         RedisBus::connect(&self.url, &self.prefix, self.partitions)
             .await

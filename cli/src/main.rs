@@ -6,6 +6,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod args;
 mod backfill;
 mod bench;
+mod certs;
 mod cluster;
 mod commands;
 mod crdgen;
@@ -18,6 +19,7 @@ mod privacy;
 mod progress;
 mod specs;
 mod summary;
+mod trusted;
 mod vault;
 
 use std::process::ExitCode;

@@ -5,6 +5,9 @@
 //! a match id is delivered once.
 
 mod adapter;
+pub mod channels;
+pub mod resolve;
+pub mod service;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -13,7 +16,7 @@ use std::sync::Arc;
 use persona_bus::MemoryBus;
 use persona_event::{Channel, MatchId, MatchMessage, Token};
 use persona_privacy::Vault;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use adapter::{ChannelAdapter, Delivery, FileAdapter};
 
@@ -31,10 +34,16 @@ pub enum Error {
 }
 
 /// What became of a match.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Delivered,
+    /// The channel refused the address for good (a hard bounce).
+    Bounced,
+    /// The channel refused the message for good (not the address).
+    Rejected,
+    /// The vault record does not open (corrupt or tampered).
+    Unresolvable,
     /// The token is unknown or forgotten.
     UnknownToken,
     /// The customer has no contact of the kind the channel needs.
@@ -104,12 +113,23 @@ impl<A: ChannelAdapter> Detokenizer<A> {
                 match self.vault.contact(&d.token, kind)? {
                     None => Outcome::NoContact,
                     Some(to) => {
+                        // The placeholders' fields, read just in time like the contact.
+                        let mut contacts = vec![(kind, to)];
+                        for k in service::placeholder_kinds(&m.title).chain(service::placeholder_kinds(&m.message)) {
+                            if !contacts.iter().any(|(c, _)| *c == k)
+                                && let Some(v) = self.vault.contact(&d.token, k)?
+                            {
+                                resolved.push(k.as_str());
+                                contacts.push((k, v));
+                            }
+                        }
+                        let opened = persona_privacy::Opened { customer_key, contacts };
                         self.adapter.send(Delivery {
                             decision: d,
-                            customer_key: &customer_key,
-                            to: &to,
-                            message: &m.message,
-                            title: &m.title,
+                            customer_key: &opened.customer_key,
+                            to: &opened.contacts[0].1,
+                            message: &service::fill(&m.message, &opened),
+                            title: &service::fill(&m.title, &opened),
                         })?;
                         Outcome::Delivered
                     }
@@ -164,6 +184,19 @@ impl<A: ChannelAdapter> Detokenizer<A> {
         std::fs::write(audit, out).map_err(io)?;
         Ok((self.adapter, self.report))
     }
+}
+
+/// An error with its causes, on one line (they name files, statuses and codes,
+/// never values).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 #[cfg(test)]

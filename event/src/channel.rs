@@ -25,6 +25,9 @@ pub enum ContactKind {
     Phone,
     /// A push-notification device token.
     Device,
+    /// The name a message greets her by (`{name}` and `{first_name}` in a message
+    /// template, filled in by the de-tokenizer); no channel delivers to it.
+    Name,
     Other,
 }
 
@@ -50,11 +53,20 @@ impl Channel {
 }
 
 impl ContactKind {
+    pub const ALL: [ContactKind; 5] = [
+        ContactKind::Email,
+        ContactKind::Phone,
+        ContactKind::Device,
+        ContactKind::Name,
+        ContactKind::Other,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ContactKind::Email => "email",
             ContactKind::Phone => "phone",
             ContactKind::Device => "device",
+            ContactKind::Name => "name",
             ContactKind::Other => "other",
         }
     }
@@ -85,14 +97,9 @@ impl FromStr for Channel {
 impl FromStr for ContactKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        [
-            ContactKind::Email,
-            ContactKind::Phone,
-            ContactKind::Device,
-            ContactKind::Other,
-        ]
-        .into_iter()
-        .find(|c| c.as_str() == s)
-        .ok_or_else(|| format!("unknown contact kind `{s}`: expected email, phone, device or other"))
+        ContactKind::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| format!("unknown contact kind `{s}`: expected email, phone, device, name or other"))
     }
 }

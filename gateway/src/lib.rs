@@ -4,12 +4,13 @@
 
 mod erasure;
 mod report;
+pub mod service;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use persona_event::{Event, Token, Value, kinds};
-use persona_privacy::{Read, Refusal, Source, Vault};
+use persona_privacy::{RawRecord, Read, Refusal, Source, Vault};
 
 pub use erasure::forget_event;
 pub use report::{DeadLetter, IngestReport, SourceCounts};
@@ -60,6 +61,11 @@ impl Gateway {
         &self.sources
     }
 
+    /// The source named `name`.
+    pub fn source(&self, name: &str) -> Option<&Source> {
+        self.sources.iter().find(|s| s.name() == name)
+    }
+
     pub fn vault(&self) -> &Arc<Vault> {
         &self.vault
     }
@@ -91,7 +97,9 @@ impl Gateway {
         Ok(report)
     }
 
-    fn ingest_file(
+    /// Ingests one file of `source` (`rel` is its name in dead letters and logs):
+    /// events to `sink`, refused records to `dead`. The vault is not flushed.
+    pub fn ingest_file(
         &self,
         source: &Source,
         path: &Path,
@@ -101,10 +109,6 @@ impl Gateway {
     ) -> Result<SourceCounts, Error> {
         let name = source.name();
         let read_err = |e| Error::Source {
-            source_name: name.to_owned(),
-            source: e,
-        };
-        let vault_err = |e| Error::Vault {
             source_name: name.to_owned(),
             source: e,
         };
@@ -133,93 +137,9 @@ impl Gateway {
                     continue;
                 }
             };
-            let scrubbed = match source.scrub(&rec) {
-                Ok(s) => s,
-                Err(mut refusal) => {
-                    if rec.end_line() > rec.line() {
-                        refusal.reason = format!(
-                            "{} (the record spans lines {}-{})",
-                            refusal.reason,
-                            rec.line(),
-                            rec.end_line()
-                        );
-                    }
-                    refuse(&mut counts, rec.line(), refusal);
-                    continue;
-                }
-            };
-            if scrubbed.counts.unnamed > 0 {
-                unnamed.extend(source.unnamed_columns(&rec).map(str::to_owned));
+            if let Some(refusal) = self.ingest_record(source, &rec, sink, &mut counts, &mut unnamed)? {
+                refuse(&mut counts, rec.line(), refusal);
             }
-            counts.fields += scrubbed.counts;
-            // A `context` record concerns no one customer: it goes to every actor.
-            let Some(key) = &scrubbed.key else {
-                let id = self.vault.event_id(name, &scrubbed.id_material).map_err(vault_err)?;
-                sink(Event {
-                    id,
-                    token: Token::broadcast(),
-                    kind: source.event().to_owned(),
-                    ts: scrubbed.ts,
-                    attrs: scrubbed.attrs,
-                });
-                counts.events += 1;
-                continue;
-            };
-            let (token, issued) = match self.vault.tokenize(key) {
-                Ok(tokenized) => tokenized,
-                // Her records are refused for good: a new token would bring her back.
-                Err(persona_privacy::Error::Forgotten) => {
-                    counts.forgotten += 1;
-                    let refusal = Refusal {
-                        field: source.key_field().map(str::to_owned),
-                        reason: FORGOTTEN_REASON.to_owned(),
-                    };
-                    refuse(&mut counts, rec.line(), refusal);
-                    continue;
-                }
-                Err(e) => return Err(vault_err(e)),
-            };
-            counts.tokens_issued += u64::from(issued);
-            let is_profile = source.event() == kinds::PROFILE;
-            for (kind, value) in &scrubbed.vaulted {
-                self.vault.store_contact(&token, *kind, value).map_err(vault_err)?;
-            }
-            // A contact vaulted by a source of another event type must still reach the
-            // cloud, or the customer is unreachable: a profile event of its own carries
-            // the kinds held. Its id is a keyed hash of the record's and the kinds', so a
-            // re-read gives the same event and the cloud recognises it.
-            if !scrubbed.vaulted.is_empty() && !is_profile {
-                let held = self.vault.contact_kinds(&token).map_err(vault_err)?;
-                let list: Vec<Value> = held.iter().map(|k| Value::from(k.as_str())).collect();
-                let mut material = scrubbed.id_material.to_vec();
-                material.extend(held.iter().flat_map(|k| k.as_str().bytes()));
-                sink(Event {
-                    id: self
-                        .vault
-                        .event_id(&format!("{name}#contacts"), &material)
-                        .map_err(vault_err)?,
-                    token: token.clone(),
-                    kind: kinds::PROFILE.to_owned(),
-                    ts: scrubbed.ts,
-                    attrs: [("contacts".to_owned(), Value::List(list))].into(),
-                });
-                counts.events += 1;
-            }
-            let mut attrs = scrubbed.attrs;
-            if is_profile {
-                let held = self.vault.contact_kinds(&token).map_err(vault_err)?;
-                let list = held.into_iter().map(|k| Value::from(k.as_str())).collect();
-                attrs.insert("contacts".to_owned(), Value::List(list));
-            }
-            let id = self.vault.event_id(name, &scrubbed.id_material).map_err(vault_err)?;
-            sink(Event {
-                id,
-                token,
-                kind: source.event().to_owned(),
-                ts: scrubbed.ts,
-                attrs,
-            });
-            counts.events += 1;
         }
         if !unnamed.is_empty() {
             tracing::warn!(
@@ -244,6 +164,111 @@ impl Gateway {
             "file ingested"
         );
         Ok(counts)
+    }
+
+    /// Scrubs and tokenizes one record, hands its events to `sink` and counts them in
+    /// `counts` (its dead-lettering is the caller's). Returns the refusal of a record
+    /// that may not pass; an error only for a failure of the vault, which stops the
+    /// file.
+    pub fn ingest_record(
+        &self,
+        source: &Source,
+        rec: &RawRecord,
+        sink: &mut dyn FnMut(Event),
+        counts: &mut SourceCounts,
+        unnamed: &mut std::collections::BTreeSet<String>,
+    ) -> Result<Option<Refusal>, Error> {
+        let name = source.name();
+        let vault_err = |e| Error::Vault {
+            source_name: name.to_owned(),
+            source: e,
+        };
+        let scrubbed = match source.scrub(rec) {
+            Ok(s) => s,
+            Err(mut refusal) => {
+                if rec.end_line() > rec.line() {
+                    refusal.reason = format!(
+                        "{} (the record spans lines {}-{})",
+                        refusal.reason,
+                        rec.line(),
+                        rec.end_line()
+                    );
+                }
+                return Ok(Some(refusal));
+            }
+        };
+        if scrubbed.counts.unnamed > 0 {
+            unnamed.extend(source.unnamed_columns(rec).map(str::to_owned));
+        }
+        counts.fields += scrubbed.counts;
+        // A `context` record concerns no one customer: it goes to every actor.
+        let Some(key) = &scrubbed.key else {
+            let id = self.vault.event_id(name, &scrubbed.id_material).map_err(vault_err)?;
+            sink(Event {
+                id,
+                token: Token::broadcast(),
+                kind: source.event().to_owned(),
+                ts: scrubbed.ts,
+                attrs: scrubbed.attrs,
+            });
+            counts.events += 1;
+            return Ok(None);
+        };
+        let (token, issued) = match self.vault.tokenize(key) {
+            Ok(tokenized) => tokenized,
+            // Her records are refused for good: a new token would bring her back.
+            Err(persona_privacy::Error::Forgotten) => {
+                counts.forgotten += 1;
+                let refusal = Refusal {
+                    field: source.key_field().map(str::to_owned),
+                    reason: FORGOTTEN_REASON.to_owned(),
+                };
+                return Ok(Some(refusal));
+            }
+            Err(e) => return Err(vault_err(e)),
+        };
+        counts.tokens_issued += u64::from(issued);
+        let is_profile = source.event() == kinds::PROFILE;
+        for (kind, value) in &scrubbed.vaulted {
+            self.vault.store_contact(&token, *kind, value).map_err(vault_err)?;
+        }
+        // A contact vaulted by a source of another event type must still reach the
+        // cloud, or the customer is unreachable: a profile event of its own carries
+        // the kinds held. Its id is a keyed hash of the record's and the kinds', so a
+        // re-read gives the same event and the cloud recognises it.
+        if !scrubbed.vaulted.is_empty() && !is_profile {
+            let held = self.vault.contact_kinds(&token).map_err(vault_err)?;
+            let list: Vec<Value> = held.iter().map(|k| Value::from(k.as_str())).collect();
+            let mut material = scrubbed.id_material.to_vec();
+            material.extend(held.iter().flat_map(|k| k.as_str().bytes()));
+            sink(Event {
+                id: self
+                    .vault
+                    .event_id(&format!("{name}#contacts"), &material)
+                    .map_err(vault_err)?,
+                token: token.clone(),
+                kind: kinds::PROFILE.to_owned(),
+                ts: scrubbed.ts,
+                attrs: [("contacts".to_owned(), Value::List(list))].into(),
+            });
+            counts.events += 1;
+        }
+        let mut attrs = scrubbed.attrs;
+        if is_profile {
+            let held = self.vault.contact_kinds(&token).map_err(vault_err)?;
+            let list = held.into_iter().map(|k| Value::from(k.as_str())).collect();
+            attrs.insert("contacts".to_owned(), Value::List(list));
+        }
+        let id = self.vault.event_id(name, &scrubbed.id_material).map_err(vault_err)?;
+        sink(Event {
+            id,
+            token,
+            kind: source.event().to_owned(),
+            ts: scrubbed.ts,
+            attrs,
+        });
+        counts.events += 1;
+        Ok(None)
     }
 }
 

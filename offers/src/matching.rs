@@ -154,14 +154,16 @@ pub(crate) fn list_of(value: &Value) -> Vec<String> {
     }
 }
 
-/// The first of the offer's channels the customer has a contact for and did not opt out of.
+/// The first of the offer's channels the customer has a contact for and did not opt out
+/// of: by `opt_out_channels`, or by `opt_out_<channel>: true` (what the de-tokenizer
+/// sends after a STOP reply or a hard bounce, which leaves her other opt-outs alone).
 pub(crate) fn pick_channel(offer: &Offer, customer: &Customer) -> Option<Channel> {
     let opted_out = pref_list(customer, "opt_out_channels");
-    offer
-        .channels
-        .iter()
-        .copied()
-        .find(|c| customer.contacts.contains(&c.contact_kind()) && !opted_out.iter().any(|o| o == c.as_str()))
+    offer.channels.iter().copied().find(|c| {
+        customer.contacts.contains(&c.contact_kind())
+            && !opted_out.iter().any(|o| o == c.as_str())
+            && customer.pref_value(&format!("opt_out_{}", c.as_str())) != Value::Bool(true)
+    })
 }
 
 /// The variant for (token, offer): a fixed point in [0, total weight) of the

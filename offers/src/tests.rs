@@ -187,6 +187,43 @@ fn saanvi_variant(engine: &Engine, t: &Token) -> String {
 }
 
 #[test]
+fn a_per_channel_opt_out_blocks_only_that_channel_and_can_be_lifted() {
+    let engine = engine(&[CAR_LOAN]);
+    let mut c = saanvi(&engine);
+    // A hard bounce on email, as the de-tokenizer reports it.
+    c.apply(
+        &engine,
+        &ev(
+            3,
+            "preference",
+            "2026-10-02T01:00:00Z",
+            &[("opt_out_email", Value::Bool(true))],
+        ),
+    );
+    let e1 = fuel(10, "2026-10-03T05:00:00Z");
+    let e2 = fuel(11, "2026-10-04T05:00:00Z");
+    c.apply(&engine, &e1);
+    c.apply(&engine, &e2);
+    let outcome = |c: &Customer| {
+        c.explain(&engine, &token(), "car-loan", Some(&e2), None)
+            .unwrap()
+            .outcome
+    };
+    assert_eq!(outcome(&c), Err(Gate::NoChannel));
+    // A later `false` lifts it.
+    c.apply(
+        &engine,
+        &ev(
+            4,
+            "preference",
+            "2026-10-02T02:00:00Z",
+            &[("opt_out_email", Value::Bool(false))],
+        ),
+    );
+    assert!(outcome(&c).is_ok(), "{:?}", outcome(&c));
+}
+
+#[test]
 fn opt_outs_negative_responses_and_validity_block() {
     let engine = engine(&[CAR_LOAN]);
     let mut c = saanvi(&engine);

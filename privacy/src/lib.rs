@@ -12,4 +12,4 @@ pub use error::{Error, Result};
 pub use kms::{AwsKms, AwsKmsConfig, DataKey, EncryptionContext, Kms, LocalKms, WrappedKey};
 pub use pii::{CustomerKey, Pii};
 pub use source::{FieldCounts, RawRecord, Read, Refusal, Scrubbed, Source, SourceReport, SourceSpec, SpecError};
-pub use vault::{CacheLimits, Erasure, ErasureJournal, Forgotten, KmsCalls, Vault};
+pub use vault::{CacheLimits, Erasure, ErasureJournal, Forgotten, KmsCalls, Opened, Opener, SealedRecord, Vault};

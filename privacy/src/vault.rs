@@ -17,6 +17,7 @@ mod backup;
 mod erasure;
 mod keys;
 mod rewrap;
+mod sealed;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -41,6 +42,7 @@ pub use backup::{BackupReport, restore};
 pub use erasure::{Erasure, ErasureJournal, Forgotten};
 pub use keys::{CacheLimits, KmsCalls};
 pub use rewrap::{RewrapOptions, RewrapProgress, RewrapReport};
+pub use sealed::{Opened, Opener, SealedRecord};
 
 use erasure::{IndexEntry, index_entry};
 use keys::KeyRing;
@@ -441,6 +443,7 @@ fn kind_byte(kind: ContactKind) -> u8 {
         ContactKind::Phone => 2,
         ContactKind::Device => 3,
         ContactKind::Other => 4,
+        ContactKind::Name => 5,
     }
 }
 
@@ -450,6 +453,7 @@ fn kind_from_byte(b: u8) -> Option<ContactKind> {
         2 => ContactKind::Phone,
         3 => ContactKind::Device,
         4 => ContactKind::Other,
+        5 => ContactKind::Name,
         _ => return None,
     })
 }
@@ -466,12 +470,7 @@ mod tests {
 
     #[test]
     fn kind_bytes_round_trip() {
-        for kind in [
-            ContactKind::Email,
-            ContactKind::Phone,
-            ContactKind::Device,
-            ContactKind::Other,
-        ] {
+        for kind in ContactKind::ALL {
             assert_eq!(kind_from_byte(kind_byte(kind)), Some(kind));
         }
     }

@@ -1,4 +1,5 @@
-//! persona's gRPC API, package `persona.v1` (proto/persona/v1/persona.proto): the
+//! persona's gRPC API, package `persona.v1` (proto/persona/v1/persona.proto for the
+//! cloud zone, trusted.proto for the trusted zone's own services): the
 //! generated tonic client and server, the file descriptor set for reflection, and
 //! conversions between the wire messages and persona's own types.
 
@@ -6,6 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use persona_event::{EventId, Token};
+
+pub mod tls;
 
 /// The generated messages, client and server of `persona.v1`.
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
@@ -16,8 +19,12 @@ pub mod v1 {
 /// The encoded file descriptor set of `persona.v1`, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("persona_v1_descriptor");
 
+pub use v1::gateway_client::GatewayClient;
+pub use v1::gateway_server::{Gateway, GatewayServer};
 pub use v1::persona_client::PersonaClient;
 pub use v1::persona_server::{Persona, PersonaServer};
+pub use v1::sealed_vault_client::SealedVaultClient;
+pub use v1::sealed_vault_server::{SealedVault, SealedVaultServer};
 pub use v1::shard_control_client::ShardControlClient;
 pub use v1::shard_control_server::{ShardControl, ShardControlServer};
 

@@ -64,3 +64,83 @@ pub fn use_aws_kms(command: &mut Command, key_id: &str) {
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_EC2_METADATA_DISABLED", "true");
 }
+
+/// A TCP proxy in front of the test KMS that can be cut and restored: while cut, its
+/// port refuses connections and open ones are closed, as when the KMS goes away.
+#[derive(Debug)]
+pub struct KmsProxy {
+    port: u16,
+    up: std::sync::Arc<std::sync::Mutex<Option<Vec<std::net::TcpStream>>>>,
+}
+
+impl KmsProxy {
+    pub fn start() -> KmsProxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let port = listener.local_addr().expect("its address").port();
+        let proxy = KmsProxy {
+            port,
+            up: std::sync::Arc::new(std::sync::Mutex::new(None)),
+        };
+        proxy.serve(listener);
+        proxy
+    }
+
+    /// The endpoint URL to give `PERSONA_KMS_ENDPOINT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The KMS goes away: the port is closed and every open connection cut.
+    pub fn cut(&self) {
+        if let Some(open) = self.up.lock().unwrap().take() {
+            for s in open {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+        // Wake the accept loop so it drops the listener, and wait until it has.
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(5),
+                "the proxy did not close"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// The KMS is back, on the same port.
+    pub fn restore(&self) {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", self.port)).expect("the proxy's port again");
+        self.serve(listener);
+    }
+
+    fn serve(&self, listener: std::net::TcpListener) {
+        *self.up.lock().unwrap() = Some(Vec::new());
+        let up = self.up.clone();
+        let upstream = endpoint().trim_start_matches("http://").to_owned();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let mut guard = up.lock().unwrap();
+                let Some(open) = guard.as_mut() else {
+                    return; // cut: the listener is dropped with this thread
+                };
+                let Ok(server) = std::net::TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                open.push(client.try_clone().unwrap());
+                open.push(server.try_clone().unwrap());
+                drop(guard);
+                pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
+                pipe(server, client);
+            }
+        });
+    }
+}
+
+fn pipe(mut from: std::net::TcpStream, mut to: std::net::TcpStream) {
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.shutdown(std::net::Shutdown::Write);
+    });
+}

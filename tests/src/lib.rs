@@ -2,6 +2,7 @@
 //! it as a real process, and read its outputs; and reach the test KMS endpoint.
 
 pub mod kms;
+pub mod pii;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

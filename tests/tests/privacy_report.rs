@@ -72,7 +72,10 @@ fn the_demo_banks_sources_field_by_field() {
         "  EMAIL: vault -> only that an email contact is held (profile contacts); the value is sealed in the vault \
          (AES-256-GCM); reversible to the contact value by the de-tokenizer (the vault and KMS Decrypt on its vault \
          key): just in time, to deliver a match on the channel that needs it; no one once the customer is forgotten",
-        "  FULL_NAME: drop -> nothing leaves",
+        "  FULL_NAME: vault -> only that a name contact is held (profile contacts); the value is sealed in the vault \
+         (AES-256-GCM); reversible to the name by the de-tokenizer (the vault and KMS Decrypt on its vault key): just \
+         in time, to fill the {name} and {first_name} placeholders of a message it delivers; no one once the \
+         customer is forgotten",
         "  KYC_UPDATED: drop -> nothing leaves; read for the event time and the event id",
         "  PAN: mask -> pan_last4: the last 4 characters, the others replaced by X; not reversible (the 4 kept \
          characters leave in clear)",

@@ -4,69 +4,9 @@
 //! trusted zone, does reach the real contacts.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 
+use persona_tests::pii::{hits, protected_values};
 use persona_tests::{Demo, csv_rows, files_under, jsonl};
-
-/// Every protected value of the generated bank, lowercased.
-fn protected_values(sources: &Path) -> HashSet<String> {
-    let mut values = HashSet::new();
-    let mut add = |v: &str| {
-        let v = v.trim();
-        if v.len() >= 6 {
-            values.insert(v.to_lowercase());
-        }
-    };
-    for row in csv_rows(&sources.join("customers.csv")) {
-        for col in ["CUST_ID", "FULL_NAME", "DOB", "EMAIL", "MOBILE", "PAN", "PUSH_ID"] {
-            add(&row[col]);
-        }
-        // The phone without its country code is the same phone.
-        add(row["MOBILE"].trim_start_matches("+91"));
-    }
-    for row in csv_rows(&sources.join("balances.csv")) {
-        add(&row["ACCOUNT_NO"]);
-    }
-    for row in csv_rows(&sources.join("bureau_scores.csv")) {
-        add(&row["PAN"]);
-    }
-    for line in std::fs::read_to_string(sources.join("card_swipes.jsonl"))
-        .unwrap()
-        .lines()
-    {
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
-            for key in ["card_number", "cardholder", "customer_ref"] {
-                if let Some(s) = v[key].as_str() {
-                    add(s);
-                }
-            }
-        }
-    }
-    values
-}
-
-/// The protected values found in `haystack` (case-insensitive). Indexed by each
-/// value's first four bytes so the scan is linear in the haystack.
-fn hits(haystack: &[u8], needles: &HashSet<String>) -> Vec<String> {
-    let mut by_prefix: HashMap<&[u8], Vec<&str>> = HashMap::new();
-    for n in needles {
-        by_prefix.entry(&n.as_bytes()[..4]).or_default().push(n);
-    }
-    let hay = haystack.to_ascii_lowercase();
-    let mut found = HashSet::new();
-    for i in 0..hay.len().saturating_sub(3) {
-        if let Some(candidates) = by_prefix.get(&hay[i..i + 4]) {
-            for n in candidates {
-                if hay[i..].starts_with(n.as_bytes()) {
-                    found.insert((*n).to_owned());
-                }
-            }
-        }
-    }
-    let mut found: Vec<String> = found.into_iter().collect();
-    found.sort();
-    found
-}
 
 #[test]
 fn the_cloud_zone_outputs_and_logs_hold_no_protected_value() {
@@ -127,6 +67,11 @@ fn deliveries_reach_the_real_contact_of_each_matched_customer() {
         };
         assert_eq!(d["to"].as_str().unwrap(), customer[column], "{d}");
         assert!(!d["message"].as_str().unwrap().is_empty());
+        // The fixed-deposit message greets her by the first name the vault holds.
+        if d["offer"] == "fixed-deposit" {
+            let first = customer["FULL_NAME"].split_whitespace().next().unwrap();
+            assert!(d["message"].as_str().unwrap().starts_with(&format!("{first}, ")), "{d}");
+        }
     }
     // The story names the car loan for the Saanvi-like customer.
     assert!(demo.stdout.contains("the story of Saanvi Sarkar"), "{}", demo.stdout);

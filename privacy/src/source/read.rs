@@ -36,6 +36,24 @@ impl RawRecord {
         }
     }
 
+    /// A record from one JSON object (a JSON Lines entry, or a record sent to the
+    /// gateway's `Ingest` call). Fields are read raw, so a number keeps its literal
+    /// text: through f64, 100000000000000000001 and 100000000000000000002 would be one
+    /// customer.
+    pub fn from_json(file: Arc<str>, line: u64, text: &[u8]) -> std::result::Result<Self, Refusal> {
+        match serde_json::from_slice::<BTreeMap<String, &RawValue>>(text) {
+            Ok(map) => {
+                let fields = map
+                    .into_iter()
+                    .map(|(k, v)| Ok((Arc::from(k), json_text(v)?)))
+                    .collect::<std::result::Result<_, Refusal>>()?;
+                Ok(RawRecord::new(file, line, fields))
+            }
+            Err(e) if e.is_data() => Err(Refusal::new(None, "json line is not an object".to_owned())),
+            Err(e) => Err(Refusal::new(None, format!("invalid json at column {}", e.column()))),
+        }
+    }
+
     /// The same record, spanning physical lines up to `end_line`.
     pub fn spanning(mut self, end_line: u64) -> Self {
         self.end_line = end_line.max(self.line);
@@ -335,28 +353,9 @@ impl Records {
             } else {
                 buf
             };
-            // Fields are read raw so a number keeps its literal text: through f64,
-            // 100000000000000000001 and 100000000000000000002 would be one customer.
-            let read = match serde_json::from_slice::<BTreeMap<String, &RawValue>>(text) {
-                Ok(map) => match map
-                    .into_iter()
-                    .map(|(k, v)| Ok((Arc::from(k), json_text(v)?)))
-                    .collect()
-                {
-                    Ok(fields) => Read::Record(RawRecord::new(self.file.clone(), *line, fields)),
-                    Err(e) => Read::Refused {
-                        line: *line,
-                        refusal: e,
-                    },
-                },
-                Err(e) if e.is_data() => Read::Refused {
-                    line: *line,
-                    refusal: Refusal::new(None, "json line is not an object".to_owned()),
-                },
-                Err(e) => Read::Refused {
-                    line: *line,
-                    refusal: Refusal::new(None, format!("invalid json at column {}", e.column())),
-                },
+            let read = match RawRecord::from_json(self.file.clone(), *line, text) {
+                Ok(rec) => Read::Record(rec),
+                Err(refusal) => Read::Refused { line: *line, refusal },
             };
             return Some(Ok(read));
         }

@@ -177,6 +177,13 @@ const CONTACT_BACK: Reversal = Reversal {
     how: "just in time, to deliver a match on the channel that needs it; no one once the customer is forgotten",
 };
 
+const NAME_BACK: Reversal = Reversal {
+    to: "name",
+    by: "the de-tokenizer (the vault and KMS Decrypt on its vault key)",
+    how: "just in time, to fill the {name} and {first_name} placeholders of a message it delivers; no one once \
+          the customer is forgotten",
+};
+
 const EVENT_ID_FORM: &str = "ev_ + 128 bits of HMAC-SHA256 under the event-id key";
 
 impl Source {
@@ -256,7 +263,11 @@ impl Source {
                 RuleName::Vault,
                 Leaves::ContactKind { kind: *kind },
                 Clear::None,
-                Some(CONTACT_BACK),
+                Some(if *kind == ContactKind::Name {
+                    NAME_BACK
+                } else {
+                    CONTACT_BACK
+                }),
             ),
             Rule::Generalize {
                 attr,

@@ -20,12 +20,7 @@ use crate::{Error, Result};
 pub use journal::{Erasure, ErasureJournal};
 
 const TOMBSTONE: u8 = 0xff;
-const KINDS: [ContactKind; 4] = [
-    ContactKind::Email,
-    ContactKind::Phone,
-    ContactKind::Device,
-    ContactKind::Other,
-];
+const KINDS: [ContactKind; 5] = ContactKind::ALL;
 
 /// What an index slot holds.
 #[derive(Debug, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use crate::kms::{DataKey, EncryptionContext, Kms, WrappedKey, context};
 use crate::{Error, Result};
 
 pub use cache::CacheLimits;
-use cache::Slot;
+pub(crate) use cache::Slot;
 
 /// The entry naming the KMS provider that wrapped the keys.
 const PROVIDER_ENTRY: &[u8] = b"provider";
@@ -43,7 +43,7 @@ impl Purpose {
         }
     }
 
-    fn context(self, version: u32) -> EncryptionContext {
+    pub(crate) fn context(self, version: u32) -> EncryptionContext {
         let version = version.to_string();
         context([
             ("purpose", self.as_str()),
@@ -177,6 +177,19 @@ impl KeyRing {
             Ok((version, Arc::new(key)))
         })?;
         Ok(key)
+    }
+
+    /// The stored, wrapped vault key of `version` (for handing out with sealed
+    /// records; nothing is unwrapped).
+    pub(crate) fn wrapped_vault_key(&self, version: u32) -> Result<WrappedKey> {
+        let wrapped = self
+            .tree
+            .get(Purpose::Vault.entry(version))?
+            .ok_or_else(|| Error::MissingKey {
+                purpose: Purpose::Vault.as_str().to_owned(),
+                version,
+            })?;
+        Ok(WrappedKey::from_bytes(wrapped.to_vec()))
     }
 
     /// Makes a new vault key version, which this process seals with from now on.

@@ -1,0 +1,278 @@
+//! The trusted zone's long-running services on a local cluster: `persona gateway`
+//! (drop directory and gRPC ingest to the Redis bus, and the vault's sealed records
+//! for the de-tokenizer), `persona detokenizer` (matches -> resolve -> channel sinks ->
+//! audit, outcomes back to the cloud), and `persona dev-certs` (a development CA and
+//! certificates for their mutual-TLS link).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use persona_detokenizer::channels::Sink;
+use persona_detokenizer::resolve::{Remote, Resolver};
+use persona_detokenizer::service::{DetokenizerService, ServiceConfig};
+use persona_event::Channel;
+use persona_gateway::Gateway;
+use persona_gateway::service::{DropDir, IngestService};
+use persona_privacy::Opener;
+use persona_proto::SealedVaultClient;
+use persona_proto::tls::MutualTls;
+use tokio::sync::watch;
+
+use crate::cluster::BusArgs;
+use crate::kms::KmsArgs;
+
+/// Mutual TLS for a trusted-zone link: this side's certificate and key, and the CA
+/// that signs the other side's.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Mutual TLS")]
+pub(crate) struct TlsArgs {
+    /// A directory holding `ca.pem`, `NAME.pem` and `NAME.key` (as `persona dev-certs`
+    /// writes them), NAME being this service's name (gateway, detokenizer).
+    #[arg(long, env = "PERSONA_TLS_DIR")]
+    tls_dir: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    fn files(&self, name: &str) -> Option<MutualTls> {
+        self.tls_dir.as_ref().map(|d| MutualTls::in_dir(d, name))
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct GatewayArgs {
+    #[command(flatten)]
+    bus: BusArgs,
+    /// Directory of Source YAML.
+    #[arg(long)]
+    specs: PathBuf,
+    /// The trusted data directory: the vault is DATA/trusted/vault.
+    #[arg(long)]
+    data: PathBuf,
+    #[command(flatten)]
+    kms: KmsArgs,
+    /// Watch this directory for source files (each Source's glob under it).
+    #[arg(long = "drop")]
+    drop_dir: Option<PathBuf>,
+    /// Where ingested files move, and where dead_letter.jsonl is appended (default:
+    /// DROP/.done).
+    #[arg(long, requires = "drop_dir")]
+    done: Option<PathBuf>,
+    /// How often the drop directory is scanned.
+    #[arg(long, default_value = "1s", value_parser = crate::args::parse_duration)]
+    poll: Duration,
+    /// A file is taken once unmodified this long (0 when writers rename finished
+    /// files in).
+    #[arg(long, default_value = "2s", value_parser = crate::args::parse_duration)]
+    settle: Duration,
+    /// Serve gRPC (Gateway.Ingest; SealedVault with --tls-dir) on this address.
+    #[arg(long)]
+    grpc: Option<SocketAddr>,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// `persona gateway`: runs until SIGTERM or Ctrl-C, then finishes the file in hand,
+/// flushes the vault and exits 0.
+pub(crate) async fn gateway(args: GatewayArgs) -> Result<ExitCode> {
+    if args.drop_dir.is_none() && args.grpc.is_none() {
+        bail!("nothing to serve: give --drop DIR, --grpc ADDR, or both");
+    }
+    let (sources, problems) = crate::specs::sources(&args.specs)?;
+    for p in &problems {
+        eprintln!("{}", p.rendered);
+    }
+    if sources.is_empty() {
+        bail!("no Source in {}", args.specs.display());
+    }
+    let vault = args.kms.open_vault(&args.data)?;
+    let bus = args.bus.connect().await?;
+    let dead_letters = match (&args.done, &args.drop_dir) {
+        (Some(done), _) => done.join("dead_letter.jsonl"),
+        (None, Some(drop)) => drop.join(".done").join("dead_letter.jsonl"),
+        (None, None) => args.data.join("trusted").join("dead_letter.jsonl"),
+    };
+    let names: Vec<String> = sources.iter().map(|s| s.name().to_owned()).collect();
+    let service = IngestService::new(
+        std::sync::Arc::new(Gateway::new(sources, vault.clone())),
+        bus,
+        dead_letters,
+    );
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    if let Some(dir) = &args.drop_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let drop = DropDir {
+            dir: dir.clone(),
+            done: args.done.clone().unwrap_or_else(|| dir.join(".done")),
+            poll: args.poll,
+            settle: args.settle,
+        };
+        println!("gateway watching {} for sources {}", dir.display(), names.join(", "));
+        tasks.spawn(service.clone().watch(drop, stopped.clone()).map_ok());
+    }
+    if let Some(addr) = args.grpc {
+        let tls = args.tls.files("gateway");
+        let mut rx = stopped.clone();
+        let serving = service.clone().serve(addr, tls, async move {
+            let _ = rx.wait_for(|s| *s).await;
+        });
+        println!("gateway serving gRPC on {addr}");
+        tasks.spawn(async move { serving.await.map_err(anyhow::Error::from) });
+    }
+    let failed = wait_for_signal_or(&mut tasks).await;
+    let _ = stop.send(true);
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    vault.flush().context("flushing the vault")?;
+    println!("gateway stopped");
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+trait MapOk {
+    fn map_ok(self) -> impl std::future::Future<Output = Result<()>> + Send;
+}
+
+impl<F: std::future::Future<Output = ()> + Send> MapOk for F {
+    async fn map_ok(self) -> Result<()> {
+        self.await;
+        Ok(())
+    }
+}
+
+/// Waits for SIGTERM or Ctrl-C, or for a task to end early (an error it returns).
+async fn wait_for_signal_or(tasks: &mut tokio::task::JoinSet<Result<()>>) -> Option<anyhow::Error> {
+    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(e) => return Some(e.into()),
+    };
+    tokio::select! {
+        _ = terminate.recv() => None,
+        _ = tokio::signal::ctrl_c() => None,
+        Some(done) = tasks.join_next() => match done {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(e) => Some(e.into()),
+        },
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct DetokenizerArgs {
+    #[command(flatten)]
+    bus: BusArgs,
+    /// The trusted data directory: the service's own store is DATA/trusted/detokenizer;
+    /// with --kms local the master key is DATA/trusted/kms.
+    #[arg(long)]
+    data: PathBuf,
+    #[command(flatten)]
+    kms: KmsArgs,
+    /// The gateway's gRPC address (https://HOST:PORT), whose SealedVault serves the
+    /// vault's records; needs --tls-dir.
+    #[arg(long)]
+    vault: String,
+    /// A channel's sink: `CHANNEL=URL`, CHANNEL one of push, email, sms; URL one of
+    /// file:PATH, http(s)://… (webhook), smtp://HOST:PORT?from=ADDR,
+    /// smtp+starttls://…, smtps://…. Repeat per channel; channels not named go to
+    /// file:OUT/deliveries.jsonl.
+    #[arg(long = "channel", value_name = "CHANNEL=URL")]
+    channels: Vec<String>,
+    /// Where audit.jsonl (and the default deliveries.jsonl) go.
+    #[arg(long)]
+    out: PathBuf,
+    /// This process's consumer name in the matches stream's group.
+    #[arg(long, default_value = "detokenizer-0")]
+    consumer: String,
+    /// Serve `POST /v1/responses` here: channels report opens, clicks, STOP replies
+    /// and late bounces of delivered matches (plain HTTP: bind it inside the trusted
+    /// zone only).
+    #[arg(long)]
+    responses: Option<SocketAddr>,
+    /// Matches another consumer left pending this long are taken over.
+    #[arg(long, default_value = "30s", value_parser = crate::args::parse_duration)]
+    stale: Duration,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// `persona detokenizer`: delivers until SIGTERM or Ctrl-C.
+pub(crate) async fn detokenizer(args: DetokenizerArgs) -> Result<ExitCode> {
+    let mut routes = BTreeMap::new();
+    for spec in &args.channels {
+        let (channel, url) = spec
+            .split_once('=')
+            .with_context(|| format!("--channel `{spec}`: expected CHANNEL=URL"))?;
+        let channel: Channel = channel.parse().map_err(|e: String| anyhow::anyhow!("--channel: {e}"))?;
+        let sink = Sink::parse(url).map_err(|e| anyhow::anyhow!("--channel {channel}: {e}"))?;
+        routes.insert(channel, sink);
+    }
+    let default_sink = format!("file:{}", args.out.join("deliveries.jsonl").display());
+    for channel in Channel::ALL {
+        if let std::collections::btree_map::Entry::Vacant(e) = routes.entry(channel) {
+            e.insert(Sink::parse(&default_sink).map_err(anyhow::Error::msg)?);
+        }
+    }
+    let tls = args
+        .tls
+        .files("detokenizer")
+        .context("the vault link is mutual TLS: give --tls-dir (see `persona dev-certs`)")?;
+    let endpoint = tonic::transport::Endpoint::from_shared(args.vault.clone())
+        .with_context(|| format!("--vault `{}` is not a URL", args.vault))?;
+    let domain = endpoint.uri().host().unwrap_or("localhost").to_owned();
+    let channel = endpoint
+        .tls_config(tls.client(&domain)?)
+        .context("TLS for the vault link")?
+        .connect_lazy();
+    let trusted = args.data.join("trusted");
+    let kms = args.kms.connect(&trusted)?;
+    let resolver = Resolver::Remote(Box::new(Remote {
+        client: SealedVaultClient::new(channel),
+        opener: Opener::new(kms, args.kms.limits()),
+    }));
+    let bus = args.bus.connect().await?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let config = ServiceConfig {
+        routes,
+        audit: args.out.join("audit.jsonl"),
+        store: trusted.join("detokenizer"),
+        consumer: args.consumer.clone(),
+        stale: args.stale,
+    };
+    let service = std::sync::Arc::new(DetokenizerService::open(bus, resolver, config)?);
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    let running = service.clone();
+    let responses_stop = stopped.clone();
+    tasks.spawn(async move { running.run(stopped).await.map_err(anyhow::Error::from) });
+    if let Some(addr) = args.responses {
+        let serving = persona_detokenizer::service::responses::serve(service.clone(), addr, responses_stop);
+        tasks.spawn(async move { serving.await.map_err(anyhow::Error::from) });
+        println!("detokenizer taking channel responses on http://{addr}/v1/responses");
+    }
+    println!("detokenizer {} delivering", args.consumer);
+    let failed = wait_for_signal_or(&mut tasks).await;
+    let _ = stop.send(true);
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    let stats = service.stats();
+    println!(
+        "detokenizer stopped: matches {}, outcomes {}, duplicates {}, retries {}, kms decrypts {}",
+        stats.matches,
+        serde_json::to_string(&stats.by_outcome)?,
+        stats.duplicates,
+        stats.retries,
+        service.kms_decrypts()
+    );
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    Ok(ExitCode::SUCCESS)
+}
