@@ -68,6 +68,17 @@ pub(crate) struct GatewayArgs {
     /// files in).
     #[arg(long, default_value = "2s", value_parser = crate::args::parse_duration)]
     settle: Duration,
+    /// The trusted zone's Redis that stream sources (`stream: KEY`) are read from, in
+    /// the consumer group `persona-gateway`. Never logged.
+    #[arg(long, env = "PERSONA_SOURCE_REDIS_URL", hide_env_values = true)]
+    source_redis: Option<String>,
+    /// This gateway's consumer name in the stream sources' group.
+    #[arg(long, default_value = "gateway-0")]
+    consumer: String,
+    /// The dead-letter file refused records are appended to (default: DONE/
+    /// dead_letter.jsonl with --drop, else DATA/trusted/dead_letter.jsonl).
+    #[arg(long)]
+    dead_letters: Option<PathBuf>,
     /// Serve gRPC (Gateway.Ingest; SealedVault with --tls-dir) on this address.
     #[arg(long)]
     grpc: Option<SocketAddr>,
@@ -78,9 +89,6 @@ pub(crate) struct GatewayArgs {
 /// `persona gateway`: runs until SIGTERM or Ctrl-C, then finishes the file in hand,
 /// flushes the vault and exits 0.
 pub(crate) async fn gateway(args: GatewayArgs) -> Result<ExitCode> {
-    if args.drop_dir.is_none() && args.grpc.is_none() {
-        bail!("nothing to serve: give --drop DIR, --grpc ADDR, or both");
-    }
     let (sources, problems) = crate::specs::sources(&args.specs)?;
     for p in &problems {
         eprintln!("{}", p.rendered);
@@ -88,12 +96,24 @@ pub(crate) async fn gateway(args: GatewayArgs) -> Result<ExitCode> {
     if sources.is_empty() {
         bail!("no Source in {}", args.specs.display());
     }
+    let streams: Vec<String> = sources
+        .iter()
+        .filter(|s| s.stream().is_some())
+        .map(|s| s.name().to_owned())
+        .collect();
+    if let (Some(first), None) = (streams.first(), &args.source_redis) {
+        bail!("source `{first}` reads a Redis stream: give --source-redis URL (or PERSONA_SOURCE_REDIS_URL)");
+    }
+    if args.drop_dir.is_none() && args.grpc.is_none() && streams.is_empty() {
+        bail!("nothing to serve: give --drop DIR, --grpc ADDR, or a Source with a `stream`");
+    }
     let vault = args.kms.open_vault(&args.data)?;
     let bus = args.bus.connect().await?;
-    let dead_letters = match (&args.done, &args.drop_dir) {
-        (Some(done), _) => done.join("dead_letter.jsonl"),
-        (None, Some(drop)) => drop.join(".done").join("dead_letter.jsonl"),
-        (None, None) => args.data.join("trusted").join("dead_letter.jsonl"),
+    let dead_letters = match (&args.dead_letters, &args.done, &args.drop_dir) {
+        (Some(path), _, _) => path.clone(),
+        (None, Some(done), _) => done.join("dead_letter.jsonl"),
+        (None, None, Some(drop)) => drop.join(".done").join("dead_letter.jsonl"),
+        (None, None, None) => args.data.join("trusted").join("dead_letter.jsonl"),
     };
     let names: Vec<String> = sources.iter().map(|s| s.name().to_owned()).collect();
     let service = IngestService::new(
@@ -113,6 +133,17 @@ pub(crate) async fn gateway(args: GatewayArgs) -> Result<ExitCode> {
         };
         println!("gateway watching {} for sources {}", dir.display(), names.join(", "));
         tasks.spawn(service.clone().watch(drop, stopped.clone()).map_ok());
+    }
+    if let Some(url) = &args.source_redis {
+        for name in &streams {
+            let follow = service
+                .clone()
+                .follow(url.clone(), name.clone(), args.consumer.clone(), stopped.clone());
+            tasks.spawn(async move { follow.await.map_err(anyhow::Error::from) });
+        }
+        if !streams.is_empty() {
+            println!("gateway following the streams of sources {}", streams.join(", "));
+        }
     }
     if let Some(addr) = args.grpc {
         let tls = args.tls.files("gateway");

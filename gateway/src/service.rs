@@ -8,6 +8,8 @@
 //!   file issues no second token, and its events keep their ids, so the cloud applies
 //!   each once.
 //! - the gRPC **`Gateway.Ingest`** call: records of a named Source as JSON objects;
+//! - **stream sources** (`stream: KEY` in the Source): the entries of a Redis stream,
+//!   continuously ([`streams`]);
 //! - the gRPC **`SealedVault.Sealed`** call for the de-tokenizer (only with mutual
 //!   TLS): a token's records, still sealed (see [`persona_privacy::SealedRecord`]).
 
@@ -29,6 +31,8 @@ use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
 use crate::{DeadLetter, Error, Gateway, SourceCounts};
+
+pub mod streams;
 
 /// Most records one `Ingest` call may carry.
 pub const MAX_RECORDS_PER_CALL: usize = 10_000;

@@ -9,7 +9,7 @@ mod local;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::Zeroize;
 
 use crate::Result;
 
@@ -27,18 +27,43 @@ pub fn context<const N: usize>(pairs: [(&str, &str); N]) -> EncryptionContext {
 }
 
 /// A plaintext 256-bit data key. Lives only in memory, prints redacted, is not
-/// `Serialize`, and is zeroized on drop.
-#[derive(Clone, Zeroize, ZeroizeOnDrop)]
-pub struct DataKey([u8; 32]);
+/// `Serialize`, and is zeroized on drop, together with the HMAC midstates derived from
+/// it (made on first use as an HMAC key, so each MAC skips the pad blocks).
+pub struct DataKey {
+    bytes: [u8; 32],
+    mac: std::sync::OnceLock<crate::mac::HmacKey>,
+}
 
 impl DataKey {
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(bytes)
+        Self {
+            bytes,
+            mac: std::sync::OnceLock::new(),
+        }
     }
 
     /// The key material, for the cipher or MAC that uses it.
     pub fn expose_secret(&self) -> &[u8; 32] {
-        &self.0
+        &self.bytes
+    }
+
+    /// HMAC-SHA256 under this key of the concatenation of `parts`.
+    pub(crate) fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
+        self.mac
+            .get_or_init(|| crate::mac::HmacKey::new(&self.bytes))
+            .mac(parts)
+    }
+}
+
+impl Clone for DataKey {
+    fn clone(&self) -> Self {
+        Self::from_bytes(self.bytes)
+    }
+}
+
+impl Drop for DataKey {
+    fn drop(&mut self) {
+        self.bytes.zeroize();
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod error;
 pub mod kms;
+mod mac;
 mod pii;
 pub mod source;
 pub mod vault;

@@ -170,6 +170,25 @@ impl Source {
         if let Some(files) = &body.files {
             glob::Pattern::new(files).map_err(|_| SpecError::at("spec.files: invalid glob pattern"))?;
         }
+        match (&body.stream, body.format) {
+            (Some(_), _) if body.files.is_some() => {
+                return Err(SpecError::at("spec.stream: a source reads files or a stream, not both"));
+            }
+            (Some(_), Some(_)) => {
+                return Err(SpecError::at(
+                    "spec.format: a stream source has no file format (each entry's fields are the record's)",
+                ));
+            }
+            (Some(stream), None) if stream.trim().is_empty() => {
+                return Err(SpecError::at("spec.stream: must not be empty"));
+            }
+            (None, None) => {
+                return Err(SpecError::at(
+                    "spec.format: a file source needs `format: csv` or `format: jsonl` (or read a Redis `stream`)",
+                ));
+            }
+            _ => {}
+        }
         let keys: Vec<&String> = body
             .fields
             .iter()
@@ -291,14 +310,24 @@ impl Source {
     /// The file pattern, relative to the sources directory: `spec.files`, else
     /// `<name>.<format>`.
     pub fn pattern(&self) -> String {
-        match &self.spec.spec.files {
-            Some(files) => files.clone(),
-            None => format!("{}.{}", self.name(), self.spec.spec.format.extension()),
+        match (&self.spec.spec.files, self.spec.spec.format) {
+            (Some(files), _) => files.clone(),
+            (None, Some(format)) => format!("{}.{}", self.name(), format.extension()),
+            // A stream source has no files: a pattern no file name matches.
+            (None, None) => format!("{}.stream-source-has-no-files", self.name()),
         }
+    }
+
+    /// The Redis stream this source reads, when it reads one instead of files.
+    pub fn stream(&self) -> Option<&str> {
+        self.spec.spec.stream.as_deref()
     }
 
     /// This source's files under `dir`, sorted by path.
     pub fn files(&self, dir: &Path) -> Result<Vec<PathBuf>> {
+        if self.stream().is_some() {
+            return Ok(Vec::new());
+        }
         let base = glob::Pattern::escape(&dir.to_string_lossy());
         let pattern = format!("{base}/{}", self.pattern());
         let paths = glob::glob(&pattern).map_err(|source| Error::Pattern { pattern, source })?;
@@ -316,7 +345,7 @@ impl Source {
     /// Opens one file of this source; `rel` is its name relative to the sources
     /// directory, as dead letters report it.
     pub fn read(&self, path: &Path, rel: &str) -> Result<Records> {
-        Records::open(path, rel, self.spec.spec.format)
+        Records::open(path, rel, self.spec.spec.format.unwrap_or(Format::Csv))
     }
 }
 

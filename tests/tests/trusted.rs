@@ -201,9 +201,27 @@ async fn everything_under(prefix: &str) -> Vec<u8> {
             other => panic!("unexpected {other} at {key}"),
         }
         .unwrap();
-        all.extend(format!("{value:?}").into_bytes());
+        raw_text(&value, &mut all);
     }
     all
+}
+
+/// The raw bytes of every string in a reply, each followed by a newline (not the
+/// reply's Debug form, which escapes what a scan looks for).
+fn raw_text(value: &redis::Value, out: &mut Vec<u8>) {
+    match value {
+        redis::Value::BulkString(bytes) => out.extend_from_slice(bytes),
+        redis::Value::SimpleString(s) => out.extend_from_slice(s.as_bytes()),
+        redis::Value::Int(n) => out.extend_from_slice(n.to_string().as_bytes()),
+        redis::Value::Array(items) | redis::Value::Set(items) => items.iter().for_each(|v| raw_text(v, out)),
+        redis::Value::Map(pairs) => pairs.iter().for_each(|(k, v)| {
+            raw_text(k, out);
+            raw_text(v, out);
+        }),
+        redis::Value::Nil | redis::Value::Okay => {}
+        other => panic!("unexpected reply {other:?}"),
+    }
+    out.push(b'\n');
 }
 
 /// Entries ever added to the partition streams (trimming does not lower it).
@@ -730,4 +748,124 @@ async fn the_gateway_waits_out_a_kms_outage_and_loses_nothing() {
         status.contains(&format!("tokens {customers},")),
         "one token per customer: {status}"
     );
+}
+
+/// A continuous source: records arrive as the entries of a Redis stream, in the
+/// source's own field names. The gateway tokenizes each, publishes its events,
+/// dead-letters the refused entries by their entry id, and acknowledges everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_follows_a_redis_stream_source() {
+    let work = tempfile::tempdir().unwrap();
+    let (specs, data, done) = (
+        work.path().join("specs"),
+        work.path().join("data"),
+        work.path().join("done"),
+    );
+    std::fs::create_dir_all(&specs).unwrap();
+    let prefix = format!("stream:{}:{}", std::process::id(), free_port());
+    let source_key = format!("{prefix}:app-clicks");
+    std::fs::write(
+        specs.join("clicks.yaml"),
+        format!(
+            "kind: Source\nmetadata: {{name: app-clicks}}\nspec:\n  stream: \"{source_key}\"\n  event: app_event\n  \
+             id: [click_id]\n  time: {{field: at, format: \"%Y-%m-%dT%H:%M:%S%z\"}}\n  fields:\n    cust: key\n    \
+             email: {{vault: email}}\n    screen: {{attr: screen}}\n"
+        ),
+    )
+    .unwrap();
+    let mut conn = redis().await;
+    let mut emails = HashSet::new();
+    for i in 0..40 {
+        let email = format!("someone.{i}@example.in");
+        let mut entry = vec![
+            ("click_id", format!("K{i}")),
+            ("cust", format!("C{:03}", i % 10)),
+            ("at", format!("2026-10-01T10:{:02}:00+05:30", i)),
+            ("screen", "loans".to_owned()),
+            ("email", email.clone()),
+        ];
+        match i {
+            7 => entry.retain(|(k, _)| *k != "cust"),
+            11 => entry[2].1 = "yesterday".into(),
+            _ => {
+                emails.insert(email);
+            }
+        }
+        let _: String = redis::AsyncCommands::xadd(&mut conn, &source_key, "*", &entry)
+            .await
+            .unwrap();
+    }
+
+    let bus_args = ["--redis", &redis_url(), "--prefix", &prefix, "--partitions", "4"].map(str::to_owned);
+    let bus: Vec<&str> = bus_args.iter().map(String::as_str).collect();
+    let grpc = format!("127.0.0.1:{}", free_port());
+    let mut args = vec![
+        "gateway",
+        "--specs",
+        s(&specs),
+        "--data",
+        s(&data),
+        "--source-redis",
+        &bus_args[1],
+    ];
+    let dead_letters = done.join("dead_letter.jsonl");
+    args.extend(["--grpc", &grpc, "--dead-letters", s(&dead_letters)]);
+    args.extend(&bus);
+    let child = persona_command(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut procs = Processes(vec![("gateway".into(), child)]);
+    let key = source_key.clone();
+    wait_until(|| {
+        let key = key.clone();
+        async move {
+            let groups: Vec<HashMap<String, redis::Value>> = redis::cmd("XINFO")
+                .arg("GROUPS")
+                .arg(&key)
+                .query_async(&mut redis().await)
+                .await
+                .unwrap_or_default();
+            groups
+                .iter()
+                .any(|g| g.get("pending") == Some(&redis::Value::Int(0)) && g.get("lag") == Some(&redis::Value::Int(0)))
+        }
+    })
+    .await;
+    let gateway = procs.stop("gateway");
+    assert!(gateway.status.success(), "{}", String::from_utf8_lossy(&gateway.stderr));
+
+    // 38 entries accepted, each an app event and (it vaults an email) a profile event
+    // with the contact kinds.
+    let mut on_bus = Vec::new();
+    for p in 0..4 {
+        let entries: redis::Value = redis::cmd("XRANGE")
+            .arg(format!("{prefix}:events:{p}"))
+            .arg("-")
+            .arg("+")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        raw_text(&entries, &mut on_bus);
+    }
+    let on_bus = String::from_utf8(on_bus).unwrap();
+    assert_eq!(on_bus.matches("\"type\":\"app_event\"").count(), 38, "{on_bus}");
+    assert_eq!(on_bus.matches("\"type\":\"profile\"").count(), 38, "{on_bus}");
+    for email in &emails {
+        assert!(!on_bus.contains(email.as_str()), "{email} reached the bus");
+    }
+    assert!(!on_bus.contains("C00"), "a customer key reached the bus");
+    let dead = jsonl(&dead_letters);
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    for d in &dead {
+        assert!(
+            d["file"].as_str().unwrap().starts_with(&format!("redis:{source_key}/")),
+            "{d}"
+        );
+    }
+    assert!(dead.iter().any(|d| d["field"] == "cust"), "{dead:?}");
+    assert!(dead.iter().any(|d| d["field"] == "at"), "{dead:?}");
+    let status = persona(&["vault", "status", "--data", s(&data)]);
+    assert!(String::from_utf8_lossy(&status.stdout).contains("tokens 10,"));
 }

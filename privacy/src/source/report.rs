@@ -20,8 +20,9 @@ pub struct SourceReport {
     pub source: String,
     /// The event type its records become.
     pub event: String,
-    pub format: Format,
-    /// The file pattern under the sources directory.
+    /// The file format (none for a stream source).
+    pub format: Option<Format>,
+    /// The file pattern under the sources directory, or the Redis stream.
     pub files: String,
     /// Every field the spec names (a rule, `id` or `time`), by name.
     pub fields: Vec<FieldReport>,
@@ -217,7 +218,10 @@ impl Source {
             source: self.name().to_owned(),
             event: self.event().to_owned(),
             format: body.format,
-            files: self.pattern(),
+            files: match self.stream() {
+                Some(stream) => format!("Redis stream `{stream}`"),
+                None => self.pattern(),
+            },
             fields,
             time: match &self.time {
                 TimeRule::Field { field, parse } => {
@@ -341,12 +345,13 @@ impl fmt::Display for SourceReport {
     /// event id and the fields the spec does not name.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let format = match self.format {
-            Format::Csv => "csv",
-            Format::Jsonl => "jsonl",
+            Some(Format::Csv) => " (csv)",
+            Some(Format::Jsonl) => " (jsonl)",
+            None => "",
         };
         writeln!(
             f,
-            "source {}: {} ({format}) -> {} events",
+            "source {}: {}{format} -> {} events",
             self.source, self.files, self.event
         )?;
         for field in &self.fields {

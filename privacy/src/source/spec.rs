@@ -46,8 +46,15 @@ pub struct SourceBody {
     /// `<name>.<format>`.
     #[serde(default)]
     pub files: Option<String>,
+    /// A Redis stream whose entries are this source's records, instead of files: read
+    /// continuously by `persona gateway --source-redis URL`, each entry's fields the
+    /// record's fields.
+    #[serde(default)]
+    pub stream: Option<String>,
     /// File format: `csv` (with a header row) or `jsonl` (one JSON object a line).
-    pub format: Format,
+    /// Required for files; a stream source has none.
+    #[serde(default)]
+    pub format: Option<Format>,
     /// The event type every record of this source becomes, e.g. `transaction`.
     pub event: String,
     /// Fields whose keyed hash is the stable event id. They may be columns that no

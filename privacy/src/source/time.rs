@@ -1,7 +1,7 @@
 //! Event times: parsed strictly by the source's format, in its time zone, into UTC.
 
-use chrono::format::{Fixed, Item, Numeric, StrftimeItems};
-use chrono::{DateTime, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::format::{Fixed, Item, Numeric, Parsed, StrftimeItems};
+use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
 /// How a time field's text is read.
@@ -10,13 +10,31 @@ pub(crate) enum TimeParse {
     /// RFC 3339 with an offset (the default when no format is given).
     Rfc3339,
     /// A format with its own offset (`%z`, `%:z`, ...): the time zone is not needed.
-    WithOffset(String),
+    WithOffset(Items),
     /// Seconds since the epoch (`%s`): already UTC.
-    Epoch(String),
+    Epoch(Items),
     /// A local date and time, in the source's time zone.
-    Local(String),
+    Local(Items),
     /// A local date only: midnight in the source's time zone.
-    Date(String),
+    Date(Items),
+}
+
+/// A strftime format, parsed once (not once per record).
+#[derive(Clone, Debug)]
+pub(crate) struct Items(Vec<Item<'static>>);
+
+impl Items {
+    fn of(format: &str) -> Self {
+        // The format was checked when the spec was read.
+        Items(StrftimeItems::new(format).parse_to_owned().unwrap_or_default())
+    }
+
+    /// The fields `text` gives by this format.
+    fn parse(&self, text: &str) -> Option<Parsed> {
+        let mut parsed = Parsed::new();
+        chrono::format::parse(&mut parsed, text, self.0.iter()).ok()?;
+        Some(parsed)
+    }
 }
 
 impl TimeParse {
@@ -42,13 +60,13 @@ impl TimeParse {
                 )
             )
         }) {
-            TimeParse::WithOffset(format.to_owned())
+            TimeParse::WithOffset(Items::of(format))
         } else if has(&|i| matches!(i, Item::Numeric(Numeric::Timestamp, _))) {
-            TimeParse::Epoch(format.to_owned())
+            TimeParse::Epoch(Items::of(format))
         } else if has(&|i| matches!(i, Item::Numeric(Numeric::Hour | Numeric::Hour12, _))) {
-            TimeParse::Local(format.to_owned())
+            TimeParse::Local(Items::of(format))
         } else {
-            TimeParse::Date(format.to_owned())
+            TimeParse::Date(Items::of(format))
         }
     }
 
@@ -63,17 +81,25 @@ impl TimeParse {
             TimeParse::Rfc3339 => DateTime::parse_from_rfc3339(text)
                 .map(|t| t.with_timezone(&Utc))
                 .map_err(|_| "time is not rfc 3339"),
-            TimeParse::WithOffset(f) => DateTime::parse_from_str(text, f)
+            TimeParse::WithOffset(f) => f
+                .parse(text)
+                .and_then(|p| p.to_datetime().ok())
                 .map(|t| t.with_timezone(&Utc))
-                .map_err(|_| "time does not match the format"),
-            TimeParse::Epoch(f) => NaiveDateTime::parse_from_str(text, f)
+                .ok_or("time does not match the format"),
+            TimeParse::Epoch(f) => f
+                .parse(text)
+                .and_then(|p| p.to_naive_datetime_with_offset(0).ok())
                 .map(|t| t.and_utc())
-                .map_err(|_| "time does not match the format"),
-            TimeParse::Local(f) => naive_with_defaults(text, f)
+                .ok_or("time does not match the format"),
+            TimeParse::Local(f) => f
+                .parse(text)
+                .and_then(naive_with_defaults)
                 .ok_or("time does not match the format")
                 .and_then(local),
-            TimeParse::Date(f) => NaiveDate::parse_from_str(text, f)
-                .map_err(|_| "time does not match the format")
+            TimeParse::Date(f) => f
+                .parse(text)
+                .and_then(|p| p.to_naive_date().ok())
+                .ok_or("time does not match the format")
                 .and_then(|d| local(d.and_time(chrono::NaiveTime::MIN))),
         }
     }
@@ -122,14 +148,12 @@ pub(crate) fn precision(format: Option<&str>) -> &'static str {
     }
 }
 
-/// A local date and time by `format`; a format that stops at the hour (hourly drops:
-/// `%Y-%m-%d %H`) or the minute reads the rest as zero.
-fn naive_with_defaults(text: &str, format: &str) -> Option<NaiveDateTime> {
-    if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
+/// A local date and time from parsed fields; a format that stops at the hour (hourly
+/// drops: `%Y-%m-%d %H`) or the minute reads the rest as zero.
+fn naive_with_defaults(mut parsed: Parsed) -> Option<NaiveDateTime> {
+    if let Ok(t) = parsed.to_naive_datetime_with_offset(0) {
         return Some(t);
     }
-    let mut parsed = chrono::format::Parsed::new();
-    chrono::format::parse(&mut parsed, text, chrono::format::StrftimeItems::new(format)).ok()?;
     if parsed.minute().is_none() {
         parsed.set_minute(0).ok()?;
     }

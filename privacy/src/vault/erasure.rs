@@ -133,7 +133,8 @@ impl Vault {
     fn erase(&self, slot: &[u8; 32], token: &Token) -> Result<()> {
         let bytes = token_bytes(token)?;
         let stone = tombstone(&bytes);
-        (&self.index, &self.reverse, &self.contacts)
+        self.forget_known(slot);
+        let erased = (&self.index, &self.reverse, &self.contacts)
             .transaction(|(index, reverse, contacts)| {
                 index.insert(&slot[..], &stone[..])?;
                 reverse.remove(&bytes[..])?;
@@ -145,7 +146,10 @@ impl Vault {
             .map_err(|e| match e {
                 TransactionError::Storage(source) => Error::Store { source },
                 TransactionError::Abort(()) => Error::Corrupt { what: "erasure" },
-            })
+            });
+        // Again after: a look-up racing the erasure may have put it back.
+        self.forget_known(slot);
+        erased
     }
 }
 
