@@ -46,6 +46,7 @@ struct Inner {
     shard: ShardHandle,
     bus: RedisBus,
     peers: Mutex<HashMap<String, PersonaClient<Channel>>>,
+    tls: Option<persona_proto::tls::MutualTls>,
 }
 
 /// Where a call goes.
@@ -55,12 +56,15 @@ enum Route {
 }
 
 impl PersonaService {
-    pub fn new(shard: ShardHandle, bus: RedisBus) -> Self {
+    /// The service of `shard`; calls it forwards to other shards go over mutual TLS
+    /// when `tls` is given.
+    pub fn new(shard: ShardHandle, bus: RedisBus, tls: Option<persona_proto::tls::MutualTls>) -> Self {
         PersonaService {
             inner: Arc::new(Inner {
                 shard,
                 bus,
                 peers: Mutex::new(HashMap::new()),
+                tls,
             }),
         }
     }
@@ -91,9 +95,10 @@ impl PersonaService {
             .await
             .map_err(unavailable)?
             .ok_or_else(|| Status::unavailable(format!("shard `{}` has no registered address", owner.shard)))?;
-        let client = PersonaClient::connect(address)
+        let channel = persona_proto::tls::connect(&address, self.inner.tls.as_ref())
             .await
             .map_err(|e| Status::unavailable(format!("shard `{}`: {e}", owner.shard)))?;
+        let client = PersonaClient::new(channel);
         peers.insert(owner.shard, client.clone());
         Ok(Route::Owner(client))
     }
@@ -335,11 +340,13 @@ impl ShardControl for ControlService {
 
 /// Serves persona.v1 (and ShardControl when the shard can move partitions),
 /// grpc.health.v1 (SERVING while it runs) and server reflection on `addr` until
-/// `shutdown` resolves.
+/// `shutdown` resolves; over mutual TLS when `tls` is given (clients must present a
+/// certificate its CA signed).
 pub async fn serve(
     service: PersonaService,
     control: Option<ControlService>,
     addr: SocketAddr,
+    tls: Option<persona_proto::tls::MutualTls>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), crate::Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -349,7 +356,14 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| crate::Error::Actor(format!("reflection: {e}")))?;
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = &tls {
+        let config = tls.server().map_err(|e| crate::Error::Actor(e.to_string()))?;
+        server = server
+            .tls_config(config)
+            .map_err(|e| crate::Error::Actor(format!("TLS: {e}")))?;
+    }
+    server
         .add_service(health)
         .add_service(reflection)
         .add_service(PersonaServer::new(service))

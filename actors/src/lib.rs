@@ -86,6 +86,9 @@ pub struct ShardConfig {
     /// checkpoint the least recently used beyond it are passivated (their state is in
     /// the store) and reactivated on their next event. `None` keeps everyone.
     pub max_hot: Option<usize>,
+    /// Mutual TLS for this shard's calls to other shards (forwarding, handoff);
+    /// `None` calls them in plain text.
+    pub peer_tls: Option<persona_proto::tls::MutualTls>,
 }
 
 /// A running shard: the partitions it owns, each fed from its bus.

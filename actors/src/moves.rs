@@ -259,9 +259,10 @@ impl Mover {
             .shard_address(old)
             .await?
             .ok_or_else(|| Error::Move(format!("shard `{old}` has no registered gRPC address")))?;
-        let mut client = ShardControlClient::connect(address)
+        let channel = persona_proto::tls::connect(&address, self.args.config.peer_tls.as_ref())
             .await
             .map_err(|e| Error::Move(format!("shard `{old}`: {e}")))?;
+        let mut client = ShardControlClient::new(channel);
         let mut chunks = client
             .handoff(PartitionRequest { partition })
             .await

@@ -69,6 +69,7 @@ fn config(dir: &std::path::Path, name: &str) -> ShardConfig {
         checkpoint_every: 7,
         batch: 5,
         max_hot: None,
+        peer_tls: None,
     }
 }
 
@@ -390,6 +391,7 @@ async fn passivated_customers_come_back_with_their_state() {
     let bus = Arc::new(MemoryBus::new(4));
     let config = ShardConfig {
         max_hot: Some(8),
+        peer_tls: None,
         ..config(cold_dir.path(), "s-cold")
     };
     let mut shard = Shard::start(config, engine(), bus.clone()).await.unwrap();

@@ -74,9 +74,15 @@ pub(crate) struct ShardArgs {
     /// Serve gRPC (persona.v1, health, reflection) on this address, e.g. 0.0.0.0:7400.
     #[arg(long)]
     grpc: Option<std::net::SocketAddr>,
-    /// The address other shards reach this one at (default: http:// + --grpc).
+    /// The address other shards reach this one at (default: http:// + --grpc, or
+    /// https:// with --tls-dir).
     #[arg(long, requires = "grpc")]
     advertise: Option<String>,
+    /// Mutual TLS for the shard's gRPC, served and called: a directory with `ca.pem`,
+    /// `shard.pem` and `shard.key` (`persona dev-certs --names shard`). Clients and
+    /// other shards must present a certificate the same CA signed.
+    #[arg(long, env = "PERSONA_TLS_DIR", requires = "grpc")]
+    tls_dir: Option<PathBuf>,
 }
 
 /// `persona shard`: waits for leases, feeds its partitions until SIGTERM or Ctrl-C,
@@ -102,12 +108,17 @@ pub(crate) async fn shard(args: ShardArgs) -> Result<ExitCode> {
         }
     };
     let owned: Vec<u32> = leases.iter().map(|l| l.partition).collect();
+    let tls = args
+        .tls_dir
+        .as_ref()
+        .map(|dir| persona_proto::tls::MutualTls::in_dir(dir, "shard"));
     let config = ShardConfig {
         name: args.name.clone(),
         dir: args.data.clone(),
         checkpoint_every: args.checkpoint_every,
         batch: args.batch,
         max_hot: args.max_hot,
+        peer_tls: tls.clone(),
     };
     let mut shard = Shard::start_redis(config, Arc::new(engine), bus.clone(), leases, &args.name).await?;
     println!("shard {} feeding partitions {owned:?}", args.name);
@@ -115,12 +126,13 @@ pub(crate) async fn shard(args: ShardArgs) -> Result<ExitCode> {
     let (stop_serving, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = match args.grpc {
         Some(addr) => {
-            let service = PersonaService::new(shard.handle(&args.name), bus.clone());
+            let service = PersonaService::new(shard.handle(&args.name), bus.clone(), tls.clone());
             let control = shard.mover().map(ControlService::new);
-            let listener = tokio::spawn(grpc::serve(service, control, addr, async {
+            let listener = tokio::spawn(grpc::serve(service, control, addr, tls.clone(), async {
                 let _ = stopped.await;
             }));
-            let advertised = args.advertise.clone().unwrap_or_else(|| format!("http://{addr}"));
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let advertised = args.advertise.clone().unwrap_or_else(|| format!("{scheme}://{addr}"));
             bus.register_shard(&args.name, &advertised).await?;
             println!("shard {} serving gRPC on {addr}", args.name);
             Some(listener)

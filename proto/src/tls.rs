@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
 
 /// A PEM file that could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -60,4 +60,22 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
         path: path.to_owned(),
         source,
     })
+}
+
+/// A channel to `address`: over mutual TLS when `tls` is given (the server's
+/// certificate checked for the address's host), else plain. Errors name the address,
+/// never a certificate's content.
+pub async fn connect(address: &str, tls: Option<&MutualTls>) -> Result<Channel, String> {
+    let endpoint = Endpoint::from_shared(address.to_owned()).map_err(|e| format!("`{address}`: {e}"))?;
+    let endpoint = match tls {
+        Some(tls) => {
+            let host = endpoint.uri().host().unwrap_or("localhost").to_owned();
+            let config = tls.client(&host).map_err(|e| e.to_string())?;
+            endpoint
+                .tls_config(config)
+                .map_err(|e| format!("`{address}`: TLS: {e}"))?
+        }
+        None => endpoint,
+    };
+    endpoint.connect().await.map_err(|e| format!("`{address}`: {e}"))
 }

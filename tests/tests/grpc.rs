@@ -281,3 +281,98 @@ fn the_grpc_bench_scenarios_measure_a_local_shard() {
         }
     }
 }
+
+/// Shards started with `--tls-dir` serve and call each other over mutual TLS: a client
+/// with a certificate of the cluster's CA is answered for every customer (those of the
+/// other shard forwarded over TLS); a plain-text client, and a TLS client without a
+/// certificate, are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_serve_and_forward_over_mutual_tls() {
+    use persona_proto::tls::{MutualTls, connect};
+
+    let demo = Demo::run(40, 20);
+    let out = demo.out();
+    let work = demo.dir.path().join("tls");
+    let events_file = demo.canonical_events(&work.join("batch"));
+    let tokens: std::collections::BTreeSet<String> = jsonl(&events_file)
+        .iter()
+        .filter_map(|e| e["token"].as_str().map(str::to_owned))
+        .filter(|t| !persona_event::Token::parse(t).unwrap().is_broadcast())
+        .collect();
+    let certs = work.join("certs");
+    persona(&["dev-certs", "--out", s(&certs), "--names", "shard,client"]);
+
+    let prefix = format!("tls:{}:{}", std::process::id(), free_port());
+    let bus = ["--redis", &redis_url(), "--prefix", &prefix, "--partitions", PARTITIONS].map(str::to_owned);
+    let bus: Vec<&str> = bus.iter().map(String::as_str).collect();
+    persona(&[&["bus", "assign", "--shards", "s0,s1"], &bus[..]].concat());
+    persona(&[&["bus", "publish"], &bus[..], &[s(&events_file)]].concat());
+    let ports = [free_port(), free_port()];
+    let mut shards = Shards(Vec::new());
+    for (i, port) in ports.iter().enumerate() {
+        let (name, data, addr) = (format!("s{i}"), work.join(format!("s{i}")), format!("127.0.0.1:{port}"));
+        let specs = out.join("specs");
+        let mut args = vec!["-q", "shard", "--name", &name, "--data", s(&data), "--specs", s(&specs)];
+        args.extend(["--grpc", &addr, "--tls-dir", s(&certs)]);
+        args.extend(&bus);
+        shards.0.push(
+            persona_command(&args)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+    }
+    wait_for_no_lag(&bus);
+
+    let client_tls = MutualTls::in_dir(&certs, "client");
+    let address = format!("https://127.0.0.1:{}", ports[1]);
+    let started = Instant::now();
+    let channel = loop {
+        match connect(&address, Some(&client_tls)).await {
+            Ok(c) => break c,
+            Err(e) if started.elapsed() > Duration::from_secs(60) => panic!("{e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    let mut s1 = PersonaClient::new(channel);
+    for token in &tokens {
+        let profile = s1
+            .get_profile(GetProfileRequest {
+                token: token.clone(),
+                as_of_micros: None,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{token}: {e}"))
+            .into_inner();
+        assert!(!profile.features.is_empty(), "{token}");
+    }
+
+    // Without TLS, or with TLS but no client certificate: refused.
+    let plain = connect(&format!("http://127.0.0.1:{}", ports[1]), None).await;
+    if let Ok(channel) = plain {
+        let call = PersonaClient::new(channel)
+            .get_profile(GetProfileRequest {
+                token: tokens.iter().next().unwrap().clone(),
+                as_of_micros: None,
+            })
+            .await;
+        assert!(call.is_err(), "a plain-text call was answered");
+    }
+    let ca = std::fs::read(certs.join("ca.pem")).unwrap();
+    let anonymous = tonic::transport::ClientTlsConfig::new()
+        .domain_name("127.0.0.1")
+        .ca_certificate(tonic::transport::Certificate::from_pem(ca));
+    let endpoint = tonic::transport::Endpoint::from_shared(address)
+        .unwrap()
+        .tls_config(anonymous)
+        .unwrap();
+    if let Ok(channel) = endpoint.connect().await {
+        let call = PersonaClient::new(channel)
+            .get_profile(GetProfileRequest {
+                token: tokens.iter().next().unwrap().clone(),
+                as_of_micros: None,
+            })
+            .await;
+        assert!(call.is_err(), "a client without a certificate was answered");
+    }
+}

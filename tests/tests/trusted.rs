@@ -869,3 +869,124 @@ async fn the_gateway_follows_a_redis_stream_source() {
     let status = persona(&["vault", "status", "--data", s(&data)]);
     assert!(String::from_utf8_lossy(&status.stdout).contains("tokens 10,"));
 }
+
+/// A second bank in other dialects (tests/fixtures/kaveri: JSON Lines members, a CSV
+/// ledger with quoted commas, another time zone) through the same services: its
+/// matches reach its members' own contacts, and nothing it protects is on Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_banks_dialects_through_the_services_leave_nothing_protected_on_redis() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join("kaveri");
+    let work = tempfile::tempdir().unwrap();
+    let (drop, data, delivered, certs) = (
+        work.path().join("drop"),
+        work.path().join("data"),
+        work.path().join("out"),
+        work.path().join("certs"),
+    );
+    std::fs::create_dir_all(&drop).unwrap();
+    persona(&["dev-certs", "--out", s(&certs)]);
+    let prefix = format!("kaveri:{}:{}", std::process::id(), free_port());
+    let bus_args = ["--redis", &redis_url(), "--prefix", &prefix, "--partitions", "4"].map(str::to_owned);
+    let bus: Vec<&str> = bus_args.iter().map(String::as_str).collect();
+    persona(&[&["bus", "assign", "--shards", "k0"], &bus[..]].concat());
+    let specs = fixture.join("specs");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let spawn = |args: Vec<&str>| {
+        persona_command(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut procs = Processes(Vec::new());
+    let mut args = vec!["gateway", "--specs", s(&specs), "--data", s(&data), "--drop", s(&drop)];
+    args.extend([
+        "--settle",
+        "0s",
+        "--poll",
+        "100ms",
+        "--grpc",
+        &addr,
+        "--tls-dir",
+        s(&certs),
+    ]);
+    args.extend(&bus);
+    procs.0.push(("gateway".into(), spawn(args)));
+    let shard_data = work.path().join("k0");
+    let mut args = vec!["shard", "--name", "k0", "--data", s(&shard_data), "--specs", s(&specs)];
+    args.extend(&bus);
+    procs.0.push(("shard".into(), spawn(args)));
+    let vault = format!("https://localhost:{port}");
+    let mut args = vec![
+        "detokenizer",
+        "--data",
+        s(&data),
+        "--vault",
+        &vault,
+        "--tls-dir",
+        s(&certs),
+    ];
+    args.extend(["--out", s(&delivered)]);
+    args.extend(&bus);
+    procs.0.push(("detokenizer".into(), spawn(args)));
+
+    // The members first (their contacts), then the ledger.
+    put(&fixture.join("sources/members.jsonl"), &drop);
+    wait_until(|| async { files_in(&drop) == 0 && bus_idle(&prefix).await }).await;
+    put(&fixture.join("sources/ledger.csv"), &drop);
+    let audit_path = delivered.join("audit.jsonl");
+    wait_until(|| async {
+        files_in(&drop) == 0
+            && bus_idle(&prefix).await
+            && audit_path.exists()
+            && jsonl(&audit_path).len() as u64 == matches_published(&prefix).await
+    })
+    .await;
+    let detokenizer = procs.stop("detokenizer");
+    assert!(
+        detokenizer.status.success(),
+        "{}",
+        String::from_utf8_lossy(&detokenizer.stderr)
+    );
+
+    let contacts: HashMap<&str, (&str, &str)> = [
+        ("M-001", ("anna.weber@example.de", "+4915112345678")),
+        ("M-003", ("", "+4917698765432")),
+    ]
+    .into();
+    let deliveries = jsonl(&delivered.join("deliveries.jsonl"));
+    assert!(!deliveries.is_empty(), "the ledger triggered offers");
+    for d in &deliveries {
+        let (email, phone) = contacts[d["customer_key"].as_str().unwrap()];
+        let expected = if d["channel"] == "email" { email } else { phone };
+        assert_eq!(d["to"].as_str().unwrap(), expected, "{d}");
+    }
+    let protected: HashSet<String> = [
+        "Anna Weber",
+        "Jonas Klein",
+        "Lena Fischer",
+        "anna.weber@example.de",
+        "jonas.klein@example.de",
+        "4915112345678",
+        "4917698765432",
+        "1980-03-01",
+        "2000-07-07",
+        "1960-01-01",
+        "M-001",
+        "M-002",
+        "M-003",
+        "Edeka",
+        "Lufthansa",
+    ]
+    .iter()
+    .map(|v| v.to_lowercase())
+    .collect();
+    let on_redis = everything_under(&prefix).await;
+    assert!(on_redis.len() > 1_000, "the bus was read: {} bytes", on_redis.len());
+    assert_eq!(hits(&on_redis, &protected), Vec::<String>::new());
+    assert_eq!(
+        hits(&std::fs::read(&audit_path).unwrap(), &protected),
+        Vec::<String>::new()
+    );
+}
