@@ -5,6 +5,7 @@
 //! See docs/runtime-semantics.md for ordering, failure and delivery guarantees.
 
 pub mod grpc;
+pub mod metrics;
 pub mod moves;
 mod outbox;
 mod partition;
@@ -429,6 +430,16 @@ pub struct ShardHandle {
 impl ShardHandle {
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Each partition the shard runs now, with its counters.
+    pub async fn partition_stats(&self) -> Result<Vec<(u32, PartitionStats)>, Error> {
+        let owned = self.owned.read().expect("owned lock").clone();
+        let mut out = Vec::with_capacity(owned.len());
+        for (p, actor) in owned {
+            out.push((p, call!(actor, PartitionMsg::Stats).map_err(actor_err)?));
+        }
+        Ok(out)
     }
 
     pub fn engine(&self) -> &Arc<Engine> {

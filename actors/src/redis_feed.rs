@@ -93,10 +93,14 @@ impl Feeder {
                 .into_iter()
                 .map(|e| (position(e.id), Arc::new(e.event)))
                 .collect();
+            let started = std::time::Instant::now();
             call!(self.actor, PartitionMsg::Apply, batch)
                 .map_err(actor_err)?
                 .map_err(Error::Actor)?;
             self.publish().await?;
+            crate::metrics::feed_metrics()
+                .apply_seconds
+                .observe(started.elapsed().as_secs_f64());
             if since_checkpoint >= self.checkpoint_every {
                 self.checkpoint().await?;
                 since_checkpoint = 0;
@@ -115,6 +119,7 @@ impl Feeder {
     /// Publishes pending matches, makes everything applied durable, and acknowledges
     /// it (recording the checkpoint in Redis and trimming below it).
     async fn checkpoint(&mut self) -> Result<(), Error> {
+        let started = std::time::Instant::now();
         self.publish().await?;
         let position = call!(self.actor, PartitionMsg::Checkpoint)
             .map_err(actor_err)?
@@ -124,6 +129,9 @@ impl Feeder {
         if upto > 0 {
             self.reader.ack(entry_id(upto)).await?;
         }
+        crate::metrics::feed_metrics()
+            .checkpoint_seconds
+            .observe(started.elapsed().as_secs_f64());
         Ok(())
     }
 }

@@ -83,6 +83,9 @@ pub(crate) struct ShardArgs {
     /// other shards must present a certificate the same CA signed.
     #[arg(long, env = "PERSONA_TLS_DIR", requires = "grpc")]
     tls_dir: Option<PathBuf>,
+    /// Serve Prometheus metrics (OpenMetrics text) on http://ADDR/metrics.
+    #[arg(long)]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 /// `persona shard`: waits for leases, feeds its partitions until SIGTERM or Ctrl-C,
@@ -139,6 +142,12 @@ pub(crate) async fn shard(args: ShardArgs) -> Result<ExitCode> {
         }
         None => None,
     };
+    let (stop_metrics, metrics_stopped) = tokio::sync::watch::channel(false);
+    let metrics = args.metrics.map(|addr| {
+        let gather = shard_metrics(shard.handle(&args.name), bus.clone());
+        println!("shard {} serving metrics on http://{addr}/metrics", args.name);
+        tokio::spawn(crate::metrics::serve(addr, gather, metrics_stopped))
+    });
     let mover = shard.mover();
     let feeding_failed = async {
         match &mover {
@@ -154,6 +163,10 @@ pub(crate) async fn shard(args: ShardArgs) -> Result<ExitCode> {
     let _ = stop_serving.send(());
     if let Some(server) = server {
         server.await??;
+    }
+    let _ = stop_metrics.send(true);
+    if let Some(metrics) = metrics {
+        metrics.await??;
     }
     shard.stop_feeding().await;
     let drained = shard.drain().await;
@@ -178,6 +191,70 @@ pub(crate) async fn shard(args: ShardArgs) -> Result<ExitCode> {
     );
     shard.stop().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A shard's metrics: per partition, its counts, customers in memory and lag; the
+/// feeders' latency histograms.
+fn shard_metrics(handle: persona_actors::ShardHandle, bus: RedisBus) -> crate::metrics::Gather {
+    use crate::metrics::{counters, gauges, label};
+    Arc::new(move || {
+        let (handle, bus) = (handle.clone(), bus.clone());
+        Box::pin(async move {
+            let mut registry = prometheus_client::registry::Registry::default();
+            let applied = counters(
+                &mut registry,
+                "persona_events_applied",
+                "Events applied to customer actors",
+            );
+            let duplicates = counters(
+                &mut registry,
+                "persona_events_duplicate",
+                "Bus entries recognised as already applied (replays after a restart or move)",
+            );
+            let matches = counters(&mut registry, "persona_matches", "Matches decided");
+            let activations = counters(&mut registry, "persona_actor_activations", "Customer actors activated");
+            let passivated = counters(
+                &mut registry,
+                "persona_actor_passivations",
+                "Customer actors passivated to the store under the memory bound",
+            );
+            let hot = gauges(&mut registry, "persona_actors_hot", "Customer actors in memory");
+            let lag = gauges(
+                &mut registry,
+                "persona_partition_lag",
+                "Entries of the partition's stream not yet checkpointed by its owner",
+            );
+            match handle.partition_stats().await {
+                Ok(stats) => {
+                    for (p, s) in stats {
+                        let l = label("partition", p);
+                        applied.get_or_create(&l).inc_by(s.applied);
+                        duplicates.get_or_create(&l).inc_by(s.duplicates);
+                        matches.get_or_create(&l).inc_by(s.matches);
+                        activations.get_or_create(&l).inc_by(s.activations);
+                        passivated.get_or_create(&l).inc_by(s.passivated);
+                        hot.get_or_create(&l).set(i64::try_from(s.hot).unwrap_or(i64::MAX));
+                        if let Ok(n) = bus.lag(p).await {
+                            lag.get_or_create(&l).set(i64::try_from(n).unwrap_or(i64::MAX));
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "metrics: partition stats unavailable"),
+            }
+            let feed = persona_actors::metrics::feed_metrics();
+            registry.register(
+                "persona_apply_batch_seconds",
+                "Time to apply one batch read from the bus and publish its matches",
+                feed.apply_seconds.clone(),
+            );
+            registry.register(
+                "persona_checkpoint_seconds",
+                "Time to checkpoint a partition and acknowledge its entries",
+                feed.checkpoint_seconds.clone(),
+            );
+            registry
+        })
+    })
 }
 
 #[derive(Debug, clap::Subcommand)]

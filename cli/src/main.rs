@@ -12,6 +12,7 @@ mod commands;
 mod crdgen;
 mod demo;
 mod kms;
+mod metrics;
 mod offer;
 mod outputs;
 mod pipeline;

@@ -84,6 +84,9 @@ pub(crate) struct GatewayArgs {
     grpc: Option<SocketAddr>,
     #[command(flatten)]
     tls: TlsArgs,
+    /// Serve Prometheus metrics (OpenMetrics text) on http://ADDR/metrics.
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
 }
 
 /// `persona gateway`: runs until SIGTERM or Ctrl-C, then finishes the file in hand,
@@ -153,6 +156,11 @@ pub(crate) async fn gateway(args: GatewayArgs) -> Result<ExitCode> {
         });
         println!("gateway serving gRPC on {addr}");
         tasks.spawn(async move { serving.await.map_err(anyhow::Error::from) });
+    }
+    if let Some(addr) = args.metrics {
+        let serving = crate::metrics::serve(addr, gateway_metrics(service.clone()), stopped.clone());
+        tasks.spawn(serving);
+        println!("gateway serving metrics on http://{addr}/metrics");
     }
     let failed = wait_for_signal_or(&mut tasks).await;
     let _ = stop.send(true);
@@ -231,6 +239,9 @@ pub(crate) struct DetokenizerArgs {
     stale: Duration,
     #[command(flatten)]
     tls: TlsArgs,
+    /// Serve Prometheus metrics (OpenMetrics text) on http://ADDR/metrics.
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
 }
 
 /// `persona detokenizer`: delivers until SIGTERM or Ctrl-C.
@@ -281,11 +292,20 @@ pub(crate) async fn detokenizer(args: DetokenizerArgs) -> Result<ExitCode> {
     let mut tasks = tokio::task::JoinSet::new();
     let running = service.clone();
     let responses_stop = stopped.clone();
+    let responses_stop_metrics = stopped.clone();
     tasks.spawn(async move { running.run(stopped).await.map_err(anyhow::Error::from) });
     if let Some(addr) = args.responses {
         let serving = persona_detokenizer::service::responses::serve(service.clone(), addr, responses_stop);
         tasks.spawn(async move { serving.await.map_err(anyhow::Error::from) });
         println!("detokenizer taking channel responses on http://{addr}/v1/responses");
+    }
+    if let Some(addr) = args.metrics {
+        tasks.spawn(crate::metrics::serve(
+            addr,
+            detokenizer_metrics(service.clone()),
+            responses_stop_metrics,
+        ));
+        println!("detokenizer serving metrics on http://{addr}/metrics");
     }
     println!("detokenizer {} delivering", args.consumer);
     let failed = wait_for_signal_or(&mut tasks).await;
@@ -306,4 +326,91 @@ pub(crate) async fn detokenizer(args: DetokenizerArgs) -> Result<ExitCode> {
         return Err(e);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The gateway's metrics: records, events, dead letters and tokens issued by way in,
+/// and failed batches.
+fn gateway_metrics(service: std::sync::Arc<IngestService>) -> crate::metrics::Gather {
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use crate::metrics::{counters, label};
+    std::sync::Arc::new(move || {
+        let service = service.clone();
+        Box::pin(async move {
+            let mut registry = prometheus_client::registry::Registry::default();
+            let c = service.counters();
+            let families = [
+                ("persona_gateway_records", "Source records read"),
+                ("persona_gateway_events", "Events published to the bus"),
+                ("persona_gateway_dead_lettered", "Records refused (dead-lettered)"),
+                ("persona_gateway_tokens_issued", "Tokens issued to new customers"),
+            ]
+            .map(|(name, help)| counters(&mut registry, name, help));
+            for (way, w) in persona_gateway::service::WAYS.iter().zip(&c.by_way) {
+                let l = label("way", way);
+                let values = [&w.records, &w.events, &w.dead_lettered, &w.tokens_issued];
+                for (family, value) in families.iter().zip(values) {
+                    family.get_or_create(&l).inc_by(value.load(Relaxed));
+                }
+            }
+            let failures = prometheus_client::metrics::counter::Counter::<u64>::default();
+            failures.inc_by(c.failures.load(Relaxed));
+            registry.register(
+                "persona_gateway_failures",
+                "Files, calls or stream batches that failed (kept and retried)",
+                failures,
+            );
+            registry
+        })
+    })
+}
+
+/// The de-tokenizer's metrics: matches by outcome, duplicates, retries, KMS Decrypt
+/// calls, and the delivery latency histogram.
+fn detokenizer_metrics(service: std::sync::Arc<DetokenizerService>) -> crate::metrics::Gather {
+    use crate::metrics::{counters, label};
+    std::sync::Arc::new(move || {
+        let service = service.clone();
+        Box::pin(async move {
+            let mut registry = prometheus_client::registry::Registry::default();
+            let stats = service.stats();
+            let outcomes = counters(
+                &mut registry,
+                "persona_detokenizer_matches",
+                "Matches handled, by outcome",
+            );
+            for (outcome, n) in &stats.by_outcome {
+                outcomes.get_or_create(&label("outcome", outcome)).inc_by(*n);
+            }
+            let single = |registry: &mut prometheus_client::registry::Registry, name: &str, help: &str, v: u64| {
+                let c = prometheus_client::metrics::counter::Counter::<u64>::default();
+                c.inc_by(v);
+                registry.register(name, help, c);
+            };
+            single(
+                &mut registry,
+                "persona_detokenizer_duplicates",
+                "Matches read again and recognised as handled",
+                stats.duplicates,
+            );
+            single(
+                &mut registry,
+                "persona_detokenizer_retries",
+                "Waits before retrying a vault or channel",
+                stats.retries,
+            );
+            single(
+                &mut registry,
+                "persona_detokenizer_kms_decrypts",
+                "KMS Decrypt calls (vault keys unwrapped)",
+                service.kms_decrypts(),
+            );
+            registry.register(
+                "persona_detokenizer_deliver_seconds",
+                "Time to resolve and hand over one match, retries included",
+                service.deliver_seconds().clone(),
+            );
+            registry
+        })
+    })
 }

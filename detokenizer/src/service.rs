@@ -85,6 +85,8 @@ pub struct DetokenizerService {
     handled: sled::Tree,
     db: sled::Db,
     stats: Mutex<ServiceStats>,
+    /// Resolve and hand over, per match (retries included).
+    deliver_seconds: prometheus_client::metrics::histogram::Histogram,
 }
 
 /// What stops the service.
@@ -133,7 +135,16 @@ impl DetokenizerService {
             handled,
             db,
             stats: Mutex::new(ServiceStats::default()),
+            // 100 µs to ~3 s.
+            deliver_seconds: prometheus_client::metrics::histogram::Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.000_1, 2.0, 16),
+            ),
         })
+    }
+
+    /// How long each match took to resolve and hand over.
+    pub fn deliver_seconds(&self) -> &prometheus_client::metrics::histogram::Histogram {
+        &self.deliver_seconds
     }
 
     pub fn stats(&self) -> ServiceStats {
@@ -212,7 +223,10 @@ impl DetokenizerService {
                 self.stats.lock().unwrap_or_else(|e| e.into_inner()).duplicates += 1;
                 continue;
             }
-            let Ok((outcome, sink)) = self.deliver(m, stop).await else {
+            let started = std::time::Instant::now();
+            let delivered = self.deliver(m, stop).await;
+            self.deliver_seconds.observe(started.elapsed().as_secs_f64());
+            let Ok((outcome, sink)) = delivered else {
                 // Stopped mid-batch: what was handled is recorded, the rest re-read.
                 self.record(&batch)?;
                 return Ok(Err(Stopped));

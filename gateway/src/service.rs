@@ -17,6 +17,7 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -62,6 +63,42 @@ pub struct IngestService {
     gateway: Arc<Gateway>,
     bus: RedisBus,
     dead_letters: Mutex<PathBuf>,
+    counters: IngestCounters,
+}
+
+/// What the service has done since it started, by way in (`drop`, `grpc`, `stream`),
+/// for its `/metrics`.
+#[derive(Debug, Default)]
+pub struct IngestCounters {
+    pub by_way: [WayCounters; 3],
+    /// Files, calls or stream batches that failed (and are retried, or were refused).
+    pub failures: AtomicU64,
+}
+
+/// Counters of one way in.
+#[derive(Debug, Default)]
+pub struct WayCounters {
+    pub records: AtomicU64,
+    pub events: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub tokens_issued: AtomicU64,
+}
+
+/// The ways records come in, in the order of [`IngestCounters::by_way`].
+pub const WAYS: [&str; 3] = ["drop", "grpc", "stream"];
+
+impl IngestCounters {
+    pub(crate) fn add(&self, way: usize, c: &SourceCounts) {
+        let w = &self.by_way[way];
+        w.records.fetch_add(c.records_read, Ordering::Relaxed);
+        w.events.fetch_add(c.events, Ordering::Relaxed);
+        w.dead_lettered.fetch_add(c.dead_lettered, Ordering::Relaxed);
+        w.tokens_issued.fetch_add(c.tokens_issued, Ordering::Relaxed);
+    }
+
+    pub(crate) fn failed(&self) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl IngestService {
@@ -71,7 +108,13 @@ impl IngestService {
             gateway,
             bus,
             dead_letters: Mutex::new(dead_letters),
+            counters: IngestCounters::default(),
         })
+    }
+
+    /// The service's counters.
+    pub fn counters(&self) -> &IngestCounters {
+        &self.counters
     }
 
     pub fn gateway(&self) -> &Arc<Gateway> {
@@ -89,6 +132,7 @@ impl IngestService {
             match self.scan_once(&drop).await {
                 Ok(_) => backoff = Duration::ZERO,
                 Err(e) => {
+                    self.counters.failed();
                     backoff = (backoff * 2).clamp(Duration::from_millis(200), MAX_BACKOFF);
                     tracing::error!(error = %error_chain(&e), retry_in_ms = backoff.as_millis() as u64, "drop directory: ingest failed; the file stays and is retried");
                 }
@@ -157,6 +201,7 @@ impl IngestService {
             path: to.clone(),
             source,
         })?;
+        self.counters.add(0, &counts);
         tracing::info!(source = %source.name(), file = %rel, events = counts.events, dead_lettered = counts.dead_lettered, tokens_issued = counts.tokens_issued, "dropped file ingested and moved to the done directory");
         Ok(())
     }
@@ -326,6 +371,10 @@ impl persona_proto::Gateway for GrpcIngest {
         self.service
             .append_dead_letters(&dead)
             .map_err(|e| Status::internal(error_chain(&e)))?;
+        let mut counted = counts;
+        counted.events = events.len() as u64;
+        counted.dead_lettered = refused.len() as u64;
+        self.service.counters.add(1, &counted);
         Ok(Response::new(IngestReply {
             events: events.len() as u64,
             tokens_issued: counts.tokens_issued,

@@ -239,3 +239,35 @@ pub fn copy_dir(from: &Path, to: &Path) {
         std::fs::copy(&file, &target).expect("copy");
     }
 }
+
+/// The text of `http://ADDR/metrics` (OpenMetrics), fetched over a plain socket.
+pub fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("metrics on {addr}: {e}"));
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("application/openmetrics-text"),
+        "{head}"
+    );
+    body.to_owned()
+}
+
+/// The sum of the samples of `name` whose labels contain `labels` (`""` for all).
+pub fn metric(text: &str, name: &str, labels: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+            (metric == name && rest.contains(labels)).then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
+}

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use persona_proto::v1::{DecideRequest, ExplainRequest, GetProfileRequest};
 use persona_proto::{PersonaClient, v1};
-use persona_tests::{Demo, free_port, jsonl, persona, persona_command, redis_url};
+use persona_tests::{Demo, free_port, jsonl, metric, persona, persona_command, redis_url, scrape};
 use tonic::transport::Channel;
 
 const PARTITIONS: &str = "8";
@@ -72,12 +72,14 @@ async fn shards_serve_and_forward_the_persona_api() {
     let bus: Vec<&str> = bus.iter().map(String::as_str).collect();
     persona(&[&["bus", "assign", "--shards", "s0,s1"], &bus[..]].concat());
     let ports = [free_port(), free_port()];
+    let metric_ports = [free_port(), free_port()];
     let mut shards = Shards(Vec::new());
     for (i, port) in ports.iter().enumerate() {
         let (name, data, addr) = (format!("s{i}"), work.join(format!("s{i}")), format!("127.0.0.1:{port}"));
         let specs = out.join("specs");
+        let metrics = format!("127.0.0.1:{}", metric_ports[i]);
         let mut args = vec!["-q", "shard", "--name", &name, "--data", s(&data), "--specs", s(&specs)];
-        args.extend(["--grpc", &addr]);
+        args.extend(["--grpc", &addr, "--metrics", &metrics]);
         args.extend(&bus);
         let child = persona_command(&args)
             .stdout(std::process::Stdio::null())
@@ -112,6 +114,21 @@ async fn shards_serve_and_forward_the_persona_api() {
         .accepted;
     assert_eq!(accepted as usize, events.len());
     wait_for_no_lag(&bus);
+
+    // The shards' metrics: every event applied once between them, nothing lagging,
+    // every batch timed.
+    let texts: Vec<String> = metric_ports.iter().map(|p| scrape(&format!("127.0.0.1:{p}"))).collect();
+    let total = |name: &str| texts.iter().map(|t| metric(t, name, "")).sum::<f64>();
+    assert_eq!(
+        total("persona_events_applied_total") + total("persona_events_duplicate_total"),
+        events.len() as f64
+    );
+    assert_eq!(total("persona_partition_lag"), 0.0);
+    assert!(total("persona_apply_batch_seconds_count") > 0.0);
+    assert!(total("persona_actors_hot") > 0.0);
+    for t in &texts {
+        assert!(t.contains("persona_events_applied_total{partition=\""), "{t}");
+    }
 
     // Each customer's profile, asked of the shard that does not own her, is forwarded
     // and equals what the owner answers and what the batch computed.

@@ -19,7 +19,7 @@ use persona_proto::GatewayClient;
 use persona_proto::tls::MutualTls;
 use persona_proto::v1::IngestRequest;
 use persona_tests::pii::{hits, protected_values};
-use persona_tests::{Demo, csv_rows, free_port, jsonl, persona, persona_command, redis_url};
+use persona_tests::{Demo, csv_rows, free_port, jsonl, metric, persona, persona_command, redis_url, scrape};
 
 fn s(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
@@ -375,6 +375,7 @@ async fn the_trusted_services_deliver_every_match_once_to_the_right_contact() {
             .unwrap_or_else(|e| panic!("starting {name}: {e}"));
         (name.to_owned(), child)
     };
+    let gateway_metrics = format!("127.0.0.1:{}", free_port());
     let mut args = vec!["gateway", "--specs", s(&specs), "--data", s(&data), "--drop", s(&drop)];
     args.extend([
         "--settle",
@@ -385,6 +386,8 @@ async fn the_trusted_services_deliver_every_match_once_to_the_right_contact() {
         &gateway_addr,
         "--tls-dir",
         s(&certs),
+        "--metrics",
+        &gateway_metrics,
     ]);
     args.extend(&bus);
     procs.0.push(spawn("gateway", args));
@@ -398,6 +401,7 @@ async fn the_trusted_services_deliver_every_match_once_to_the_right_contact() {
     let push_file = delivered.join("push.jsonl");
     let push = format!("push=file:{}", s(&push_file));
     let responses_addr = format!("127.0.0.1:{}", free_port());
+    let detok_metrics = format!("127.0.0.1:{}", free_port());
     let mut args = vec![
         "detokenizer",
         "--data",
@@ -418,6 +422,8 @@ async fn the_trusted_services_deliver_every_match_once_to_the_right_contact() {
         &push,
         "--responses",
         &responses_addr,
+        "--metrics",
+        &detok_metrics,
     ]);
     args.extend(&bus);
     procs.0.push(spawn("detokenizer", args));
@@ -519,6 +525,10 @@ async fn the_trusted_services_deliver_every_match_once_to_the_right_contact() {
     assert_eq!(respond(unknown.to_string()), 404);
     assert_eq!(respond(r#"{"match_id": "x", "response": "maybe"}"#.into()), 400);
 
+    // The services' metrics say the same as their outputs.
+    let detok = scrape(&detok_metrics);
+    let gate = scrape(&gateway_metrics);
+
     let detokenizer = procs.stop("detokenizer");
     let gateway = procs.stop("gateway");
     let detok_out = String::from_utf8_lossy(&detokenizer.stdout).into_owned();
@@ -533,6 +543,29 @@ async fn the_trusted_services_deliver_every_match_once_to_the_right_contact() {
     let outcome_of = |o: &str| audit.iter().filter(|a| a["outcome"] == o).count();
     let bounced = outcome_of("bounced");
     assert_eq!(outcome_of("delivered") + bounced, audit.len(), "{audit:?}");
+    let count = |name: &str, labels: &str| metric(&detok, name, labels) as usize;
+    assert_eq!(
+        count("persona_detokenizer_matches_total", "outcome=\"delivered\""),
+        outcome_of("delivered")
+    );
+    assert_eq!(
+        count("persona_detokenizer_matches_total", "outcome=\"bounced\""),
+        bounced
+    );
+    assert_eq!(count("persona_detokenizer_deliver_seconds_count", ""), audit.len());
+    assert!(count("persona_detokenizer_retries_total", "") >= 1, "{detok}");
+    assert_eq!(
+        metric(&gate, "persona_gateway_events_total", "way=\"grpc\"") as u64,
+        events
+    );
+    assert!(
+        metric(&gate, "persona_gateway_dead_lettered_total", "way=\"grpc\"") >= 1.0,
+        "{gate}"
+    );
+    assert!(
+        metric(&gate, "persona_gateway_records_total", "way=\"drop\"") > 1000.0,
+        "{gate}"
+    );
     assert!(detok_out.contains("retries "), "{detok_out}");
 
     // The right contact of the right customer on each channel.

@@ -62,6 +62,7 @@ impl IngestService {
                     continue;
                 }
                 Err(e) => {
+                    self.counters.failed();
                     backoff = (backoff * 2).clamp(Duration::from_millis(200), MAX_BACKOFF);
                     from_pending = true;
                     tracing::error!(source = %source_name, stream = %key, error = %error_chain(&e), retry_in_ms = backoff.as_millis() as u64, "stream source: batch failed; it stays pending and is retried");
@@ -112,7 +113,7 @@ impl IngestService {
         let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
         let gateway = self.gateway.clone();
         let (name, stream) = (source_name.to_owned(), key.to_owned());
-        let (events, dead) = tokio::task::spawn_blocking(move || {
+        let (events, dead, counts) = tokio::task::spawn_blocking(move || {
             let source = gateway.source(&name).expect("checked by follow");
             let mut events = Vec::new();
             let mut dead = Vec::new();
@@ -138,13 +139,22 @@ impl IngestService {
                 tracing::warn!(source = %name, columns = ?unnamed, "stream source: fields named by no rule were dropped");
             }
             gateway.vault().flush().map_err(|source| Error::Flush { source })?;
-            Ok::<_, Error>((events, dead))
+            counts.events = events.len() as u64;
+            counts.dead_lettered = dead.len() as u64;
+            Ok::<_, Error>((events, dead, counts))
         })
         .await
         .map_err(|e| ServiceError::Task(e.to_string()))??;
         self.publish(&events).await?;
         self.append_dead_letters(&dead)?;
         let _: u64 = conn.xack(key, GROUP, &ids).await.map_err(redis_err)?;
+        self.counters.add(
+            2,
+            &SourceCounts {
+                records_read: read as u64,
+                ..counts
+            },
+        );
         tracing::info!(source = %source_name, entries = read, events = events.len(), dead_lettered = dead.len(), "stream entries ingested");
         Ok(read)
     }
