@@ -87,6 +87,15 @@ pub(crate) enum BenchCommand {
     GrpcIngest(crate::bench::grpc::Args),
     /// Decide calls/s against a local shard on Redis, and their latency at half that rate.
     Decide(crate::bench::grpc::Args),
+    /// The time from an event published on the Redis bus to its match on the matches
+    /// stream (p50, p99), through a local shard.
+    EventToMatch {
+        #[command(flatten)]
+        args: crate::bench::grpc::Args,
+        /// Swipes published per second.
+        #[arg(long, default_value_t = 200.0)]
+        rate: f64,
+    },
 }
 
 #[derive(Debug, clap::Args)]

@@ -8,6 +8,11 @@
 //!   calls (a card swipe at a mall for a random customer) with several calls in
 //!   flight, then the latency of calls paced at half that rate.
 //!
+//! - event-to-match: once the shard has applied every event, card swipes published to
+//!   the bus (Redis) at a steady rate, each for another customer; the time from the
+//!   publish to the match appearing on the matches stream, for every swipe that
+//!   matched.
+//!
 //! Client, shard and Redis share the machine's cores: the figures are for all three.
 
 use std::fmt;
@@ -89,16 +94,21 @@ impl fmt::Display for Report {
             "bench {}: {} customers, {} events, {} partitions, one shard on Redis, {} cores shared",
             self.scenario, p.customers, p.events, p.partitions, self.cores_used
         )?;
-        let what = if self.scenario == "decide" {
-            "Decide calls/s"
-        } else {
-            "events/s"
+        let what = match self.scenario {
+            "decide" => "Decide calls/s",
+            "event-to-match" => "matches/s",
+            _ => "events/s",
         };
         super::median_line(f, what, self.ops_per_sec, &self.runs_ops_per_sec)?;
         if let (Some(p50), Some(p99), Some(rate)) = (self.p50_ms, self.p99_ms, p.paced_rate) {
+            let unit = if self.scenario == "decide" {
+                "calls/s"
+            } else {
+                "events/s"
+            };
             writeln!(
                 f,
-                "  {:<28} {:>12.3} / {:.3} ms at {rate:.0} calls/s",
+                "  {:<28} {:>12.3} / {:.3} ms at {rate:.0} {unit}",
                 "latency p50 / p99", p50, p99
             )?;
         }
@@ -134,10 +144,27 @@ impl Drop for LocalShard {
     }
 }
 
+/// An offer every mall swipe triggers (lowest priority: a demo offer that passes its
+/// own gates wins): so each measured swipe has a match, after the demo's offers were
+/// evaluated for it as usual.
+const EVERY_MALL_SWIPE: &str = "kind: Offer
+metadata: {name: bench-every-mall-swipe}
+spec:
+  title: Bench
+  priority: 1
+  trigger: {on: [card_swipe]}
+  when: coalesce(event.mall, \"\") != \"\"
+  channels: [push, sms]
+  variants: [{name: a, message: m}]
+";
+
 async fn start(args: &Args, name: &str) -> Result<(LocalShard, RedisBus, PersonaClient<Channel>)> {
     let dir = std::env::temp_dir().join(format!("persona-bench-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     crate::demo::write_specs(&dir.join("specs"))?;
+    if name == "latency" {
+        std::fs::write(dir.join("specs").join("bench-latency.yaml"), EVERY_MALL_SWIPE)?;
+    }
     let prefix = format!(
         "bench:{name}:{}:{}",
         std::process::id(),
@@ -260,11 +287,17 @@ pub(crate) async fn grpc_ingest(args: &Args) -> Result<()> {
 
 /// A card swipe at a mall for customer `c`, at the end of her history.
 fn swipe(c: u32, n: u64, history: &[Event]) -> DecideRequest {
+    DecideRequest {
+        event: Some(v1::Event::from(&swipe_event(c, n, history))),
+    }
+}
+
+fn swipe_event(c: u32, n: u64, history: &[Event]) -> Event {
     let mut id = [0xdd; 16];
     id[..4].copy_from_slice(&c.to_be_bytes());
     id[8..].copy_from_slice(&n.to_be_bytes());
     let last = history.last().expect("events");
-    let event = Event {
+    Event {
         id: EventId::from_bytes(id),
         token: last.token.clone(),
         kind: "card_swipe".into(),
@@ -275,9 +308,6 @@ fn swipe(c: u32, n: u64, history: &[Event]) -> DecideRequest {
             ("city".to_owned(), Value::from("Kochi")),
         ]
         .into(),
-    };
-    DecideRequest {
-        event: Some(v1::Event::from(&event)),
     }
 }
 
@@ -347,6 +377,91 @@ pub(crate) async fn decide(args: &Args) -> Result<()> {
             runs: 1,
             partitions: PARTITIONS,
             concurrency: Some(args.concurrency),
+            paced_rate: Some(rate),
+        },
+    };
+    super::print(&report, args.json);
+    Ok(())
+}
+
+/// The time from publishing an event on the bus to its match on the matches stream.
+pub(crate) async fn event_to_match(args: &Args, rate: f64) -> Result<()> {
+    let (shard, bus, mut client) = start(args, "latency").await?;
+    let customers = Arc::new(events(args)?);
+    let wire: Vec<v1::Event> = customers.iter().flatten().map(v1::Event::from).collect();
+    ingest(&mut client, &wire).await?;
+    wait_applied(&bus).await?;
+    // Matches of the history are not measured: drain them first.
+    let mut reader = bus.match_reader("bench").await?;
+    let mut drained = Vec::new();
+    loop {
+        let batch = reader
+            .read(10_000, Duration::from_millis(300), Duration::from_secs(3600))
+            .await?;
+        if batch.is_empty() {
+            break;
+        }
+        drained.extend(batch.iter().map(|m| m.id));
+        reader.ack(&drained).await?;
+        drained.clear();
+    }
+
+    // One swipe per customer (an offer's caps would hold back a second), paced.
+    let phase = Duration::from_secs(args.seconds.max(1));
+    let count = ((rate * phase.as_secs_f64()) as usize).min(customers.len());
+    let sent: Arc<std::sync::Mutex<std::collections::HashMap<EventId, Instant>>> = Arc::default();
+    let publisher = {
+        let (bus, customers, sent) = (bus.clone(), customers.clone(), sent.clone());
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(1.0)));
+            for c in 0..count {
+                ticker.tick().await;
+                let event = swipe_event(c as u32, 1 << 41, &customers[c]);
+                sent.lock().expect("sent").insert(event.id.clone(), Instant::now());
+                bus.publish(std::slice::from_ref(&event)).await?;
+            }
+            Ok::<(), anyhow::Error>(())
+        })
+    };
+    let mut latencies = Vec::new();
+    let deadline = Instant::now() + phase + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let batch = reader
+            .read(1_000, Duration::from_millis(100), Duration::from_secs(3600))
+            .await?;
+        let seen = Instant::now();
+        let mut ids = Vec::with_capacity(batch.len());
+        for m in &batch {
+            ids.push(m.id);
+            let Some(event) = &m.message.decision.event_id else {
+                continue;
+            };
+            if let Some(at) = sent.lock().expect("sent").remove(event) {
+                latencies.push(seen.duration_since(at).as_secs_f64() * 1e3);
+            }
+        }
+        reader.ack(&ids).await?;
+        if publisher.is_finished() && latencies.len() >= count {
+            break;
+        }
+    }
+    publisher.await??;
+    anyhow::ensure!(!latencies.is_empty(), "no swipe matched: nothing to measure");
+    let matched = latencies.len();
+    let report = Report {
+        scenario: "event-to-match",
+        ops_per_sec: matched as f64 / phase.as_secs_f64(),
+        cores_used: std::thread::available_parallelism().map_or(1, usize::from),
+        p50_ms: Some(percentile(&mut latencies, 0.5)),
+        p99_ms: Some(percentile(&mut latencies, 0.99)),
+        peak_rss_bytes: shard.peak_rss(),
+        runs_ops_per_sec: vec![matched as f64 / phase.as_secs_f64()],
+        params: Params {
+            customers: args.customers,
+            events: count as u64,
+            runs: 1,
+            partitions: PARTITIONS,
+            concurrency: None,
             paced_rate: Some(rate),
         },
     };
