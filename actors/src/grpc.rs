@@ -130,31 +130,46 @@ fn wire_match(m: &persona_event::Match, control: bool) -> v1::Match {
 #[tonic::async_trait]
 impl Persona for PersonaService {
     async fn publish(&self, request: Request<PublishRequest>) -> Result<Response<PublishReply>, Status> {
+        // The caller's trace context (gRPC metadata `traceparent`) goes on with the events.
+        let trace = persona_proto::trace::from_metadata(request.metadata());
         let events = request
             .into_inner()
             .events
             .into_iter()
             .map(persona_event::Event::try_from)
             .collect::<Result<Vec<_>, _>>()?;
-        self.inner.bus.publish(&events).await.map_err(unavailable)?;
+        self.inner
+            .bus
+            .publish_traced(&events, trace.as_deref())
+            .await
+            .map_err(unavailable)?;
         Ok(Response::new(PublishReply {
             accepted: events.len() as u64,
         }))
     }
 
     async fn publish_stream(&self, request: Request<Streaming<v1::Event>>) -> Result<Response<PublishReply>, Status> {
+        let trace = persona_proto::trace::from_metadata(request.metadata());
         let mut stream = request.into_inner();
         let mut batch = Vec::with_capacity(512);
         let mut accepted = 0u64;
         while let Some(event) = stream.message().await? {
             batch.push(persona_event::Event::try_from(event)?);
             if batch.len() == 512 {
-                self.inner.bus.publish(&batch).await.map_err(unavailable)?;
+                self.inner
+                    .bus
+                    .publish_traced(&batch, trace.as_deref())
+                    .await
+                    .map_err(unavailable)?;
                 accepted += batch.len() as u64;
                 batch.clear();
             }
         }
-        self.inner.bus.publish(&batch).await.map_err(unavailable)?;
+        self.inner
+            .bus
+            .publish_traced(&batch, trace.as_deref())
+            .await
+            .map_err(unavailable)?;
         accepted += batch.len() as u64;
         Ok(Response::new(PublishReply { accepted }))
     }

@@ -107,6 +107,7 @@ impl Mover {
             checkpoint_every: self.args.config.checkpoint_every.max(1),
             stop: stopped,
             failed: self.failed.clone(),
+            trace: None,
         };
         let task = tokio::spawn(feeder.run());
         self.feeders.lock().await.insert(partition, Feeding { stop, task });

@@ -32,6 +32,8 @@ pub(crate) struct Feeder {
     pub(crate) stop: watch::Receiver<bool>,
     /// Told when feeding fails (not when fenced): the shard process should stop.
     pub(crate) failed: Arc<tokio::sync::Notify>,
+    /// The trace context of the last traced batch: its matches carry it.
+    pub(crate) trace: Option<String>,
 }
 
 /// A Redis entry id as a stream position, and back: the id's 128 bits, in order.
@@ -89,6 +91,7 @@ impl Feeder {
                 continue;
             }
             since_checkpoint += entries.len() as u64;
+            let span = self.batch_span(&entries);
             let batch = entries
                 .into_iter()
                 .map(|e| (position(e.id), Arc::new(e.event)))
@@ -101,6 +104,7 @@ impl Feeder {
             crate::metrics::feed_metrics()
                 .apply_seconds
                 .observe(started.elapsed().as_secs_f64());
+            drop(span);
             if since_checkpoint >= self.checkpoint_every {
                 self.checkpoint().await?;
                 since_checkpoint = 0;
@@ -108,11 +112,35 @@ impl Feeder {
         }
     }
 
+    /// A span for applying a batch whose entries carry trace context: a child of the
+    /// first entry's span, linked to the others'. Its context goes with the batch's
+    /// matches. `None` (and no trace) when no entry is traced.
+    fn batch_span(&mut self, entries: &[persona_bus::redis::Entry]) -> Option<tracing::Span> {
+        let mut traces: Vec<&str> = entries.iter().filter_map(|e| e.trace.as_deref()).collect();
+        if traces.is_empty() {
+            self.trace = None;
+            return None;
+        }
+        traces.sort_unstable();
+        traces.dedup();
+        let span = tracing::info_span!(
+            "shard.apply_batch",
+            partition = self.reader.lease().partition,
+            entries = entries.len()
+        );
+        persona_proto::trace::set_parent(&span, traces[0]);
+        for t in &traces[1..] {
+            persona_proto::trace::add_link(&span, t);
+        }
+        self.trace = persona_proto::trace::traceparent(&span);
+        Some(span)
+    }
+
     /// Publishes the matches the partition decided, under its lease.
     async fn publish(&mut self) -> Result<(), Error> {
         let partition = self.reader.lease().partition;
         let matches = self.outbox.take_matches(partition);
-        self.reader.publish_matches(&matches).await?;
+        self.reader.publish_matches(&matches, self.trace.as_deref()).await?;
         Ok(())
     }
 

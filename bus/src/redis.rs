@@ -132,6 +132,8 @@ impl Lease {
 pub struct Entry {
     pub id: EntryId,
     pub event: Event,
+    /// The W3C `traceparent` of the span that published it, when tracing was on.
+    pub trace: Option<String>,
 }
 
 /// One match read from the matches stream.
@@ -140,6 +142,8 @@ pub struct MatchEntry {
     pub id: EntryId,
     pub partition: u32,
     pub message: MatchMessage,
+    /// The W3C `traceparent` of the span that decided it, when tracing was on.
+    pub trace: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -206,8 +210,12 @@ if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then
   return redis.error_reply('FENCED')
 end
 local ids = {}
-for i = 4, #ARGV do
-  ids[#ids + 1] = redis.call('XADD', KEYS[2], '*', 'm', ARGV[i], 'p', ARGV[3])
+for i = 5, #ARGV do
+  if ARGV[4] == '' then
+    ids[#ids + 1] = redis.call('XADD', KEYS[2], '*', 'm', ARGV[i], 'p', ARGV[3])
+  else
+    ids[#ids + 1] = redis.call('XADD', KEYS[2], '*', 'm', ARGV[i], 'p', ARGV[3], 't', ARGV[4])
+  end
 end
 return ids
 ";
@@ -280,12 +288,21 @@ impl RedisBus {
     /// Appends events to their tokens' partition streams in one round trip; returns
     /// each one's (partition, entry id), in order.
     pub async fn publish(&self, events: &[Event]) -> Result<Vec<(u32, EntryId)>> {
+        self.publish_traced(events, None).await
+    }
+
+    /// [`publish`](Self::publish), each entry carrying `trace` (a W3C `traceparent`,
+    /// field `t`) so the shard that applies it continues the trace.
+    pub async fn publish_traced(&self, events: &[Event], trace: Option<&str>) -> Result<Vec<(u32, EntryId)>> {
         let mut pipe = redis::pipe();
         let mut parts = Vec::with_capacity(events.len());
         for e in events {
             let p = partition_of(&e.token, self.partitions);
             let json = serde_json::to_vec(e).expect("events serialize");
-            pipe.xadd(self.keys.events(p), "*", &[("e", json)]);
+            match trace {
+                Some(t) => pipe.xadd(self.keys.events(p), "*", &[("e", json), ("t", t.as_bytes().to_vec())]),
+                None => pipe.xadd(self.keys.events(p), "*", &[("e", json)]),
+            };
             parts.push(p);
         }
         let ids: Vec<String> = pipe.query_async(&mut self.conn.clone()).await?;
@@ -440,6 +457,7 @@ impl RedisBus {
             id: parse_id(&stream, &e.id)?,
             partition,
             message,
+            trace: e.get("t"),
         })
     }
 }
@@ -496,6 +514,7 @@ fn event_entry(stream: &str, e: &StreamId) -> Result<Entry> {
     Ok(Entry {
         id: parse_id(stream, &e.id)?,
         event,
+        trace: e.get("t"),
     })
 }
 
@@ -645,8 +664,9 @@ impl PartitionReader {
     }
 
     /// Appends matches of this partition to the matches stream, if the lease still
-    /// holds; [`RedisBusError::Fenced`] if not, with none appended.
-    pub async fn publish_matches(&self, matches: &[MatchMessage]) -> Result<Vec<EntryId>> {
+    /// holds; [`RedisBusError::Fenced`] if not, with none appended. `trace` (a W3C
+    /// `traceparent`) goes with each, for the de-tokenizer to continue the trace.
+    pub async fn publish_matches(&self, matches: &[MatchMessage], trace: Option<&str>) -> Result<Vec<EntryId>> {
         if matches.is_empty() {
             return Ok(Vec::new());
         }
@@ -657,7 +677,8 @@ impl PartitionReader {
             .key(self.bus.keys.matches())
             .arg(field(self.lease.partition))
             .arg(self.lease.value())
-            .arg(self.lease.partition);
+            .arg(self.lease.partition)
+            .arg(trace.unwrap_or(""));
         for m in matches {
             invocation.arg(serde_json::to_vec(m).expect("matches serialize"));
         }

@@ -71,7 +71,10 @@ async fn publish_customer(bus: &RedisBus, customer: u8, n: u32) -> u32 {
 async fn events_land_in_their_partitions_and_are_read_in_order() {
     let bus = bus("order", 4).await;
     let events: Vec<Event> = (0..40u8).flat_map(|c| (0..5).map(move |i| event(c, i))).collect();
-    let placed = bus.publish(&events).await.unwrap();
+    // The first half carries a trace context, the second none.
+    let trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let mut placed = bus.publish_traced(&events[..100], Some(trace)).await.unwrap();
+    placed.extend(bus.publish(&events[100..]).await.unwrap());
     assert_eq!(placed.len(), 200);
     let grants: Vec<(u32, &str)> = (0..4).map(|p| (p, "s1")).collect();
     let epoch = bus.assign(&grants).await.unwrap();
@@ -89,6 +92,10 @@ async fn events_land_in_their_partitions_and_are_read_in_order() {
         let want: Vec<&Event> = events.iter().filter(|e| partition_of(&e.token, 4) == p).collect();
         let read: Vec<&Event> = got.iter().map(|e| &e.event).collect();
         assert_eq!(read, want, "partition {p}: every event, in publish order");
+        for entry in &got {
+            let traced = events[..100].contains(&entry.event);
+            assert_eq!(entry.trace.as_deref(), traced.then_some(trace));
+        }
         assert!(reader.read(1000, NO_WAIT).await.unwrap().is_empty());
         total += got.len();
     }
@@ -152,7 +159,7 @@ async fn a_reassigned_partition_fences_its_old_owner_and_the_new_one_takes_its_p
     let mut old = bus.reader(old_lease.clone(), "s1").await.unwrap();
     let got = old.read(100, NO_WAIT).await.unwrap();
     old.ack(got[2].id).await.unwrap();
-    old.publish_matches(&[a_match(9, 1)]).await.unwrap();
+    old.publish_matches(&[a_match(9, 1)], None).await.unwrap();
 
     let epoch = bus.assign(&[(p, "s2")]).await.unwrap();
     assert_eq!(epoch, old_lease.epoch + 1);
@@ -166,7 +173,7 @@ async fn a_reassigned_partition_fences_its_old_owner_and_the_new_one_takes_its_p
         matches!(fenced, RedisBusError::Fenced { partition, .. } if partition == p),
         "{fenced}"
     );
-    let fenced = old.publish_matches(&[a_match(9, 2)]).await.unwrap_err();
+    let fenced = old.publish_matches(&[a_match(9, 2)], None).await.unwrap_err();
     assert!(matches!(fenced, RedisBusError::Fenced { .. }), "{fenced}");
     assert_eq!(bus.all_matches().await.unwrap().len(), 1);
     assert_eq!(bus.checkpoint(p).await.unwrap(), got[2].id);
@@ -180,11 +187,22 @@ async fn a_reassigned_partition_fences_its_old_owner_and_the_new_one_takes_its_p
     );
     assert!(new.read(100, NO_WAIT).await.unwrap().is_empty());
     assert_eq!(new.ack(got[7].id).await.unwrap(), 5);
-    new.publish_matches(&[a_match(9, 3)]).await.unwrap();
+    new.publish_matches(
+        &[a_match(9, 3)],
+        Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+    )
+    .await
+    .unwrap();
     let matches = bus.all_matches().await.unwrap();
     assert_eq!(matches.len(), 2);
     assert_eq!(matches[1].message, a_match(9, 3));
     assert_eq!(matches[1].partition, p);
+    // The trace context travels with a match, and only when given.
+    assert_eq!(matches[0].trace, None);
+    assert_eq!(
+        matches[1].trace.as_deref(),
+        Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+    );
 }
 
 #[tokio::test]
@@ -194,7 +212,7 @@ async fn the_detokenizer_group_gets_unacknowledged_matches_again() {
     let lease = bus.leases_of("s1").await.unwrap().remove(0);
     let writer = bus.reader(lease, "s1").await.unwrap();
     let sent: Vec<MatchMessage> = (1..=4).map(|n| a_match(1, n)).collect();
-    writer.publish_matches(&sent).await.unwrap();
+    writer.publish_matches(&sent, None).await.unwrap();
 
     let mut first = bus.match_reader("d1").await.unwrap();
     let stale = Duration::from_secs(60);

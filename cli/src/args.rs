@@ -15,6 +15,10 @@ pub(crate) struct Cli {
     /// Less output on stderr: warnings and errors only.
     #[arg(long, short, global = true)]
     pub(crate) quiet: bool,
+    /// Export the services' spans to this OpenTelemetry collector (OTLP over gRPC,
+    /// e.g. http://otel-collector:4317).
+    #[arg(long, global = true, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub(crate) otlp_endpoint: Option<String>,
     #[command(subcommand)]
     pub(crate) command: Command,
 }

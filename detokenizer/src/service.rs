@@ -223,9 +223,19 @@ impl DetokenizerService {
                 self.stats.lock().unwrap_or_else(|e| e.into_inner()).duplicates += 1;
                 continue;
             }
+            let span = tracing::info_span!(
+                "detokenizer.deliver",
+                match_id = %m.decision.match_id,
+                offer = %m.decision.offer,
+                channel = %m.decision.channel,
+            );
+            if let Some(parent) = &entry.trace {
+                persona_proto::trace::set_parent(&span, parent);
+            }
             let started = std::time::Instant::now();
             let delivered = self.deliver(m, stop).await;
             self.deliver_seconds.observe(started.elapsed().as_secs_f64());
+            std::mem::drop(span);
             let Ok((outcome, sink)) = delivered else {
                 // Stopped mid-batch: what was handled is recorded, the rest re-read.
                 self.record(&batch)?;

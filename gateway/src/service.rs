@@ -176,6 +176,8 @@ impl IngestService {
         rel: &str,
         drop: &DropDir,
     ) -> Result<(), ServiceError> {
+        let span = tracing::info_span!("gateway.ingest_file", source = %source.name(), file = %rel);
+        let trace = persona_proto::trace::traceparent(&span);
         let gateway = self.gateway.clone();
         let source_name = source.name().to_owned();
         let (p, r) = (path.to_owned(), rel.to_owned());
@@ -190,7 +192,8 @@ impl IngestService {
         })
         .await
         .map_err(|e| ServiceError::Task(e.to_string()))??;
-        self.publish(&events).await?;
+        self.publish(&events, trace.as_deref()).await?;
+        std::mem::drop(span);
         self.append_dead_letters(&dead)?;
         let to = drop.done.join(rel);
         let moved = to
@@ -206,10 +209,11 @@ impl IngestService {
         Ok(())
     }
 
-    /// Publishes events to the bus, in chunks.
-    pub async fn publish(&self, events: &[Event]) -> Result<(), ServiceError> {
+    /// Publishes events to the bus, in chunks, with the trace context of the span
+    /// that ingested them.
+    pub async fn publish(&self, events: &[Event], trace: Option<&str>) -> Result<(), ServiceError> {
         for chunk in events.chunks(PUBLISH_CHUNK) {
-            self.bus.publish(chunk).await.map_err(ServiceError::Bus)?;
+            self.bus.publish_traced(chunk, trace).await.map_err(ServiceError::Bus)?;
         }
         Ok(())
     }
@@ -309,7 +313,13 @@ pub struct GrpcIngest {
 #[tonic::async_trait]
 impl persona_proto::Gateway for GrpcIngest {
     async fn ingest(&self, request: Request<IngestRequest>) -> Result<Response<IngestReply>, Status> {
+        let span = tracing::info_span!("gateway.ingest_call", source = tracing::field::Empty);
+        if let Some(parent) = persona_proto::trace::from_metadata(request.metadata()) {
+            persona_proto::trace::set_parent(&span, &parent);
+        }
+        let trace = persona_proto::trace::traceparent(&span);
         let IngestRequest { source, records } = request.into_inner();
+        span.record("source", source.as_str());
         if records.len() > MAX_RECORDS_PER_CALL {
             return Err(Status::invalid_argument(format!(
                 "{} records in one call; at most {MAX_RECORDS_PER_CALL}",
@@ -355,7 +365,7 @@ impl persona_proto::Gateway for GrpcIngest {
         .map_err(|e| Status::internal(e.to_string()))?
         .map_err(|e| Status::unavailable(error_chain(&e)))?;
         self.service
-            .publish(&events)
+            .publish(&events, trace.as_deref())
             .await
             .map_err(|e| Status::unavailable(error_chain(&e)))?;
         let dead: Vec<DeadLetter> = refused

@@ -9,6 +9,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use persona_event::{EventId, Token};
 
 pub mod tls;
+pub mod trace;
 
 /// The generated messages, client and server of `persona.v1`.
 #[allow(clippy::all, clippy::pedantic, missing_docs)]

@@ -1023,3 +1023,186 @@ async fn another_banks_dialects_through_the_services_leave_nothing_protected_on_
         Vec::<String>::new()
     );
 }
+
+/// An OTLP collector for the test: keeps every span exported to it, with the service
+/// name of the process that sent it.
+#[derive(Clone, Default)]
+struct Collector {
+    spans: Arc<Mutex<Vec<(String, opentelemetry_proto::tonic::trace::v1::Span)>>>,
+}
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest>,
+    ) -> Result<
+        tonic::Response<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse>,
+        tonic::Status,
+    > {
+        use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+        for resource in request.into_inner().resource_spans {
+            let service = resource
+                .resource
+                .iter()
+                .flat_map(|r| &r.attributes)
+                .find(|a| a.key == "service.name")
+                .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
+                    Any::StringValue(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            for scope in resource.scope_spans {
+                for span in scope.spans {
+                    self.spans.lock().unwrap().push((service.clone(), span));
+                }
+            }
+        }
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+/// Traces from ingest to delivery: the gateway, the shard and the de-tokenizer export
+/// their spans to an OTLP collector (this test's), and the context carried in the bus
+/// entries makes one trace of them: a delivery's parent is the shard's batch that
+/// decided the match, whose parent is the gateway's ingest of the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_runs_from_the_gateway_through_the_shard_to_the_detokenizer() {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
+
+    let collector = Collector::default();
+    let otlp_port = free_port();
+    let serving = collector.clone();
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(serving))
+            .serve(format!("127.0.0.1:{otlp_port}").parse().unwrap())
+            .await
+    });
+    let otlp = format!("http://127.0.0.1:{otlp_port}");
+
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join("kaveri");
+    let work = tempfile::tempdir().unwrap();
+    let (drop, data, delivered, certs) = (
+        work.path().join("drop"),
+        work.path().join("data"),
+        work.path().join("out"),
+        work.path().join("certs"),
+    );
+    std::fs::create_dir_all(&drop).unwrap();
+    persona(&["dev-certs", "--out", s(&certs)]);
+    let prefix = format!("traces:{}:{}", std::process::id(), free_port());
+    let bus_args = ["--redis", &redis_url(), "--prefix", &prefix, "--partitions", "4"].map(str::to_owned);
+    let bus: Vec<&str> = bus_args.iter().map(String::as_str).collect();
+    persona(&[&["bus", "assign", "--shards", "t0"], &bus[..]].concat());
+    let specs = fixture.join("specs");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let spawn = |args: Vec<&str>| {
+        persona_command(&[&["--otlp-endpoint", otlp.as_str()], &args[..]].concat())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut procs = Processes(Vec::new());
+    let mut args = vec!["gateway", "--specs", s(&specs), "--data", s(&data), "--drop", s(&drop)];
+    args.extend([
+        "--settle",
+        "0s",
+        "--poll",
+        "100ms",
+        "--grpc",
+        &addr,
+        "--tls-dir",
+        s(&certs),
+    ]);
+    args.extend(&bus);
+    procs.0.push(("gateway".into(), spawn(args)));
+    let shard_data = work.path().join("t0");
+    let mut args = vec![
+        "-q",
+        "shard",
+        "--name",
+        "t0",
+        "--data",
+        s(&shard_data),
+        "--specs",
+        s(&specs),
+    ];
+    args.extend(&bus);
+    procs.0.push(("shard".into(), spawn(args)));
+    let vault = format!("https://localhost:{port}");
+    let mut args = vec![
+        "detokenizer",
+        "--data",
+        s(&data),
+        "--vault",
+        &vault,
+        "--tls-dir",
+        s(&certs),
+    ];
+    args.extend(["--out", s(&delivered)]);
+    args.extend(&bus);
+    procs.0.push(("detokenizer".into(), spawn(args)));
+
+    put(&fixture.join("sources/members.jsonl"), &drop);
+    wait_until(|| async { files_in(&drop) == 0 && bus_idle(&prefix).await }).await;
+    put(&fixture.join("sources/ledger.csv"), &drop);
+    let audit_path = delivered.join("audit.jsonl");
+    wait_until(|| async {
+        files_in(&drop) == 0
+            && bus_idle(&prefix).await
+            && audit_path.exists()
+            && jsonl(&audit_path).len() as u64 == matches_published(&prefix).await
+    })
+    .await;
+    // Stopped, each process exports what it still holds.
+    for name in ["detokenizer", "shard", "gateway"] {
+        let out = procs.stop(name);
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    let spans = collector.spans.lock().unwrap().clone();
+    let find = |service: &str, name: &str| -> Vec<&opentelemetry_proto::tonic::trace::v1::Span> {
+        spans
+            .iter()
+            .filter(|(s, sp)| s == service && sp.name == name)
+            .map(|(_, sp)| sp)
+            .collect()
+    };
+    let ingests = find("persona-gateway", "gateway.ingest_file");
+    let batches = find("persona-shard", "shard.apply_batch");
+    let deliveries = find("persona-detokenizer", "detokenizer.deliver");
+    assert_eq!(ingests.len(), 2, "one span per dropped file");
+    assert!(
+        !batches.is_empty() && !deliveries.is_empty(),
+        "{} batches, {} deliveries",
+        batches.len(),
+        deliveries.len()
+    );
+    assert_eq!(deliveries.len(), jsonl(&audit_path).len(), "one span per match");
+    for d in &deliveries {
+        let batch = batches
+            .iter()
+            .find(|b| b.span_id == d.parent_span_id)
+            .expect("a delivery's parent is the shard batch that decided its match");
+        assert_eq!(batch.trace_id, d.trace_id);
+        let ingest = ingests
+            .iter()
+            .find(|g| g.span_id == batch.parent_span_id)
+            .expect("the batch's parent is the gateway's ingest of a file");
+        assert_eq!(ingest.trace_id, d.trace_id, "one trace from ingest to delivery");
+    }
+    // Spans carry names, sources, partitions, offers and match ids, never a value.
+    let text = format!("{spans:?}").to_lowercase();
+    for value in [
+        "anna weber",
+        "anna.weber@example.de",
+        "4915112345678",
+        "m-001",
+        "1980-03-01",
+    ] {
+        assert!(!text.contains(value), "{value} is in a span");
+    }
+}

@@ -145,7 +145,10 @@ impl IngestService {
         })
         .await
         .map_err(|e| ServiceError::Task(e.to_string()))??;
-        self.publish(&events).await?;
+        let span = tracing::info_span!("gateway.ingest_stream", source = %source_name, entries = read);
+        self.publish(&events, persona_proto::trace::traceparent(&span).as_deref())
+            .await?;
+        drop(span);
         self.append_dead_letters(&dead)?;
         let _: u64 = conn.xack(key, GROUP, &ids).await.map_err(redis_err)?;
         self.counters.add(
