@@ -87,6 +87,9 @@ pub struct ShardConfig {
     /// checkpoint the least recently used beyond it are passivated (their state is in
     /// the store) and reactivated on their next event. `None` keeps everyone.
     pub max_hot: Option<usize>,
+    /// Customers not used for this long are passivated too (after a checkpoint, and
+    /// by an idle partition's feeder about once a second). `None`: only the bound.
+    pub idle_after: Option<std::time::Duration>,
     /// Mutual TLS for this shard's calls to other shards (forwarding, handoff);
     /// `None` calls them in plain text.
     pub peer_tls: Option<persona_proto::tls::MutualTls>,
@@ -229,6 +232,7 @@ impl Shard {
                 outbox: outbox.clone(),
                 checkpoint_every,
                 max_hot,
+                idle_after: config.idle_after,
                 progress: progress.clone(),
             });
         }

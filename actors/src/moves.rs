@@ -227,6 +227,7 @@ impl Mover {
                 let owned = self.args.owned.read().expect("owned lock").len() + 1;
                 self.args.config.max_hot.map(|m| m.div_ceil(owned))
             },
+            idle_after: self.args.config.idle_after,
             progress: self.args.progress.clone(),
         };
         let name = format!("{}/p{partition}", self.args.config.name);

@@ -58,6 +58,8 @@ pub(crate) enum PartitionMsg {
     /// The last checkpointed position.
     Position(RpcReplyPort<Position>),
     Stats(RpcReplyPort<PartitionStats>),
+    /// Passivates the customers idle past the bound, if everything is checkpointed.
+    PassivateIdle,
     /// Every customer's features as of `at` (default: each customer's clock).
     Features(
         Option<DateTime<Utc>>,
@@ -92,6 +94,8 @@ pub(crate) struct PartitionArgs {
     pub(crate) checkpoint_every: Option<u64>,
     /// At most this many customers stay in memory after a checkpoint (None: all).
     pub(crate) max_hot: Option<usize>,
+    /// Customers unused this long leave memory after a checkpoint (None: never).
+    pub(crate) idle_after: Option<std::time::Duration>,
     /// Stream entries handled by every partition of the shard, for progress reports.
     pub(crate) progress: Arc<AtomicU64>,
 }
@@ -101,6 +105,8 @@ pub(crate) struct PartitionState {
     customers: HashMap<Token, Customer>,
     /// When each customer in memory was last used (a counter), for passivation.
     touched: HashMap<Token, u64>,
+    /// When each customer in memory was last used, for idle-time passivation.
+    last_used: HashMap<Token, std::time::Instant>,
     tick: u64,
     /// In a backfill run, customers whose backfill started: re-activated after a
     /// passivation, they go on with it rather than start over.
@@ -119,6 +125,9 @@ impl PartitionState {
         if self.args.max_hot.is_some() {
             self.tick += 1;
             self.touched.insert(token.clone(), self.tick);
+        }
+        if self.args.idle_after.is_some() {
+            self.last_used.insert(token.clone(), std::time::Instant::now());
         }
         if !self.customers.contains_key(token) {
             let customer = match self.args.store.load(token)? {
@@ -143,6 +152,7 @@ impl PartitionState {
     /// recently used customers beyond the memory bound. A backfill run keeps its
     /// customers: the events it counted for them live only in memory.
     fn passivate(&mut self) {
+        self.passivate_idle();
         let Some(bound) = self.args.max_hot else {
             return;
         };
@@ -160,8 +170,35 @@ impl PartitionState {
         for token in cold {
             self.customers.remove(&token);
             self.touched.remove(&token);
+            self.last_used.remove(&token);
         }
         self.stats.passivated += excess as u64;
+    }
+
+    /// Drops the customers not used for `idle_after`, when everything in memory is in
+    /// the store (else nothing: the next checkpoint comes back here).
+    fn passivate_idle(&mut self) {
+        let Some(idle) = self.args.idle_after else {
+            return;
+        };
+        if self.args.engine.backfill.is_some() || !self.dirty.is_empty() || self.applied_to != self.checkpointed {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let cold: Vec<Token> = self
+            .last_used
+            .iter()
+            .filter(|(_, at)| now.saturating_duration_since(**at) >= idle)
+            .map(|(t, _)| t.clone())
+            .collect();
+        for token in &cold {
+            if self.customers.remove(token).is_some() {
+                self.stats.passivated += 1;
+            }
+            self.touched.remove(token);
+            self.last_used.remove(token);
+            self.last_used.remove(token);
+        }
     }
 
     fn apply(&mut self, batch: Vec<(Position, Arc<Event>)>) -> Result<Position, Error> {
@@ -419,6 +456,7 @@ impl Actor for PartitionActor {
             args,
             customers: HashMap::new(),
             touched: HashMap::new(),
+            last_used: HashMap::new(),
             tick: 0,
             backfilling: HashSet::new(),
             dirty: HashSet::new(),
@@ -451,6 +489,7 @@ impl Actor for PartitionActor {
             PartitionMsg::Position(reply) => {
                 let _ = reply.send(state.checkpointed);
             }
+            PartitionMsg::PassivateIdle => state.passivate_idle(),
             PartitionMsg::Stats(reply) => {
                 let hot = state.customers.len() as u64;
                 let _ = reply.send(PartitionStats { hot, ..state.stats });

@@ -20,6 +20,9 @@ use crate::outbox::RedisOutbox;
 use crate::partition::PartitionMsg;
 use crate::{Error, actor_err};
 
+/// How often an idle partition is asked to passivate its idle customers.
+const IDLE_SWEEP: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How long a read waits for new entries before the feeder checkpoints what it has.
 const IDLE: Duration = Duration::from_millis(200);
 
@@ -71,6 +74,7 @@ impl Feeder {
 
     async fn feed(&mut self) -> Result<(), Error> {
         let mut since_checkpoint = 0u64;
+        let mut idle_sweep = std::time::Instant::now();
         loop {
             if *self.stop.borrow() {
                 return self.checkpoint().await;
@@ -87,6 +91,12 @@ impl Feeder {
                 if since_checkpoint > 0 {
                     self.checkpoint().await?;
                     since_checkpoint = 0;
+                } else if idle_sweep.elapsed() >= IDLE_SWEEP {
+                    // A quiet partition checkpoints no more: idle customers leave here.
+                    idle_sweep = std::time::Instant::now();
+                    self.actor
+                        .cast(PartitionMsg::PassivateIdle)
+                        .map_err(|e| Error::Actor(e.to_string()))?;
                 }
                 continue;
             }

@@ -69,6 +69,7 @@ fn config(dir: &std::path::Path, name: &str) -> ShardConfig {
         checkpoint_every: 7,
         batch: 5,
         max_hot: None,
+        idle_after: None,
         peer_tls: None,
     }
 }
@@ -391,6 +392,7 @@ async fn passivated_customers_come_back_with_their_state() {
     let bus = Arc::new(MemoryBus::new(4));
     let config = ShardConfig {
         max_hot: Some(8),
+        idle_after: None,
         peer_tls: None,
         ..config(cold_dir.path(), "s-cold")
     };
@@ -420,4 +422,49 @@ async fn passivated_customers_come_back_with_their_state() {
     shard.stop().await;
     assert_eq!(cold, features, "the same features, hot or passivated");
     assert_eq!(all_hot.len(), 40);
+}
+
+#[tokio::test]
+async fn customers_idle_past_the_limit_leave_memory_after_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    // One partition, a checkpoint after every entry: the partition passivates on the
+    // entry that follows the idle time.
+    let bus = Arc::new(MemoryBus::new(1));
+    let config = ShardConfig {
+        checkpoint_every: 1,
+        idle_after: Some(std::time::Duration::from_millis(150)),
+        ..config(dir.path(), "s-idle")
+    };
+    let mut shard = Shard::start(config, engine(), bus.clone()).await.unwrap();
+    let evs = events(10, 0);
+    for e in &evs {
+        bus.publish(e.clone());
+    }
+    let applied = |n: u64| {
+        let shard = &shard;
+        async move {
+            for _ in 0..200 {
+                if shard.stats().await.unwrap().applied >= n {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            panic!("not applied");
+        }
+    };
+    applied(10).await;
+    assert_eq!(shard.stats().await.unwrap().hot, 10);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Customer 0 is back: the nine others, idle longer than the limit, leave memory.
+    let mut again = evs[0].clone();
+    again.id = EventId::from_bytes([0, 254, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    bus.publish(again);
+    applied(11).await;
+    let stats = shard.stats().await.unwrap();
+    assert_eq!((stats.hot, stats.passivated), (1, 9), "{stats:?}");
+    bus.close_events();
+    shard.drain().await.unwrap();
+    // Their state is in the store: every customer still has her features.
+    assert_eq!(shard.features(None).await.unwrap().len(), 10);
+    shard.stop().await;
 }

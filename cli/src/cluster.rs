@@ -65,6 +65,10 @@ pub(crate) struct ShardArgs {
     /// after each checkpoint (default: all stay).
     #[arg(long)]
     max_hot: Option<usize>,
+    /// Customers not used for this long leave memory too (`10m`, `1h`); their state is
+    /// in the store and comes back with their next event.
+    #[arg(long, value_parser = crate::args::parse_duration)]
+    idle_after: Option<std::time::Duration>,
     /// On stop, write the features of this shard's customers (features.jsonl format).
     #[arg(long)]
     features_out: Option<PathBuf>,
@@ -121,6 +125,7 @@ pub(crate) async fn shard(args: ShardArgs) -> Result<ExitCode> {
         checkpoint_every: args.checkpoint_every,
         batch: args.batch,
         max_hot: args.max_hot,
+        idle_after: args.idle_after,
         peer_tls: tls.clone(),
     };
     let mut shard = Shard::start_redis(config, Arc::new(engine), bus.clone(), leases, &args.name).await?;

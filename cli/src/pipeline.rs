@@ -111,6 +111,7 @@ pub(crate) async fn run(specs: Specs, opts: RunOptions<'_>, progress: &Progress)
         checkpoint_every: 50_000,
         batch: 512,
         max_hot: opts.max_hot,
+        idle_after: None,
         peer_tls: None,
     };
     let mut shard = Shard::start(config, engine.clone(), bus.clone()).await?;

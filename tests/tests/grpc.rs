@@ -325,12 +325,15 @@ async fn shards_serve_and_forward_over_mutual_tls() {
     persona(&[&["bus", "assign", "--shards", "s0,s1"], &bus[..]].concat());
     persona(&[&["bus", "publish"], &bus[..], &[s(&events_file)]].concat());
     let ports = [free_port(), free_port()];
+    let metric_ports = [free_port(), free_port()];
     let mut shards = Shards(Vec::new());
     for (i, port) in ports.iter().enumerate() {
         let (name, data, addr) = (format!("s{i}"), work.join(format!("s{i}")), format!("127.0.0.1:{port}"));
         let specs = out.join("specs");
+        let metrics = format!("127.0.0.1:{}", metric_ports[i]);
         let mut args = vec!["-q", "shard", "--name", &name, "--data", s(&data), "--specs", s(&specs)];
         args.extend(["--grpc", &addr, "--tls-dir", s(&certs)]);
+        args.extend(["--idle-after", "500ms", "--metrics", &metrics]);
         args.extend(&bus);
         shards.0.push(
             persona_command(&args)
@@ -363,6 +366,33 @@ async fn shards_serve_and_forward_over_mutual_tls() {
             .into_inner();
         assert!(!profile.features.is_empty(), "{token}");
     }
+
+    // Started with --idle-after 500ms: once quiet, every customer leaves memory (the
+    // feeders' idle sweeps), and comes back when asked for.
+    let hot_and_passivated = || {
+        metric_ports.iter().fold((0.0, 0.0), |(h, p), port| {
+            let text = scrape(&format!("127.0.0.1:{port}"));
+            (
+                h + metric(&text, "persona_actors_hot", ""),
+                p + metric(&text, "persona_actor_passivations_total", ""),
+            )
+        })
+    };
+    let started = Instant::now();
+    while hot_and_passivated().0 > 0.0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "customers stay in memory");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(hot_and_passivated().1 >= tokens.len() as f64);
+    let again = s1
+        .get_profile(GetProfileRequest {
+            token: tokens.iter().next().unwrap().clone(),
+            as_of_micros: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!again.features.is_empty());
 
     // Without TLS, or with TLS but no client certificate: refused.
     let plain = connect(&format!("http://127.0.0.1:{}", ports[1]), None).await;
