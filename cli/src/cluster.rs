@@ -90,9 +90,15 @@ pub(crate) struct ShardArgs {
     /// Serve Prometheus metrics (OpenMetrics text) on http://ADDR/metrics.
     #[arg(long)]
     metrics: Option<std::net::SocketAddr>,
+    /// Start at once with whatever the assignment table leases to this shard, none
+    /// included, and serve gRPC so partitions can be moved onto it (`persona bus
+    /// move --to NAME`): how a shard added to a running cluster joins. Without it a
+    /// shard waits until it holds a lease.
+    #[arg(long, requires = "grpc")]
+    join: bool,
 }
 
-/// `persona shard`: waits for leases, feeds its partitions until SIGTERM or Ctrl-C,
+/// `persona shard`: waits for leases (unless `--join`), feeds its partitions until SIGTERM or Ctrl-C,
 /// then checkpoints, acknowledges and exits 0.
 pub(crate) async fn shard(args: ShardArgs) -> Result<ExitCode> {
     let specs = specs::load(&args.specs)?;
@@ -105,7 +111,7 @@ pub(crate) async fn shard(args: ShardArgs) -> Result<ExitCode> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let leases = loop {
         let leases = bus.leases_of(&args.name).await?;
-        if !leases.is_empty() {
+        if !leases.is_empty() || args.join {
             break leases;
         }
         tokio::select! {

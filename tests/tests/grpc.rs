@@ -203,6 +203,47 @@ async fn shards_serve_and_forward_the_persona_api() {
     }
     assert!(matched > 0, "no customer of the demo got the mall offer");
 
+    // A third shard joins the running cluster with no partition and takes one by a
+    // move: it answers for every customer, those of the moved partition from the
+    // state it pulled, the same as before the move.
+    let joined = free_port();
+    let data = work.join("s2");
+    let specs = out.join("specs");
+    let addr = format!("127.0.0.1:{joined}");
+    let mut args = vec!["-q", "shard", "--name", "s2", "--data", s(&data), "--specs", s(&specs)];
+    args.extend(["--grpc", &addr, "--join"]);
+    args.extend(&bus);
+    shards.0.push(
+        persona_command(&args)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut s2 = connect(joined).await;
+    let probe = batch[0]["token"].as_str().unwrap().to_owned();
+    let profile = GetProfileRequest {
+        token: probe.clone(),
+        as_of_micros: Some(as_of_micros),
+    };
+    let swipe = persona_event::Event {
+        id: persona_event::EventId::from_bytes([0x77; 16]),
+        token: persona_event::Token::parse(&probe).unwrap(),
+        kind: "card_swipe".into(),
+        ts: persona_event::time::parse_ts(as_of).unwrap(),
+        attrs: [("mall".to_owned(), persona_event::Value::from("Lulu Mall"))].into(),
+    };
+    let ask = DecideRequest {
+        event: Some(v1::Event::from(&swipe)),
+    };
+    let before = s2.get_profile(profile.clone()).await.unwrap().into_inner();
+    let owner = s2.decide(ask.clone()).await.unwrap().into_inner();
+    assert_ne!(owner.shard, "s2", "it holds nothing before the move");
+    let partition = owner.partition.to_string();
+    persona(&[&["bus", "move", "--partition", &partition, "--to", "s2"], &bus[..]].concat());
+    let after = s2.get_profile(profile).await.unwrap().into_inner();
+    assert_eq!(before.features, after.features, "the moved customer's state came along");
+    assert_eq!(s2.decide(ask).await.unwrap().into_inner().shard, "s2");
+
     // Explain through the other shard.
     let token = batch[0]["token"].as_str().unwrap().to_owned();
     let ask = ExplainRequest {
