@@ -186,18 +186,7 @@ impl<A: ChannelAdapter> Detokenizer<A> {
     }
 }
 
-/// An error with its causes, on one line (they name files, statuses and codes,
-/// never values).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
-}
+pub use persona_proto::error_chain;
 
 #[cfg(test)]
 mod tests;

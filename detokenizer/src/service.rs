@@ -193,33 +193,44 @@ impl DetokenizerService {
             if entries.is_empty() {
                 continue;
             }
-            let Ok(done) = self.handle_batch(&entries, &mut stop).await? else {
+            let (done, stopped) = self.handle_batch(&entries, &mut stop).await?;
+            // Outcomes out first, then the acknowledgement: a crash between the two
+            // reads the matches again, finds them handled, and sends the outcomes
+            // again (same event ids: the cloud applies each once).
+            if !self.publish(&done.events, &mut stop).await {
+                // Stopped before the bus took them: left unacknowledged, re-read later.
                 return Ok(());
-            };
-            self.publish(&done.events, &mut stop).await;
-            let ids: Vec<_> = entries.iter().map(|e| e.id).collect();
-            while let Err(e) = reader.ack(&ids).await {
+            }
+            while let Err(e) = reader.ack(&done.acked).await {
                 tracing::error!(error = %e, "cannot acknowledge delivered matches; retrying");
                 if sleep_or_stop(Duration::from_millis(500), &mut stop).await.is_err() {
                     return Ok(());
                 }
+            }
+            if stopped {
+                return Ok(());
             }
         }
         Ok(())
     }
 
     /// Handles a batch: every match delivered or given its outcome, the store and the
-    /// audit trail durable. `Err(Stopped)` leaves the batch unacknowledged.
+    /// audit trail durable. Returns what to publish and acknowledge, and whether it
+    /// was told to stop (the matches after that point are left for a re-read).
     async fn handle_batch(
         &self,
         entries: &[MatchEntry],
         stop: &mut watch::Receiver<bool>,
-    ) -> Result<Result<Batch, Stopped>, ServiceError> {
+    ) -> Result<(Batch, bool), ServiceError> {
         let mut batch = Batch::default();
         for entry in entries {
             let m = &entry.message;
             let id = m.decision.match_id.as_str().as_bytes();
-            if self.handled.contains_key(id).map_err(|e| self.store_err(e))? {
+            if let Some(seen) = self.handled.get(id).map_err(|e| self.store_err(e))? {
+                // Handled before: its outcome goes out again in case it had not.
+                let seen: Handled = serde_json::from_slice(&seen).map_err(|_| ServiceError::Corrupt)?;
+                batch.events.extend(response_events(m, seen.outcome));
+                batch.acked.push(entry.id);
                 self.stats.lock().unwrap_or_else(|e| e.into_inner()).duplicates += 1;
                 continue;
             }
@@ -239,7 +250,7 @@ impl DetokenizerService {
             let Ok((outcome, sink)) = delivered else {
                 // Stopped mid-batch: what was handled is recorded, the rest re-read.
                 self.record(&batch)?;
-                return Ok(Err(Stopped));
+                return Ok((batch, true));
             };
             let d = &m.decision;
             let handled = Handled {
@@ -264,12 +275,13 @@ impl DetokenizerService {
                 adapter: sink,
             });
             batch.events.extend(response_events(m, outcome));
+            batch.acked.push(entry.id);
             let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
             stats.matches += 1;
             *stats.by_outcome.entry(outcome_name(outcome)).or_default() += 1;
         }
         self.record(&batch)?;
-        Ok(Ok(batch))
+        Ok((batch, false))
     }
 
     /// Makes the store and the audit lines of a batch durable.
@@ -410,19 +422,21 @@ impl DetokenizerService {
         next_backoff(backoff)
     }
 
-    /// Sends the outcome events to the cloud, retrying until the bus takes them.
-    async fn publish(&self, events: &[Event], stop: &mut watch::Receiver<bool>) {
+    /// Sends the outcome events to the cloud, retrying until the bus takes them;
+    /// `false` when told to stop first.
+    async fn publish(&self, events: &[Event], stop: &mut watch::Receiver<bool>) -> bool {
         if events.is_empty() {
-            return;
+            return true;
         }
         let mut backoff = Duration::ZERO;
         while let Err(e) = self.bus.publish(events).await {
             backoff = next_backoff(backoff);
             tracing::error!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot publish delivery outcomes; retrying");
             if sleep_or_stop(backoff, stop).await.is_err() {
-                return;
+                return false;
             }
         }
+        true
     }
 
     fn store_err(&self, source: sled::Error) -> ServiceError {
@@ -437,6 +451,8 @@ impl DetokenizerService {
 struct Batch {
     audit: Vec<AuditRecord>,
     events: Vec<Event>,
+    /// The entries handled (or found handled before): to acknowledge.
+    acked: Vec<persona_bus::redis::EntryId>,
 }
 
 fn next_backoff(b: Duration) -> Duration {

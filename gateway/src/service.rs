@@ -454,15 +454,4 @@ fn settled(path: &Path, now: SystemTime, settle: Duration) -> bool {
         .is_ok_and(|t| now.duration_since(t).unwrap_or_default() >= settle)
 }
 
-/// An error with its causes, one line (they name files, sources and fields, never
-/// values).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
-}
+pub use persona_proto::error_chain;

@@ -11,6 +11,19 @@ use persona_event::{EventId, Token};
 pub mod tls;
 pub mod trace;
 
+/// An error with its causes, on one line (they name files, statuses and codes,
+/// never values).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 /// The generated messages, client and server of `persona.v1`.
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod v1 {

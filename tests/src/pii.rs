@@ -65,3 +65,24 @@ pub fn hits(haystack: &[u8], needles: &HashSet<String>) -> Vec<String> {
     found.sort();
     found
 }
+
+/// What the kaveri fixture bank (tests/fixtures/kaveri) protects: names, emails,
+/// phones, birth dates, member ids, and merchants in a free-text memo no rule lets out.
+pub const KAVERI_PROTECTED: [&str; 16] = [
+    "Anna Weber",
+    "Jonas Klein",
+    "Lena Fischer",
+    "anna.weber@example.de",
+    "jonas.klein@example.de",
+    "+4915112345678",
+    "4915112345678",
+    "+4917698765432",
+    "1980-03-01",
+    "2000-07-07",
+    "1960-01-01",
+    "M-001",
+    "M-002",
+    "M-003",
+    "Edeka",
+    "Lufthansa",
+];

@@ -140,24 +140,7 @@ fn a_bank_written_only_against_the_contract_runs_end_to_end() {
     );
 
     // No protected value in the cloud zone's outputs, its state, or anything printed.
-    let protected = [
-        "Anna Weber",
-        "Jonas Klein",
-        "Lena Fischer",
-        "anna.weber@example.de",
-        "jonas.klein@example.de",
-        "+4915112345678",
-        "4915112345678",
-        "+4917698765432",
-        "1980-03-01",
-        "2000-07-07",
-        "1960-01-01",
-        "M-001",
-        "M-002",
-        "M-003",
-        "Edeka",
-        "Lufthansa",
-    ];
+    let protected = persona_tests::pii::KAVERI_PROTECTED;
     let mut scanned = vec![
         out.join("matches.jsonl"),
         out.join("features.jsonl"),

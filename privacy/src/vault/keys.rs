@@ -166,14 +166,8 @@ impl KeyRing {
     pub(crate) fn reader(&self, version: u32) -> Result<Arc<DataKey>> {
         let now = self.tick();
         let (_, key) = self.reader_slot(version).get(&self.limits, now, || {
-            let wrapped = self
-                .tree
-                .get(Purpose::Vault.entry(version))?
-                .ok_or_else(|| Error::MissingKey {
-                    purpose: Purpose::Vault.as_str().to_owned(),
-                    version,
-                })?;
-            let key = self.decrypt(&wrapped, &Purpose::Vault.context(version))?;
+            let wrapped = self.wrapped_vault_key(version)?;
+            let key = self.decrypt(wrapped.as_bytes(), &Purpose::Vault.context(version))?;
             Ok((version, Arc::new(key)))
         })?;
         Ok(key)
