@@ -68,6 +68,23 @@ pub struct AuditRecord {
     pub adapter: &'static str,
 }
 
+impl AuditRecord {
+    /// The record of what became of `m`.
+    pub fn of(m: &persona_event::Match, resolved: Vec<&'static str>, outcome: Outcome, adapter: &'static str) -> Self {
+        AuditRecord {
+            match_id: m.match_id.clone(),
+            token: m.token.clone(),
+            offer: m.offer.clone(),
+            variant: m.variant.clone(),
+            channel: m.channel,
+            ts: m.ts,
+            resolved,
+            outcome,
+            adapter,
+        }
+    }
+}
+
 /// Counters of a delivery run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DeliveryReport {
@@ -140,17 +157,8 @@ impl<A: ChannelAdapter> Detokenizer<A> {
             Outcome::Delivered => *self.report.deliveries_by_channel.entry(d.channel).or_default() += 1,
             _ => self.report.undeliverable += 1,
         }
-        self.audit.push(AuditRecord {
-            match_id: d.match_id.clone(),
-            token: d.token.clone(),
-            offer: d.offer.clone(),
-            variant: d.variant.clone(),
-            channel: d.channel,
-            ts: d.ts,
-            resolved,
-            outcome,
-            adapter: self.adapter.name(),
-        });
+        self.audit
+            .push(AuditRecord::of(d, resolved, outcome, self.adapter.name()));
         Ok(outcome)
     }
 

@@ -263,17 +263,9 @@ impl DetokenizerService {
             self.handled
                 .insert(id, serde_json::to_vec(&handled).expect("serializes"))
                 .map_err(|e| self.store_err(e))?;
-            batch.audit.push(AuditRecord {
-                match_id: d.match_id.clone(),
-                token: d.token.clone(),
-                offer: d.offer.clone(),
-                variant: d.variant.clone(),
-                channel: d.channel,
-                ts: d.ts,
-                resolved: resolved_fields(outcome, d.channel),
-                outcome,
-                adapter: sink,
-            });
+            batch
+                .audit
+                .push(AuditRecord::of(d, resolved_fields(outcome, d.channel), outcome, sink));
             batch.events.extend(response_events(m, outcome));
             batch.acked.push(entry.id);
             let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
