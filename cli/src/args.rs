@@ -91,6 +91,9 @@ pub(crate) enum BenchCommand {
     GrpcIngest(crate::bench::grpc::Args),
     /// Decide calls/s against a local shard on Redis, and their latency at half that rate.
     Decide(crate::bench::grpc::Args),
+    /// A shard holding far more customers than its memory bound: events/s, peak RSS
+    /// against hot x (model + 1 KB) + 256 MB.
+    Passivation(crate::bench::passivation::Args),
     /// The time from an event published on the Redis bus to its match on the matches
     /// stream (p50, p99), through a local shard.
     EventToMatch {

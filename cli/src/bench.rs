@@ -7,6 +7,7 @@ pub(crate) mod dsl;
 pub(crate) mod e2e;
 pub(crate) mod features;
 pub(crate) mod grpc;
+pub(crate) mod passivation;
 pub(crate) mod vault;
 
 use serde::Serialize;

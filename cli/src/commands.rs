@@ -35,6 +35,9 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(BenchCommand::Decide(args)) => {
             crate::bench::grpc::decide(&args).await.map(|()| ExitCode::SUCCESS)
         }
+        Command::Bench(BenchCommand::Passivation(args)) => {
+            crate::bench::passivation::run(&args).await.map(|()| ExitCode::SUCCESS)
+        }
         Command::Bench(BenchCommand::EventToMatch { args, rate }) => crate::bench::grpc::event_to_match(&args, rate)
             .await
             .map(|()| ExitCode::SUCCESS),

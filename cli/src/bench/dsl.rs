@@ -124,7 +124,7 @@ fn generated_offers(n: usize) -> String {
 }
 
 /// The demo's offers (or `generated` ones), compiled against its FeatureSet.
-fn engine(generated: Option<usize>) -> Result<Engine> {
+pub(crate) fn engine(generated: Option<usize>) -> Result<Engine> {
     let set = feature_set(super::features::SetChoice::Demo)?;
     let demo = include_str!("../demo/specs/offers.yaml");
     let made;
