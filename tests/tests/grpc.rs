@@ -31,6 +31,28 @@ impl Drop for Shards {
     }
 }
 
+/// Shards s0 and s1 on `bus`, serving gRPC and metrics on loopback, with `extra`
+/// arguments; their gRPC and metrics ports.
+fn start_two_shards(work: &Path, specs: &Path, bus: &[&str], extra: &[&str]) -> (Shards, [u16; 2], [u16; 2]) {
+    let ports = [free_port(), free_port()];
+    let metric_ports = [free_port(), free_port()];
+    let mut shards = Shards(Vec::new());
+    for (i, port) in ports.iter().enumerate() {
+        let (name, data, addr) = (format!("s{i}"), work.join(format!("s{i}")), format!("127.0.0.1:{port}"));
+        let metrics = format!("127.0.0.1:{}", metric_ports[i]);
+        let mut args = vec!["-q", "shard", "--name", &name, "--data", s(&data), "--specs", s(specs)];
+        args.extend(["--grpc", &addr, "--metrics", &metrics]);
+        args.extend(extra);
+        args.extend(bus);
+        let child = persona_command(&args)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        shards.0.push(child);
+    }
+    (shards, ports, metric_ports)
+}
+
 async fn connect(port: u16) -> PersonaClient<Channel> {
     let started = Instant::now();
     loop {
@@ -71,22 +93,7 @@ async fn shards_serve_and_forward_the_persona_api() {
     let bus = ["--redis", &redis_url(), "--prefix", &prefix, "--partitions", PARTITIONS].map(str::to_owned);
     let bus: Vec<&str> = bus.iter().map(String::as_str).collect();
     persona(&[&["bus", "assign", "--shards", "s0,s1"], &bus[..]].concat());
-    let ports = [free_port(), free_port()];
-    let metric_ports = [free_port(), free_port()];
-    let mut shards = Shards(Vec::new());
-    for (i, port) in ports.iter().enumerate() {
-        let (name, data, addr) = (format!("s{i}"), work.join(format!("s{i}")), format!("127.0.0.1:{port}"));
-        let specs = out.join("specs");
-        let metrics = format!("127.0.0.1:{}", metric_ports[i]);
-        let mut args = vec!["-q", "shard", "--name", &name, "--data", s(&data), "--specs", s(&specs)];
-        args.extend(["--grpc", &addr, "--metrics", &metrics]);
-        args.extend(&bus);
-        let child = persona_command(&args)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        shards.0.push(child);
-    }
+    let (mut shards, ports, metric_ports) = start_two_shards(&work, &out.join("specs"), &bus, &[]);
     let mut s0 = connect(ports[0]).await;
     let mut s1 = connect(ports[1]).await;
 
@@ -365,24 +372,8 @@ async fn shards_serve_and_forward_over_mutual_tls() {
     let bus: Vec<&str> = bus.iter().map(String::as_str).collect();
     persona(&[&["bus", "assign", "--shards", "s0,s1"], &bus[..]].concat());
     persona(&[&["bus", "publish"], &bus[..], &[s(&events_file)]].concat());
-    let ports = [free_port(), free_port()];
-    let metric_ports = [free_port(), free_port()];
-    let mut shards = Shards(Vec::new());
-    for (i, port) in ports.iter().enumerate() {
-        let (name, data, addr) = (format!("s{i}"), work.join(format!("s{i}")), format!("127.0.0.1:{port}"));
-        let specs = out.join("specs");
-        let metrics = format!("127.0.0.1:{}", metric_ports[i]);
-        let mut args = vec!["-q", "shard", "--name", &name, "--data", s(&data), "--specs", s(&specs)];
-        args.extend(["--grpc", &addr, "--tls-dir", s(&certs)]);
-        args.extend(["--idle-after", "500ms", "--metrics", &metrics]);
-        args.extend(&bus);
-        shards.0.push(
-            persona_command(&args)
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-    }
+    let extra = ["--tls-dir", s(&certs), "--idle-after", "500ms"];
+    let (_shards, ports, metric_ports) = start_two_shards(&work, &out.join("specs"), &bus, &extra);
     wait_for_no_lag(&bus);
 
     let client_tls = MutualTls::in_dir(&certs, "client");
