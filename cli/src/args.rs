@@ -60,6 +60,10 @@ pub(crate) enum Command {
     /// A shard process on the Redis bus: feeds the partitions leased to it until
     /// SIGTERM, then checkpoints and exits.
     Shard(crate::cluster::ShardArgs),
+    /// The Kubernetes operator: reconciles PersonaClusters (shard StatefulSet,
+    /// Services, assignment table) and scales shards with the load; replicas elect a
+    /// leader on a Lease.
+    Operator(crate::operator::OperatorArgs),
     /// The Redis bus of a local cluster: publish events, assign partitions, status.
     #[command(subcommand)]
     Bus(crate::cluster::BusCommand),

@@ -46,6 +46,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Crdgen(args) => crate::crdgen::run(&args),
         Command::Shard(args) => crate::cluster::shard(args).await,
+        Command::Operator(args) => crate::operator::run(args).await,
         Command::Gateway(args) => crate::trusted::gateway(args).await,
         Command::Detokenizer(args) => crate::trusted::detokenizer(args).await,
         Command::DevCerts(args) => crate::certs::run(&args).map(|()| ExitCode::SUCCESS),

@@ -14,6 +14,7 @@ mod demo;
 mod kms;
 mod metrics;
 mod offer;
+mod operator;
 mod outputs;
 mod pipeline;
 mod privacy;

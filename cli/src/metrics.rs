@@ -70,12 +70,22 @@ pub(crate) async fn serve(addr: SocketAddr, gather: Gather, mut stop: watch::Rec
             let handler = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let gather = gather.clone();
                 async move {
+                    if matches!(req.uri().path(), "/healthz" | "/readyz") {
+                        return Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok\n"))));
+                    }
                     if req.uri().path() != "/metrics" {
                         let mut r = Response::new(Full::new(Bytes::from_static(b"GET /metrics\n")));
                         *r.status_mut() = StatusCode::NOT_FOUND;
                         return Ok::<_, Infallible>(r);
                     }
-                    let registry = gather().await;
+                    let mut registry = gather().await;
+                    let resident: prometheus_client::metrics::gauge::Gauge = Default::default();
+                    resident.set(i64::try_from(crate::bench::rss().0).unwrap_or(i64::MAX));
+                    registry.register(
+                        "process_resident_memory_bytes",
+                        "Resident memory of the process, in bytes",
+                        resident,
+                    );
                     let mut text = String::new();
                     let mut response = match encode(&mut text, &registry) {
                         Ok(()) => Response::new(Full::new(Bytes::from(text))),

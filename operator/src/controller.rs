@@ -2,7 +2,8 @@
 //! ConfigMap, the shard StatefulSet), decides ([`crate::decision`]), and applies the
 //! children and the status with server-side apply under one field manager.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -18,9 +19,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{info, instrument, warn};
 
+use crate::autoscale::{Autoscaler, Load, Recommendation};
 use crate::crd::{PersonaCluster, PersonaClusterStatus};
 use crate::decision::{self, Decision, Observed, Policy, ShardPods, Table};
 use crate::error::{Error, Result};
+use crate::load::LoadSource;
+use crate::metrics::{Metrics, Shards};
 use crate::resources::{self, ASSIGNMENT_KEY, Desired, FIELD_MANAGER, Names, PUBLISHED_AT, ShardDefaults};
 
 /// What every reconcile shares.
@@ -30,6 +34,12 @@ pub struct Context {
     pub defaults: ShardDefaults,
     pub policy: Policy,
     pub recorder: Recorder,
+    /// Where the autoscaler reads the load; without it the shard count changes only
+    /// with the bounds.
+    pub load: Option<Arc<dyn LoadSource>>,
+    /// Each cluster's autoscaler (`namespace/name`), with its window of wishes.
+    autoscalers: Arc<Mutex<HashMap<String, Autoscaler>>>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Context {
@@ -53,27 +63,89 @@ impl Context {
             client,
             defaults,
             policy,
+            load: None,
+            autoscalers: Arc::default(),
+            metrics: Arc::default(),
         }
+    }
+
+    /// Scales the clusters with the load `source` reads.
+    pub fn with_load(mut self, source: Arc<dyn LoadSource>) -> Context {
+        self.load = Some(source);
+        self
+    }
+
+    /// The autoscaler's target for `cluster`, and the load it saw; `None` without a
+    /// load source or for a spec the decision will refuse anyway.
+    async fn autoscale(&self, cluster: &PersonaCluster, observed: &Observed) -> Option<(Recommendation, Option<Load>)> {
+        let source = self.load.as_ref()?;
+        decision::validate(cluster).ok()?;
+        let pods = observed.pods.map_or(0, |p| p.replicas);
+        let load = if pods > 0 {
+            source.load(cluster, pods).await
+        } else {
+            None
+        };
+        let table_shards = match &observed.table {
+            Table::Published { assignment, .. } => Some(assignment.shards),
+            _ => None,
+        };
+        // Go on from the last target, which the table reaches once new pods are ready.
+        let current = cluster
+            .status
+            .as_ref()
+            .and_then(|s| s.desired_shards)
+            .or(table_shards)
+            .or(observed.pods.map(|p| p.replicas))
+            .unwrap_or(cluster.spec.shards.min);
+        let key = format!("{}/{}", cluster.namespace().unwrap_or_default(), cluster.name_any());
+        let mut autoscalers = self.autoscalers.lock().unwrap_or_else(|p| p.into_inner());
+        let recommendation =
+            autoscalers
+                .entry(key)
+                .or_default()
+                .recommend(&cluster.spec, current, load.as_ref(), Timestamp::now());
+        Some((recommendation, load))
+    }
+
+    /// Forgets a deleted cluster's autoscaler.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        let mut autoscalers = self.autoscalers.lock().unwrap_or_else(|p| p.into_inner());
+        autoscalers.remove(&format!("{namespace}/{name}"));
     }
 }
 
-/// Runs the controller until SIGTERM or Ctrl-C: PersonaClusters in `namespace`, or
+/// Runs the controller until `shutdown` completes: PersonaClusters in `namespace`, or
 /// in every namespace when `None`.
-pub async fn run(ctx: Context, namespace: Option<&str>) -> Result<()> {
+pub async fn run(
+    ctx: Context,
+    namespace: Option<&str>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> Result<()> {
     let client = ctx.client.clone();
     let clusters: Api<PersonaCluster> = scoped(&client, namespace);
     // Fails fast, with a clear error, when the CRD is not installed or RBAC forbids.
     clusters.list(&ListParams::default().limit(1)).await?;
     let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=persona-operator");
+    let metrics = ctx.metrics.clone();
     Controller::new(clusters, watcher::Config::default().any_semantic())
         .owns(scoped::<StatefulSet>(&client, namespace), owned.clone())
         .owns(scoped::<ConfigMap>(&client, namespace), owned)
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, Arc::new(ctx))
-        .for_each(|outcome| async move {
-            match outcome {
-                Ok((object, _)) => info!(cluster = %object.name, namespace = ?object.namespace, "reconciled"),
-                Err(e) => warn!(error = %e, "reconcile failed"),
+        .for_each(|outcome| {
+            let metrics = metrics.clone();
+            async move {
+                match outcome {
+                    Ok((object, _)) => {
+                        metrics.reconciled("PersonaCluster", true);
+                        info!(cluster = %object.name, namespace = ?object.namespace, "reconciled");
+                    }
+                    Err(e) => {
+                        metrics.reconciled("PersonaCluster", false);
+                        warn!(error = %e, "reconcile failed");
+                    }
+                }
             }
         })
         .await;
@@ -125,7 +197,9 @@ pub async fn reconcile(cluster: Arc<PersonaCluster>, ctx: Arc<Context>) -> Resul
     };
 
     let clusters: Api<PersonaCluster> = Api::namespaced(client.clone(), &namespace);
-    match decision::decide(&cluster, &observed, None, &ctx.policy, Timestamp::now()) {
+    let scaling = ctx.autoscale(&cluster, &observed).await;
+    let target = scaling.as_ref().map(|(r, _)| r.target);
+    match decision::decide(&cluster, &observed, target, &ctx.policy, Timestamp::now()) {
         Decision::Refuse(refusal) => {
             warn!(reason = refusal.reason, message = %refusal.message, "refusing to reconcile");
             let event = Event {
@@ -142,7 +216,16 @@ pub async fn reconcile(cluster: Arc<PersonaCluster>, ctx: Arc<Context>) -> Resul
             patch_status(&clusters, &name, &refusal.status).await?;
             Ok(Action::requeue(refusal.requeue_after))
         }
-        Decision::Apply(rollout) => {
+        Decision::Apply(mut rollout) => {
+            if let Some((recommendation, load)) = scaling {
+                info!(target = recommendation.target, reason = %recommendation.reason, "autoscaler");
+                rollout.status.desired_shards = Some(recommendation.target);
+                rollout.status.scaling_reason = Some(recommendation.reason);
+                rollout.status.load = load.map(|l| l.status());
+                if recommendation.target != rollout.assignment.shards {
+                    rollout.requeue_after = rollout.requeue_after.min(ctx.policy.busy_requeue);
+                }
+            }
             let published_at = rollout.published_at.to_string();
             let desired = Desired {
                 assignment: &rollout.assignment,
@@ -157,6 +240,15 @@ pub async fn reconcile(cluster: Arc<PersonaCluster>, ctx: Arc<Context>) -> Resul
             apply(client, &namespace, &names.shards, &children.stateful_set).await?;
             apply(client, &namespace, &names.shards, &children.disruption_budget).await?;
             patch_status(&clusters, &name, &rollout.status).await?;
+            ctx.metrics.cluster(
+                &namespace,
+                &name,
+                Shards {
+                    desired: rollout.status.desired_shards.unwrap_or(rollout.assignment.shards),
+                    shards: rollout.replicas,
+                    max: cluster.spec.shards.max,
+                },
+            );
             info!(epoch = rollout.assignment.epoch, replicas = rollout.replicas, "applied");
             Ok(Action::requeue(rollout.requeue_after))
         }

@@ -5,8 +5,8 @@ mod cluster;
 mod specs;
 
 pub use cluster::{
-    BusSpec, PersonaCluster, PersonaClusterSpec, PersonaClusterStatus, ScalingSpec, ShardPartitions, ShardsSpec,
-    StorageSpec,
+    BusSpec, LoadStatus, PersonaCluster, PersonaClusterSpec, PersonaClusterStatus, ScalingSpec, ShardPartitions,
+    ShardsSpec, StorageSpec,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

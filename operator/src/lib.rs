@@ -3,11 +3,15 @@
 //! decisions of its reconciler as pure functions, and the controller that applies
 //! them with server-side apply.
 
+pub mod autoscale;
 pub mod conditions;
 pub mod controller;
 pub mod crd;
 pub mod decision;
 mod error;
+pub mod leader;
+pub mod load;
+pub mod metrics;
 pub mod resources;
 #[cfg(test)]
 mod testing;

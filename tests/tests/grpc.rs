@@ -135,7 +135,24 @@ async fn shards_serve_and_forward_the_persona_api() {
     assert!(total("persona_actors_hot") > 0.0);
     for t in &texts {
         assert!(t.contains("persona_events_applied_total{partition=\""), "{t}");
+        let sample = persona_operator::load::parse(t);
+        assert_eq!(sample.applied, metric(t, "persona_events_applied_total", ""));
+        assert!(
+            sample.memory_bytes > f64::from(8u32 << 20),
+            "resident memory {}",
+            sample.memory_bytes
+        );
     }
+
+    // The operator's autoscaler reads the same endpoints: the lag and the memory at
+    // once, a rate from two readings (nothing applied in between: zero).
+    let scraper = persona_operator::load::ShardScraper::default();
+    let addresses: Vec<String> = metric_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let first = scraper.load_of(&addresses).await.unwrap();
+    assert_eq!((first.lag, first.reporting, first.expected), (0, 0, 2));
+    assert!(first.memory_bytes > 16 << 20, "resident memory {}", first.memory_bytes);
+    let second = scraper.load_of(&addresses).await.unwrap();
+    assert_eq!((second.reporting, second.events_per_second), (2, 0.0));
 
     // Each customer's profile, asked of the shard that does not own her, is forwarded
     // and equals what the owner answers and what the batch computed.

@@ -349,3 +349,85 @@ async fn drop_and_check_quiet(handle: &mut Handle) {
         Ok(Some((request, _))) => panic!("unexpected call {} {}", request.method(), request.uri()),
     }
 }
+
+/// The load a test hands the autoscaler (the scraping itself is tested over loopback
+/// HTTP in `load.rs`).
+struct FixedLoad(crate::autoscale::Load);
+
+impl LoadSource for FixedLoad {
+    fn load<'a>(&'a self, _: &'a PersonaCluster, pods: u32) -> futures::future::BoxFuture<'a, Option<Load>> {
+        let mut load = self.0;
+        load.expected = pods;
+        load.reporting = pods;
+        Box::pin(async move { Some(load) })
+    }
+}
+
+#[tokio::test]
+async fn a_lagging_cluster_gets_more_shard_pods_before_its_partitions_move() {
+    let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let load = crate::autoscale::Load {
+        events_per_second: 90_000.0,
+        lag: 45_000,
+        ..crate::autoscale::Load::default()
+    };
+    let ctx = Context::new(
+        Client::new(service, NAMESPACE),
+        context_defaults(),
+        Policy::default(),
+        None,
+    )
+    .with_load(Arc::new(FixedLoad(load)));
+    let ctx = Arc::new(ctx);
+    let (cm, sts) = settled(2);
+    // 2..4 shards; 50k events/s and 10k waiting entries per shard: the lag asks for 5,
+    // the bound allows 4.
+    let object = cluster(64, 2, 4);
+    let input = Arc::new(object.clone());
+    let server = tokio::spawn(async move {
+        let (_, _, send) = expect(&mut handle, Method::GET, &format!("{CORE}/configmaps/prod-assignment")).await;
+        respond(send, StatusCode::OK, &serde_json::to_value(&cm).unwrap());
+        let (_, _, send) = expect(&mut handle, Method::GET, &format!("{APPS}/statefulsets/prod-shard")).await;
+        respond(send, StatusCode::OK, &serde_json::to_value(&sts).unwrap());
+        applied(&mut handle, &format!("{CORE}/serviceaccounts/prod-shard")).await;
+        let applied_cm = applied(&mut handle, &format!("{CORE}/configmaps/prod-assignment")).await;
+        let table: Value = serde_json::from_str(applied_cm["data"]["assignment.json"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            (&table["epoch"], &table["shards"]),
+            (&json!(1), &json!(2)),
+            "partitions wait for the new pods"
+        );
+        applied(&mut handle, &format!("{CORE}/services/prod-shard-peers")).await;
+        applied(&mut handle, &format!("{CORE}/services/prod-grpc")).await;
+        let sts = applied(&mut handle, &format!("{APPS}/statefulsets/prod-shard")).await;
+        assert_eq!(sts["spec"]["replicas"], 4);
+        applied(&mut handle, &format!("{POLICY}/poddisruptionbudgets/prod-shard")).await;
+        let patch = status_applied(&mut handle, &object).await;
+        let status = &patch["status"];
+        assert_eq!(status["desiredShards"], 4);
+        assert!(
+            status["scalingReason"]
+                .as_str()
+                .unwrap()
+                .starts_with("ScaleUp: lag asks for 4"),
+            "{status}"
+        );
+        assert_eq!(
+            status["load"],
+            json!({"eventsPerSecond": 90000, "lag": 45000, "memoryBytes": 0, "reportingShards": 2})
+        );
+        let rebalancing = condition(status, "Rebalancing");
+        assert_eq!(
+            (&rebalancing["status"], &rebalancing["reason"]),
+            (&json!("True"), &json!("WaitingForShards"))
+        );
+        assert_eq!(
+            condition(status, "Ready")["status"],
+            "True",
+            "the old owners still serve"
+        );
+    });
+    let action = reconcile(input, ctx).await.unwrap();
+    assert_eq!(action, Action::requeue(Policy::default().busy_requeue));
+    server.await.unwrap();
+}

@@ -112,6 +112,14 @@ pub struct ScalingSpec {
     #[x_kube(validation = Rule::new("duration(self) >= duration('0s')")
         .message("scaleDownAfter must not be negative"))]
     pub scale_down_after: Duration,
+    /// The most shards added or removed by one decision.
+    #[serde(default = "default_max_step")]
+    #[schemars(range(min = 1))]
+    pub max_step: u32,
+    /// Resident memory per shard pod above which a shard is added (a quantity, e.g.
+    /// `1500Mi`); memory does not drive scaling when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_memory: Option<Quantity>,
 }
 
 impl Default for ScalingSpec {
@@ -120,6 +128,8 @@ impl Default for ScalingSpec {
             target_events_per_second: default_events_per_second(),
             target_lag: default_target_lag(),
             scale_down_after: default_scale_down_after(),
+            max_step: default_max_step(),
+            target_memory: None,
         }
     }
 }
@@ -130,6 +140,10 @@ fn default_events_per_second() -> u64 {
 
 fn default_target_lag() -> u64 {
     10_000
+}
+
+fn default_max_step() -> u32 {
+    4
 }
 
 fn default_scale_down_after() -> Duration {
@@ -196,6 +210,15 @@ pub struct PersonaClusterStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["shard"]))]
     pub assignment: Vec<ShardPartitions>,
+    /// The shard count the autoscaler asks for (within the bounds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_shards: Option<u32>,
+    /// Why the autoscaler asks for that count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling_reason: Option<String>,
+    /// The load the autoscaler last read from the shards' metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<LoadStatus>,
     /// Ready, Progressing, Rebalancing and Degraded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
@@ -210,4 +233,18 @@ pub struct ShardPartitions {
     pub shard: u32,
     /// Partition ranges, e.g. `0-63,128`.
     pub partitions: String,
+}
+
+/// The load of the cluster, summed over the shards whose metrics were read.
+#[derive(JsonSchema, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadStatus {
+    /// Events applied per second.
+    pub events_per_second: u64,
+    /// Bus entries waiting for their partition's owner.
+    pub lag: u64,
+    /// Resident memory of the shard processes, in bytes.
+    pub memory_bytes: u64,
+    /// Shards whose metrics were read.
+    pub reporting_shards: u32,
 }

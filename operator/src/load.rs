@@ -1,0 +1,277 @@
+//! The load of a PersonaCluster, read from its shards' Prometheus endpoints: events
+//! applied per second (the rate of `persona_events_applied_total` between two
+//! readings), the partitions' lag (`persona_partition_lag`, which each shard reads
+//! from Redis with `XINFO GROUPS`) and resident memory
+//! (`process_resident_memory_bytes`).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use futures::future::{BoxFuture, join_all};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use kube::ResourceExt;
+use tokio::net::TcpStream;
+
+use crate::autoscale::Load;
+use crate::crd::PersonaCluster;
+use crate::resources::{METRICS_PORT, Names};
+
+/// Where the autoscaler gets a cluster's load.
+pub trait LoadSource: Send + Sync {
+    /// The load of `cluster`'s shards `0..pods`; `None` when no shard answered.
+    fn load<'a>(&'a self, cluster: &'a PersonaCluster, pods: u32) -> BoxFuture<'a, Option<Load>>;
+}
+
+/// One shard's metrics as read.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ShardSample {
+    /// `persona_events_applied_total`, summed over partitions.
+    pub applied: f64,
+    /// `persona_partition_lag`, summed over partitions.
+    pub lag: f64,
+    /// `process_resident_memory_bytes`.
+    pub memory_bytes: f64,
+}
+
+/// Sums the samples of the three metrics in a Prometheus or OpenMetrics text.
+pub fn parse(text: &str) -> ShardSample {
+    let mut sample = ShardSample::default();
+    for line in text.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let (series, rest) = match line.find(['{', ' ']) {
+            Some(at) => line.split_at(at),
+            None => continue,
+        };
+        // Skip the labels, if any, to the value (labels may hold spaces in quotes).
+        let rest = match rest.strip_prefix('{') {
+            Some(labels) => match closing_brace(labels) {
+                Some(end) => &labels[end + 1..],
+                None => continue,
+            },
+            None => rest,
+        };
+        let Some(value) = rest.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()) else {
+            continue;
+        };
+        if !value.is_finite() {
+            continue;
+        }
+        match series {
+            "persona_events_applied_total" => sample.applied += value,
+            "persona_partition_lag" => sample.lag += value,
+            "process_resident_memory_bytes" => sample.memory_bytes += value,
+            _ => {}
+        }
+    }
+    sample
+}
+
+/// The index of the `}` closing a label set, past quoted values.
+fn closing_brace(labels: &str) -> Option<usize> {
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, c) in labels.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '}' if !quoted => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Reads the shards' `/metrics` over HTTP at their stable pod names
+/// (`NAME-shard-N.NAME-shard-peers.NS.svc`) and keeps the last reading of each, for
+/// rates.
+#[derive(Debug)]
+pub struct ShardScraper {
+    timeout: Duration,
+    /// The pods' host names are formatted with this domain (`svc` in a cluster with
+    /// the default `cluster.local` search path).
+    domain: String,
+    previous: Mutex<HashMap<String, (Instant, f64)>>,
+}
+
+impl Default for ShardScraper {
+    fn default() -> Self {
+        ShardScraper::new(Duration::from_secs(2), "svc")
+    }
+}
+
+impl ShardScraper {
+    pub fn new(timeout: Duration, domain: &str) -> ShardScraper {
+        ShardScraper {
+            timeout,
+            domain: domain.to_owned(),
+            previous: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The metrics address (`host:port`) of shard `ordinal`.
+    pub fn address(&self, cluster: &PersonaCluster, ordinal: u32) -> String {
+        let names = Names::of(&cluster.name_any());
+        let namespace = cluster.namespace().unwrap_or_default();
+        format!(
+            "{}-{ordinal}.{}.{namespace}.{}:{METRICS_PORT}",
+            names.shards, names.peers, self.domain
+        )
+    }
+
+    /// The load of the shards at `addresses`: a shard counts as reporting once two
+    /// readings of it give a rate.
+    pub async fn load_of(&self, addresses: &[String]) -> Option<Load> {
+        let readings = join_all(addresses.iter().map(|a| async move {
+            let sample = tokio::time::timeout(self.timeout, fetch(a)).await;
+            (a, sample.ok().and_then(|r| r.ok()).map(|t| parse(&t)))
+        }))
+        .await;
+        let now = Instant::now();
+        let mut previous = self.previous.lock().unwrap_or_else(|p| p.into_inner());
+        let mut load = Load {
+            expected: u32::try_from(addresses.len()).unwrap_or(u32::MAX),
+            ..Load::default()
+        };
+        let mut answered = false;
+        for (address, sample) in readings {
+            let Some(sample) = sample else {
+                previous.remove(address.as_str());
+                continue;
+            };
+            answered = true;
+            load.lag += sample.lag as u64;
+            load.memory_bytes += sample.memory_bytes as u64;
+            if let Some((then, applied)) = previous.insert(address.clone(), (now, sample.applied)) {
+                let seconds = now.duration_since(then).as_secs_f64();
+                // A counter that fell belongs to a restarted shard: no rate this time.
+                if seconds > 0.0 && sample.applied >= applied {
+                    load.events_per_second += (sample.applied - applied) / seconds;
+                    load.reporting += 1;
+                }
+            }
+        }
+        previous.retain(|a, _| addresses.contains(a));
+        answered.then_some(load)
+    }
+}
+
+impl LoadSource for ShardScraper {
+    fn load<'a>(&'a self, cluster: &'a PersonaCluster, pods: u32) -> BoxFuture<'a, Option<Load>> {
+        Box::pin(async move {
+            let addresses: Vec<String> = (0..pods).map(|i| self.address(cluster, i)).collect();
+            self.load_of(&addresses).await
+        })
+    }
+}
+
+/// `GET http://ADDRESS/metrics`: the body, or why not.
+pub async fn fetch(address: &str) -> Result<String, String> {
+    let stream = TcpStream::connect(address).await.map_err(|e| e.to_string())?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    let driver = tokio::spawn(connection);
+    let request = hyper::Request::get("/metrics")
+        .header(hyper::header::HOST, address)
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        driver.abort();
+        return Err(format!("HTTP {}", response.status()));
+    }
+    let body = response.into_body().collect().await.map_err(|e| e.to_string())?;
+    driver.abort();
+    String::from_utf8(body.to_bytes().to_vec()).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = r#"# HELP persona_events_applied Events applied to customer actors.
+# TYPE persona_events_applied counter
+persona_events_applied_total{partition="0"} 1200
+persona_events_applied_total{partition="1"} 800
+persona_events_applied_created{partition="1"} 1.7e9
+# TYPE persona_partition_lag gauge
+persona_partition_lag{partition="0"} 40
+persona_partition_lag{partition="1",note="a } in {quotes}"} 2
+persona_partition_lag_other 99
+# TYPE process_resident_memory_bytes gauge
+process_resident_memory_bytes 123456789
+persona_apply_batch_seconds_bucket{le="0.001"} 5
+# EOF
+"#;
+
+    #[test]
+    fn sums_the_three_metrics_over_partitions() {
+        assert_eq!(
+            parse(TEXT),
+            ShardSample {
+                applied: 2000.0,
+                lag: 42.0,
+                memory_bytes: 123_456_789.0,
+            }
+        );
+        assert_eq!(
+            parse("garbage\n{\npersona_partition_lag{x=\"1\" 4\n"),
+            ShardSample::default()
+        );
+    }
+
+    /// A real HTTP endpoint on loopback: two readings give a rate; a shard that stops
+    /// answering stops reporting; none answering is `None`.
+    #[tokio::test]
+    async fn rates_come_from_two_readings() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let applied = Arc::new(AtomicU64::new(1000));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let served = applied.clone();
+        let server = tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let mut request = [0u8; 1024];
+                let _ = stream.read(&mut request).await.unwrap();
+                let body = format!(
+                    "persona_events_applied_total{{partition=\"3\"}} {}\npersona_partition_lag{{partition=\"3\"}} 7\nprocess_resident_memory_bytes 1000\n",
+                    served.load(Ordering::SeqCst)
+                );
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                stream.write_all(reply.as_bytes()).await.unwrap();
+            }
+        });
+        let scraper = ShardScraper::new(Duration::from_secs(2), "svc");
+        let dead = "127.0.0.1:1".to_owned();
+        let addresses = [address.clone(), dead];
+        let first = scraper.load_of(&addresses).await.unwrap();
+        assert_eq!(
+            (first.reporting, first.expected, first.lag, first.memory_bytes),
+            (0, 2, 7, 1000)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        applied.fetch_add(500, Ordering::SeqCst);
+        let second = scraper.load_of(&addresses).await.unwrap();
+        assert_eq!((second.reporting, second.expected), (1, 2));
+        // 500 events in a bit over 0.2 s.
+        assert!(
+            (1000.0..2600.0).contains(&second.events_per_second),
+            "{}",
+            second.events_per_second
+        );
+        server.abort();
+        assert_eq!(scraper.load_of(&[address]).await, None);
+    }
+}
