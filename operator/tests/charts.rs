@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Container, PodSpec, Service, Service
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::CustomResourceExt;
 use persona_operator::crd::{self, PersonaCluster};
 use serde_json::{Value, json};
@@ -233,6 +234,349 @@ fn assert_least_privilege(rules: &[PolicyRule]) {
     }
 }
 
+/// The verbs `rules` grant on `resource` of `group`, sorted.
+fn verbs_on(rules: &[PolicyRule], group: &str, resource: &str) -> Vec<String> {
+    let mut verbs: Vec<String> = rules
+        .iter()
+        .filter(|r| r.api_groups.iter().flatten().any(|g| g == group))
+        .filter(|r| r.resources.iter().flatten().any(|x| x == resource))
+        .flat_map(|r| r.verbs.clone())
+        .collect();
+    verbs.sort_unstable();
+    verbs
+}
+
+/// A metric as the code registers it, and the series the prometheus-client crate
+/// exposes for it (OpenMetrics): counters get `_total`, histograms `_bucket`, `_sum`
+/// and `_count`.
+#[derive(Clone, Copy, Debug)]
+enum Metric {
+    Counter(&'static str),
+    Gauge(&'static str),
+    Histogram(&'static str),
+}
+
+impl Metric {
+    fn name(self) -> &'static str {
+        match self {
+            Metric::Counter(n) | Metric::Gauge(n) | Metric::Histogram(n) => n,
+        }
+    }
+
+    fn series(self) -> Vec<String> {
+        match self {
+            Metric::Counter(n) => vec![format!("{n}_total")],
+            Metric::Gauge(n) => vec![n.to_owned()],
+            Metric::Histogram(n) => ["_bucket", "_sum", "_count"]
+                .iter()
+                .map(|suffix| format!("{n}{suffix}"))
+                .collect(),
+        }
+    }
+}
+
+/// What the cloud zone exposes: the shards (cli/src/cluster.rs, `shard_metrics`) and
+/// the operator.
+const CLOUD_METRICS: &[Metric] = &[
+    Metric::Counter("persona_events_applied"),
+    Metric::Counter("persona_events_duplicate"),
+    Metric::Counter("persona_matches"),
+    Metric::Counter("persona_actor_activations"),
+    Metric::Counter("persona_actor_passivations"),
+    Metric::Gauge("persona_actors_hot"),
+    Metric::Gauge("persona_partition_lag"),
+    Metric::Histogram("persona_apply_batch_seconds"),
+    Metric::Histogram("persona_checkpoint_seconds"),
+    Metric::Gauge("process_resident_memory_bytes"),
+    Metric::Counter("persona_operator_reconciles"),
+    Metric::Gauge("persona_operator_leader"),
+    Metric::Gauge("persona_operator_desired_shards"),
+    Metric::Gauge("persona_operator_shards"),
+    Metric::Gauge("persona_operator_max_shards"),
+];
+
+/// What the trusted zone exposes: the gateway and the de-tokenizer
+/// (cli/src/trusted.rs).
+const TRUSTED_METRICS: &[Metric] = &[
+    Metric::Counter("persona_gateway_records"),
+    Metric::Counter("persona_gateway_events"),
+    Metric::Counter("persona_gateway_dead_lettered"),
+    Metric::Counter("persona_gateway_tokens_issued"),
+    Metric::Counter("persona_gateway_failures"),
+    Metric::Counter("persona_detokenizer_matches"),
+    Metric::Counter("persona_detokenizer_duplicates"),
+    Metric::Counter("persona_detokenizer_retries"),
+    Metric::Counter("persona_detokenizer_kms_decrypts"),
+    Metric::Histogram("persona_detokenizer_deliver_seconds"),
+];
+
+/// Series of others that the rules and dashboards read: Prometheus' own `up` and
+/// kube-state-metrics' pod readiness.
+const OTHER_SERIES: &[&str] = &["up", "kube_pod_status_ready"];
+
+fn known_series(metrics: &[Metric]) -> Vec<String> {
+    metrics
+        .iter()
+        .flat_map(|m| m.series())
+        .chain(OTHER_SERIES.iter().map(|s| (*s).to_owned()))
+        .collect()
+}
+
+/// The index just past the string literal opening at `start`.
+fn skip_string(chars: &[char], start: usize) -> usize {
+    let quote = chars[start];
+    let mut i = start + 1;
+    while i < chars.len() && chars[i] != quote {
+        i += if chars[i] == '\\' { 2 } else { 1 };
+    }
+    i + 1
+}
+
+/// The metric names a PromQL expression reads. A small scanner, enough for the
+/// expressions the charts ship: it skips strings, ranges `[...]`, label matchers
+/// `{...}` (reading a `__name__` matcher's alternatives), the label lists of `by`,
+/// `without`, `on`, `ignoring`, `group_left` and `group_right`, keywords,
+/// aggregations and function calls; every other identifier is a metric.
+fn metric_names(expr: &str) -> Vec<String> {
+    const KEYWORDS: &[&str] = &[
+        "and",
+        "or",
+        "unless",
+        "bool",
+        "offset",
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "count",
+        "stddev",
+        "stdvar",
+        "topk",
+        "bottomk",
+        "quantile",
+        "count_values",
+        "group",
+    ];
+    const LABEL_LISTS: &[&str] = &["by", "without", "on", "ignoring", "group_left", "group_right"];
+    let chars: Vec<char> = expr.chars().collect();
+    let closing = |from: usize, close: char| {
+        let mut j = from;
+        while j < chars.len() && chars[j] != close {
+            j = if chars[j] == '"' || chars[j] == '\'' {
+                skip_string(&chars, j)
+            } else {
+                j + 1
+            };
+        }
+        j.min(chars.len())
+    };
+    let mut names = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '"' || c == '\'' || c == '`' {
+            i = skip_string(&chars, i);
+        } else if c == '[' {
+            i = closing(i, ']') + 1;
+        } else if c == '{' {
+            let end = closing(i, '}');
+            let block: String = chars[i + 1..end].iter().collect();
+            if let Some(at) = block.find("__name__") {
+                let value = block[at + "__name__".len()..]
+                    .trim_start()
+                    .trim_start_matches(['=', '~'])
+                    .trim_start();
+                if let Some(quoted) = value.strip_prefix('"') {
+                    let alternatives = quoted.split('"').next().unwrap_or_default();
+                    names.extend(alternatives.split('|').map(str::to_owned));
+                }
+            }
+            i = end + 1;
+        } else if c.is_ascii_alphabetic() || c == '_' || c == ':' {
+            let start = i;
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':') {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            let mut next = i;
+            while next < chars.len() && chars[next].is_whitespace() {
+                next += 1;
+            }
+            let called = chars.get(next) == Some(&'(');
+            if LABEL_LISTS.contains(&word.as_str()) {
+                if called {
+                    i = closing(next, ')') + 1;
+                }
+            } else if !called && !KEYWORDS.contains(&word.as_str()) {
+                names.push(word);
+            }
+        } else if c.is_ascii_digit() {
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
+                i += 1;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    names
+}
+
+#[test]
+fn the_promql_scanner_finds_metrics_and_nothing_else() {
+    let expr = r#"sum by (namespace, pod) (rate(persona_events_applied_total{pod=~"a-[0-9]{2}"}[5m])) > 0
+        unless on (pod) histogram_quantile(0.99, sum by (le) (rate(x_bucket[$__rate_interval])))
+        or count(label_replace(up{job="s"} == 1, "c", "$1", "pod", "(.+)")) * 0
+        or absent({__name__=~"a_total|b_total"})"#;
+    assert_eq!(
+        metric_names(expr),
+        ["persona_events_applied_total", "x_bucket", "up", "a_total", "b_total"]
+    );
+}
+
+/// Every expression of a rendered dashboard: its panels' targets (rows included)
+/// and the series its query variables read.
+fn dashboard_exprs(dashboard: &Value) -> Vec<String> {
+    let mut exprs = Vec::new();
+    let mut panels: Vec<&Value> = dashboard["panels"].as_array().unwrap().iter().collect();
+    while let Some(panel) = panels.pop() {
+        panels.extend(panel["panels"].as_array().into_iter().flatten());
+        if panel["type"] == "row" {
+            continue;
+        }
+        let title = panel["title"].as_str().unwrap_or_default();
+        assert_eq!(
+            panel["datasource"]["uid"], "${datasource}",
+            "{title}: the chosen data source"
+        );
+        let targets = panel["targets"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{title}: no targets"));
+        assert!(!targets.is_empty(), "{title}: no targets");
+        for target in targets {
+            let expr = target["expr"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{title}: a target without expr"));
+            exprs.push(expr.to_owned());
+        }
+    }
+    for variable in dashboard["templating"]["list"].as_array().unwrap() {
+        if variable["type"] == "query" {
+            let query = variable["query"]["query"]
+                .as_str()
+                .or(variable["query"].as_str())
+                .unwrap();
+            let series = query
+                .strip_prefix("label_values(")
+                .and_then(|q| q.strip_suffix(')'))
+                .and_then(|q| q.rsplit_once(','))
+                .map_or(query, |(series, _label)| series);
+            exprs.push(series.to_owned());
+        }
+    }
+    exprs
+}
+
+/// The dashboard in `configmap` of `r`: it parses, reads only series in `metrics`
+/// (or others'), and shows every one of `metrics`.
+fn assert_dashboard_shows(r: &Rendered, configmap: &str, key: &str, metrics: &[Metric]) -> Value {
+    let cm: ConfigMap = r.one("ConfigMap", configmap);
+    assert_eq!(
+        cm.metadata
+            .labels
+            .as_ref()
+            .unwrap()
+            .get("grafana_dashboard")
+            .map(String::as_str),
+        Some("1"),
+        "the Grafana sidecar's default label"
+    );
+    let text = &cm.data.as_ref().unwrap()[key];
+    let dashboard: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{configmap}/{key}: {e}"));
+    assert!(dashboard["uid"].as_str().is_some_and(|u| !u.is_empty()), "a stable uid");
+    let known = known_series(metrics);
+    let mut read = Vec::new();
+    for expr in dashboard_exprs(&dashboard) {
+        let names = metric_names(&expr);
+        assert!(!names.is_empty(), "{configmap}: reads no metric: {expr}");
+        for name in names {
+            assert!(
+                known.contains(&name),
+                "{configmap}: {name} is not a series persona exposes: {expr}"
+            );
+            read.push(name);
+        }
+    }
+    for metric in metrics {
+        assert!(
+            metric.series().iter().any(|s| read.contains(s)),
+            "{configmap}: no panel shows {}",
+            metric.name()
+        );
+    }
+    dashboard
+}
+
+/// The alerting rules of the one PrometheusRule `r` renders.
+fn alert_rules(r: &Rendered) -> Vec<Value> {
+    let found = r.of_kind("PrometheusRule");
+    assert_eq!(found.len(), 1, "one PrometheusRule");
+    found[0]["spec"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap().clone())
+        .collect()
+}
+
+/// Each rule is an alert over series the code exposes (or others'), waits `for` a
+/// while, says how bad (severity) and what and why (summary, description).
+fn assert_alerts_complete(rules: &[Value], metrics: &[Metric]) -> Vec<String> {
+    let known = known_series(metrics);
+    let mut names = Vec::new();
+    for rule in rules {
+        let name = rule["alert"].as_str().unwrap_or_else(|| panic!("not an alert: {rule}"));
+        let expr = rule["expr"].as_str().unwrap_or_default();
+        let read = metric_names(expr);
+        assert!(!read.is_empty(), "{name}: reads no metric: {expr}");
+        for series in read {
+            assert!(
+                known.contains(&series),
+                "{name}: {series} is not a series persona exposes"
+            );
+        }
+        let wait = rule["for"].as_str().unwrap_or_else(|| panic!("{name}: no `for`"));
+        assert!(
+            wait.starts_with(|c: char| c.is_ascii_digit())
+                && wait.chars().all(|c| c.is_ascii_digit() || "smhdwy".contains(c))
+                && wait.chars().any(|c| c != '0' && c.is_ascii_digit()),
+            "{name}: for {wait}"
+        );
+        let severity = rule["labels"]["severity"].as_str().unwrap_or_default();
+        assert!(
+            ["warning", "critical"].contains(&severity),
+            "{name}: severity {severity:?}"
+        );
+        for annotation in ["summary", "description"] {
+            let text = rule["annotations"][annotation].as_str().unwrap_or_default();
+            assert!(!text.trim().is_empty(), "{name}: no {annotation}");
+        }
+        names.push(name.to_owned());
+    }
+    names.sort_unstable();
+    names
+}
+
+/// The job label a PodMonitor's first endpoint gives its targets.
+fn pod_monitor_job(monitor: &Value) -> &str {
+    monitor["spec"]["podMetricsEndpoints"][0]["relabelings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["targetLabel"] == "job")
+        .and_then(|r| r["replacement"].as_str())
+        .unwrap()
+}
+
 #[test]
 fn the_cloud_chart_installs_a_hardened_operator_with_least_privilege() {
     let r = render("persona", "persona", &json!({})).unwrap();
@@ -243,24 +587,52 @@ fn the_cloud_chart_installs_a_hardened_operator_with_least_privilege() {
         [
             "ClusterRole",
             "ClusterRoleBinding",
+            "ConfigMap",
             "Deployment",
             "NetworkPolicy",
             "NetworkPolicy",
             "PersonaCluster",
+            "Role",
+            "RoleBinding",
             "ServiceAccount"
         ]
     );
     let deployment: Deployment = r.one("Deployment", "persona-operator");
     let spec = deployment.spec;
+    // Leader election makes two replicas safe, and a rolling update with them.
+    assert_eq!(spec.replicas, Some(2));
+    let strategy = spec.strategy.unwrap();
+    assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"));
     let pod = spec.template.spec.unwrap();
     assert_hardened("operator", &pod);
     assert_eq!(pod.service_account_name.as_deref(), Some("persona-operator"));
     let operator = &pod.containers[0];
     assert_eq!(operator.image.as_deref(), Some("ghcr.io/persona-dev/persona:0.1.0"));
     assert_eq!(operator.args.as_deref(), Some(&["operator".to_owned()][..]));
+    let env = operator.env.clone().unwrap();
+    let value = |n: &str| env.iter().find(|e| e.name == n).and_then(|e| e.value.clone());
+    let field = |n: &str| {
+        env.iter()
+            .find(|e| e.name == n)
+            .and_then(|e| e.value_from.as_ref()?.field_ref.as_ref())
+            .map(|f| f.field_path.clone())
+    };
+    assert_eq!(value("PERSONA_LEASE_NAME").as_deref(), Some("persona-operator"));
+    assert_eq!(field("PERSONA_NAMESPACE").as_deref(), Some("metadata.namespace"));
+    assert_eq!(field("PERSONA_POD_NAME").as_deref(), Some("metadata.name"));
 
     let role: ClusterRole = r.one("ClusterRole", "persona-operator");
-    assert_least_privilege(role.rules.as_deref().unwrap());
+    let rules = role.rules.as_deref().unwrap();
+    assert_least_privilege(rules);
+    // The four kinds are watched and their statuses written; nothing more on them.
+    for kind in ["personaclusters", "featuresets", "offers", "contactpolicies"] {
+        assert_eq!(verbs_on(rules, "persona.dev", kind), ["get", "list", "watch"], "{kind}");
+        assert_eq!(
+            verbs_on(rules, "persona.dev", &format!("{kind}/status")),
+            ["patch"],
+            "{kind}/status"
+        );
+    }
     let binding: ClusterRoleBinding = r.one("ClusterRoleBinding", "persona-operator");
     assert_eq!(binding.role_ref.name, "persona-operator");
     let subject = &binding.subjects.unwrap()[0];
@@ -349,7 +721,15 @@ fn the_values_schema_refuses_bad_values() {
             json!({"cluster": {"bus": {"redis": "redis://user:secret@redis:6379"}}}),
             "/cluster/bus/redis",
         ),
-        (json!({"operator": {"replicas": 2}}), "/operator/replicas"),
+        (json!({"operator": {"replicas": 4}}), "/operator/replicas"),
+        (
+            json!({"prometheus": {"rules": {"alertLabels": {"severity": "page"}}}}),
+            "invalid propertyName 'severity'",
+        ),
+        (
+            json!({"prometheus": {"podMonitors": {"interval": "30 s"}}}),
+            "/prometheus/podMonitors/interval",
+        ),
         (json!({"image": {"pullPolicy": "Sometimes"}}), "/image/pullPolicy"),
         (json!({"cluster": {"partitions": 0}}), "/cluster/partitions"),
         (json!({"cluster": {"name": "Prod_Cluster"}}), "/cluster/name"),
@@ -450,4 +830,250 @@ fn the_trusted_chart_refuses_a_kms_without_a_key_and_labels_the_local_one() {
     let sts: StatefulSet = r.one("StatefulSet", "trusted-gateway");
     let env = sts.spec.template.spec.unwrap().containers[0].env.clone().unwrap();
     assert!(env.iter().all(|e| !e.name.starts_with("PERSONA_KMS_KEY")));
+}
+
+#[test]
+fn leader_election_may_touch_only_the_operators_lease_in_the_release_namespace() {
+    for values in [json!({}), json!({"operator": {"watchNamespace": "payments"}})] {
+        let r = render("persona", "persona", &values).unwrap();
+        let role: Role = r.one("Role", "persona-operator-lease");
+        assert_eq!(role.metadata.namespace.as_deref(), Some("banking"), "{values}");
+        let rules = role.rules.unwrap();
+        let mut verbs = Vec::new();
+        for rule in &rules {
+            assert_eq!(
+                rule.api_groups.as_deref(),
+                Some(&["coordination.k8s.io".to_owned()][..])
+            );
+            assert_eq!(rule.resources.as_deref(), Some(&["leases".to_owned()][..]));
+            for verb in &rule.verbs {
+                assert!(["get", "create", "update"].contains(&verb.as_str()), "{verb} on leases");
+                // Only create cannot name the object it applies to.
+                if verb != "create" {
+                    assert_eq!(
+                        rule.resource_names.as_deref(),
+                        Some(&["persona-operator".to_owned()][..]),
+                        "{verb} on any lease"
+                    );
+                }
+                verbs.push(verb.clone());
+            }
+        }
+        verbs.sort_unstable();
+        assert_eq!(verbs, ["create", "get", "update"]);
+        let binding: RoleBinding = r.one("RoleBinding", "persona-operator-lease");
+        assert_eq!(binding.metadata.namespace.as_deref(), Some("banking"));
+        assert_eq!(
+            (binding.role_ref.kind.as_str(), binding.role_ref.name.as_str()),
+            ("Role", "persona-operator-lease")
+        );
+        let subject = &binding.subjects.unwrap()[0];
+        assert_eq!(
+            (subject.name.as_str(), subject.namespace.as_deref()),
+            ("persona-operator", Some("banking"))
+        );
+        // Nothing else anywhere grants leases.
+        for kind in ["Role", "ClusterRole"] {
+            for object in r.of_kind(kind) {
+                if object["metadata"]["name"] != "persona-operator-lease" {
+                    let text = object["rules"].to_string();
+                    assert!(
+                        !text.contains("leases") && !text.contains("coordination"),
+                        "{kind}: {text}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_operator_may_read_the_shards_metrics_and_the_shards_let_it() {
+    let metrics_port = persona_operator::resources::METRICS_PORT;
+    let r = render(
+        "persona",
+        "persona",
+        &json!({"networkPolicy": {"metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]}}),
+    )
+    .unwrap();
+    let operator: NetworkPolicy = r.one("NetworkPolicy", "persona-operator");
+    let egress = operator.spec.unwrap().egress.unwrap();
+    let to_shards = egress
+        .iter()
+        .find(|rule| {
+            rule.to.iter().flatten().any(|peer| {
+                peer.pod_selector
+                    .as_ref()
+                    .and_then(|s| s.match_labels.as_ref())
+                    .is_some_and(|l| l.get("app.kubernetes.io/name").map(String::as_str) == Some("persona-shard"))
+            })
+        })
+        .expect("an egress rule to the shard pods");
+    let ports: Vec<_> = to_shards.ports.iter().flatten().map(|p| p.port.clone()).collect();
+    assert_eq!(ports, [Some(IntOrString::Int(metrics_port))], "only their metrics port");
+
+    let shards: NetworkPolicy = r.one("NetworkPolicy", "persona-shard");
+    let ingress = shards.spec.unwrap().ingress.unwrap();
+    let metrics = ingress
+        .iter()
+        .find(|rule| {
+            rule.ports
+                .iter()
+                .flatten()
+                .any(|p| p.port == Some(IntOrString::String("metrics".to_owned())))
+        })
+        .unwrap();
+    let from = metrics.from.clone().unwrap();
+    assert!(
+        from.iter().any(|peer| peer
+            .pod_selector
+            .as_ref()
+            .and_then(|s| s.match_labels.as_ref())
+            .is_some_and(|l| l.get("app.kubernetes.io/name").map(String::as_str) == Some("persona-operator"))),
+        "the operator scrapes the shards even when metricsFrom names only Prometheus"
+    );
+    assert_eq!(from.len(), 2, "the operator and metricsFrom");
+}
+
+#[test]
+fn the_dashboards_render_and_show_only_metrics_the_code_exposes() {
+    let r = render("persona", "persona", &json!({})).unwrap();
+    let dashboard = assert_dashboard_shows(&r, "persona-dashboard", "persona.json", CLOUD_METRICS);
+    let variables: Vec<_> = dashboard["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(variables, ["datasource", "namespace", "cluster"]);
+
+    let r = render("persona-onprem", "trusted", &onprem_values()).unwrap();
+    assert_dashboard_shows(&r, "trusted-dashboard", "persona-trusted.json", TRUSTED_METRICS);
+
+    // Another sidecar's label instead of the default (null drops a default key),
+    // another namespace, or no dashboard at all.
+    let r = render(
+        "persona",
+        "persona",
+        &json!({"grafana": {"dashboard": {
+            "labels": {"dashboards": "persona", "grafana_dashboard": null},
+            "namespace": "monitoring"
+        }}}),
+    )
+    .unwrap();
+    let cm: ConfigMap = r.one("ConfigMap", "persona-dashboard");
+    assert_eq!(cm.metadata.namespace.as_deref(), Some("monitoring"));
+    let labels = cm.metadata.labels.unwrap();
+    assert_eq!(labels.get("dashboards").map(String::as_str), Some("persona"));
+    assert!(!labels.contains_key("grafana_dashboard"));
+    let r = render(
+        "persona",
+        "persona",
+        &json!({"grafana": {"dashboard": {"enabled": false}}}),
+    )
+    .unwrap();
+    assert!(r.of_kind("ConfigMap").is_empty());
+}
+
+#[test]
+fn the_alert_rules_render_when_enabled_and_each_says_how_bad_and_what() {
+    let r = render("persona", "persona", &json!({})).unwrap();
+    assert!(
+        r.of_kind("PrometheusRule").is_empty() && r.of_kind("PodMonitor").is_empty(),
+        "off by default: the Prometheus Operator's CRDs may not exist"
+    );
+    let r = render(
+        "persona",
+        "persona",
+        &json!({"prometheus": {"rules": {"enabled": true, "alertLabels": {"team": "payments"}}, "podMonitors": {"enabled": true}}}),
+    )
+    .unwrap();
+    let rules = alert_rules(&r);
+    assert_eq!(
+        assert_alerts_complete(&rules, CLOUD_METRICS),
+        [
+            "PersonaOperatorNoLeader",
+            "PersonaOperatorReconcileErrors",
+            "PersonaOperatorSplitBrain",
+            "PersonaPartitionLagHigh",
+            "PersonaPartitionStalled",
+            "PersonaShardDown",
+            "PersonaShardNotReady",
+            "PersonaShardsAtMaximum",
+            "PersonaShardsMissing"
+        ]
+    );
+    assert!(rules.iter().all(|rule| rule["labels"]["team"] == "payments"));
+    let rule = |name: &str| {
+        let found = rules.iter().find(|r| r["alert"] == name).unwrap();
+        found["expr"].as_str().unwrap().to_owned()
+    };
+    assert!(rule("PersonaShardsAtMaximum").contains(">= max by (namespace, cluster) (persona_operator_max_shards)"));
+    assert!(rule("PersonaOperatorNoLeader").contains("absent(persona_operator_leader"));
+
+    // The PodMonitors give the jobs the rules select.
+    let shards = r
+        .of_kind("PodMonitor")
+        .into_iter()
+        .find(|m| m["metadata"]["name"] == "persona-shards")
+        .unwrap();
+    assert_eq!(shards["spec"]["podMetricsEndpoints"][0]["port"], "metrics");
+    assert_eq!(
+        shards["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"],
+        "persona-shard"
+    );
+    assert!(rule("PersonaShardDown").contains(&format!(r#"up{{job="{}"}}"#, pod_monitor_job(shards))));
+    let operator = r
+        .of_kind("PodMonitor")
+        .into_iter()
+        .find(|m| m["metadata"]["name"] == "persona-operator")
+        .unwrap();
+    let endpoint = &operator["spec"]["podMetricsEndpoints"][0];
+    assert_eq!(
+        (endpoint["port"].as_str(), endpoint["path"].as_str()),
+        (Some("http"), Some("/metrics"))
+    );
+    assert_eq!(
+        endpoint["honorLabels"].as_bool(),
+        Some(true),
+        "the gauges' namespace label is the PersonaCluster's"
+    );
+    assert_eq!(pod_monitor_job(operator), "persona-operator");
+
+    // Every cluster's maximum comes from the operator, so the alert stands without
+    // the chart's own PersonaCluster.
+    let r = render(
+        "persona",
+        "persona",
+        &json!({"cluster": {"create": false}, "prometheus": {"rules": {"enabled": true}}}),
+    )
+    .unwrap();
+    assert!(
+        alert_rules(&r)
+            .iter()
+            .any(|rule| rule["alert"] == "PersonaShardsAtMaximum")
+    );
+
+    let mut values = onprem_values();
+    values["prometheus"] = json!({"rules": {"enabled": true}, "podMonitors": {"enabled": true}});
+    let r = render("persona-onprem", "trusted", &values).unwrap();
+    assert_eq!(
+        assert_alerts_complete(&alert_rules(&r), TRUSTED_METRICS),
+        [
+            "PersonaDetokenizerRetrying",
+            "PersonaDetokenizerUnresolvable",
+            "PersonaGatewayFailing",
+            "PersonaGatewayRefusingRecords",
+            "PersonaTrustedServiceDown"
+        ]
+    );
+    let mut jobs: Vec<_> = r.of_kind("PodMonitor").into_iter().map(pod_monitor_job).collect();
+    jobs.sort_unstable();
+    assert_eq!(jobs, ["persona-detokenizer", "persona-gateway"]);
+    let report = lint(
+        "persona",
+        &json!({"prometheus": {"rules": {"enabled": true}, "podMonitors": {"enabled": true}}}),
+        "v1.30.0",
+    );
+    assert_eq!(problems(&report), Vec::<String>::new());
 }

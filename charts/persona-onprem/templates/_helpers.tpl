@@ -80,4 +80,14 @@ seccompProfile:
   value: {{ .Values.kms.keyCacheMaxAge | quote }}
 - name: PERSONA_DATA
   value: /var/lib/persona
+- name: PERSONA_METRICS_PORT
+  value: {{ .Values.metrics.port | quote }}
+{{- end -}}
+
+{{/* The labels of one alert: its severity and prometheus.rules.alertLabels. Takes (dict "root" . "severity" S). */}}
+{{- define "onprem.alertLabels" -}}
+severity: {{ .severity }}
+{{- with .root.Values.prometheus.rules.alertLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}

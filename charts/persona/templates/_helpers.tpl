@@ -32,3 +32,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "persona.clusterScoped" -}}
 {{- if eq .Values.operator.watchNamespace "" -}}true{{- end -}}
 {{- end -}}
+
+{{/* The labels of one alert: its severity and prometheus.rules.alertLabels. Takes (dict "root" . "severity" S). */}}
+{{- define "persona.alertLabels" -}}
+severity: {{ .severity }}
+{{- with .root.Values.prometheus.rules.alertLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
