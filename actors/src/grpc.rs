@@ -230,7 +230,8 @@ impl Persona for PersonaService {
                 ..Profile::default()
             }));
         };
-        let view = customer.features.view(&shard.engine().features, at);
+        let engine = shard.engine();
+        let view = customer.features.view(&engine.features, at);
         let dated = |m: &std::collections::BTreeMap<String, persona_offers::Dated>| {
             m.iter().map(|(k, d)| (k.clone(), v1::Value::from(&d.value))).collect()
         };

@@ -98,7 +98,8 @@ pub struct ShardConfig {
 /// A running shard: the partitions it owns, each fed from its bus.
 #[derive(Debug)]
 pub struct Shard {
-    engine: Arc<Engine>,
+    /// The engine in force, shared with handles and the mover: a reload swaps it.
+    engine: Current,
     /// Partitions of the whole token space, and those this shard owns (in the order
     /// of `partitions`).
     total_partitions: u32,
@@ -249,7 +250,7 @@ impl Shard {
             .map_err(|e| Error::Actor(e.to_string()))?;
         let partitions = std::mem::take(&mut *children.lock().expect("children lock"));
         Ok(Shard {
-            engine,
+            engine: Arc::new(std::sync::RwLock::new(engine)),
             total_partitions,
             owned: Arc::new(std::sync::RwLock::new(owned.into_iter().zip(partitions).collect())),
             mover: None,
@@ -275,7 +276,7 @@ impl Shard {
                 return Err(self.failure().unwrap_or(e));
             }
         }
-        self.store.save_budget_used(&self.engine.catalog.budget_used())?;
+        self.store.save_budget_used(&self.engine_now().catalog.budget_used())?;
         Ok(())
     }
 
@@ -363,14 +364,24 @@ impl Shard {
     /// each partition switches between two batches, so every event is applied under
     /// exactly one engine. Offer budgets already used carry over.
     pub async fn reload(&mut self, engine: Arc<Engine>) -> Result<(), Error> {
-        engine.catalog.restore_budget_used(&self.engine.catalog.budget_used());
+        engine
+            .catalog
+            .restore_budget_used(&self.engine_now().catalog.budget_used());
+        // New partitions (moved in meanwhile) start under the new engine; running ones
+        // switch between two batches. A partition moved in under the new engine is
+        // reloaded from it to itself, which changes nothing.
+        *self.engine.write().expect("engine lock") = engine.clone();
         for p in &self.actors() {
             call!(p, PartitionMsg::Reload, engine.clone())
                 .map_err(actor_err)?
                 .map_err(Error::Actor)?;
         }
-        self.engine = engine;
         Ok(())
+    }
+
+    /// The engine in force.
+    pub fn engine_now(&self) -> Arc<Engine> {
+        self.engine.read().expect("engine lock").clone()
     }
 
     /// Every customer's features as of `at` (default: each customer's clock), sorted
@@ -417,6 +428,9 @@ impl Shard {
     }
 }
 
+/// The engine a shard runs, shared by the shard, its handles and its mover.
+pub(crate) type Current = Arc<std::sync::RwLock<Arc<Engine>>>;
+
 /// The partitions a shard runs now and their actors, shared by the shard and its
 /// handles: a move in or out changes it while the shard runs.
 type Owned = Arc<std::sync::RwLock<Vec<(u32, ActorRef<PartitionMsg>)>>>;
@@ -426,7 +440,7 @@ type Owned = Arc<std::sync::RwLock<Vec<(u32, ActorRef<PartitionMsg>)>>>;
 #[derive(Clone, Debug)]
 pub struct ShardHandle {
     name: String,
-    engine: Arc<Engine>,
+    engine: Current,
     total_partitions: u32,
     owned: Owned,
 }
@@ -446,8 +460,9 @@ impl ShardHandle {
         Ok(out)
     }
 
-    pub fn engine(&self) -> &Arc<Engine> {
-        &self.engine
+    /// The engine in force (a reload swaps it).
+    pub fn engine(&self) -> Arc<Engine> {
+        self.engine.read().expect("engine lock").clone()
     }
 
     /// The partition of `token`, and whether this shard owns it.

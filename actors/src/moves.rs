@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use persona_bus::redis::{Lease, RedisBus};
-use persona_offers::Engine;
 use persona_proto::ShardControlClient;
 use persona_proto::v1::PartitionRequest;
 use ractor::{Actor, ActorCell, ActorRef};
@@ -39,7 +38,7 @@ pub(crate) struct MoverArgs {
     pub(crate) bus: RedisBus,
     pub(crate) consumer: String,
     pub(crate) config: ShardConfig,
-    pub(crate) engine: Arc<Engine>,
+    pub(crate) engine: crate::Current,
     pub(crate) store: Store,
     pub(crate) outbox: Arc<RedisOutbox>,
     pub(crate) supervisor: ActorCell,
@@ -132,6 +131,11 @@ impl Mover {
         self.feeders.lock().await.drain().map(|(_, f)| f.task).collect()
     }
 
+    /// Whether this shard runs `partition` now.
+    pub fn owns(&self, partition: u32) -> bool {
+        self.is_owned(partition)
+    }
+
     fn is_owned(&self, partition: u32) -> bool {
         self.args
             .owned
@@ -219,7 +223,7 @@ impl Mover {
         let outbox: Arc<dyn Outbox> = self.args.outbox.clone();
         let args = PartitionArgs {
             partition,
-            engine: self.args.engine.clone(),
+            engine: self.args.engine.read().expect("engine lock").clone(),
             store: store.partition(partition)?,
             outbox,
             checkpoint_every: None,

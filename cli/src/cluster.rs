@@ -25,21 +25,48 @@ pub(crate) struct BusArgs {
     /// Redis URL (`redis://` or `rediss://`, with a password if any). Never logged.
     #[arg(long = "redis", env = "PERSONA_REDIS_URL", hide_env_values = true)]
     url: String,
+    /// The Redis password, kept out of the URL (e.g. from a Secret). Never logged.
+    #[arg(long = "redis-password", env = "PERSONA_REDIS_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
     /// Prefix of every key persona uses on that Redis.
-    #[arg(long, default_value = "persona")]
+    #[arg(long, env = "PERSONA_REDIS_PREFIX", default_value = "persona")]
     prefix: String,
     /// Partitions of the token space (fixed for the life of the cluster).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, env = "PERSONA_PARTITIONS", default_value_t = 16)]
     partitions: u32,
 }
 
 impl BusArgs {
     pub(crate) async fn connect(&self) -> Result<RedisBus> {
         // The error names the bus by its prefix, not the URL (it may hold a password).
-        RedisBus::connect(&self.url, &self.prefix, self.partitions)
+        let url = with_password(&self.url, self.password.as_deref())?;
+        RedisBus::connect(&url, &self.prefix, self.partitions)
             .await
             .with_context(|| format!("connecting to the Redis bus `{}`", self.prefix))
     }
+}
+
+/// `url` with `password` in its user info (`redis://:PASSWORD@host`), percent-encoded.
+fn with_password(url: &str, password: Option<&str>) -> Result<String> {
+    let Some(password) = password.filter(|p| !p.is_empty()) else {
+        return Ok(url.to_owned());
+    };
+    let (scheme, rest) = url
+        .split_once("://")
+        .context("the Redis URL has no scheme (redis:// or rediss://)")?;
+    anyhow::ensure!(
+        !rest.split('/').next().unwrap_or_default().contains('@'),
+        "the Redis URL already holds credentials: give the password in one place"
+    );
+    let mut encoded = String::with_capacity(password.len());
+    for b in password.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            encoded.push(char::from(b));
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Ok(format!("{scheme}://:{encoded}@{rest}"))
 }
 
 #[derive(Debug, clap::Args)]
@@ -47,13 +74,13 @@ pub(crate) struct ShardArgs {
     #[command(flatten)]
     bus: BusArgs,
     /// This shard's name in the assignment table; also its consumer name.
-    #[arg(long)]
+    #[arg(long, env = "PERSONA_SHARD_NAME")]
     name: String,
     /// The shard's own state directory (restarted shards resume from it).
-    #[arg(long)]
+    #[arg(long, env = "PERSONA_DATA")]
     data: PathBuf,
     /// Directory of FeatureSet, Offer and ContactPolicy YAML.
-    #[arg(long)]
+    #[arg(long, env = "PERSONA_SPECS")]
     specs: PathBuf,
     /// Checkpoint a partition after this many entries (and whenever it is idle).
     #[arg(long, default_value_t = 10_000)]
@@ -63,11 +90,11 @@ pub(crate) struct ShardArgs {
     batch: usize,
     /// Customers kept in memory: beyond it the least recently used are passivated
     /// after each checkpoint (default: all stay).
-    #[arg(long)]
+    #[arg(long, env = "PERSONA_MAX_HOT")]
     max_hot: Option<usize>,
     /// Customers not used for this long leave memory too (`10m`, `1h`); their state is
     /// in the store and comes back with their next event.
-    #[arg(long, value_parser = crate::args::parse_duration)]
+    #[arg(long, env = "PERSONA_IDLE_AFTER", value_parser = crate::args::parse_duration)]
     idle_after: Option<std::time::Duration>,
     /// On stop, write the features of this shard's customers (features.jsonl format).
     #[arg(long)]
@@ -76,11 +103,11 @@ pub(crate) struct ShardArgs {
     #[arg(long, value_parser = crate::args::parse_instant)]
     as_of: Option<DateTime<Utc>>,
     /// Serve gRPC (persona.v1, health, reflection) on this address, e.g. 0.0.0.0:7400.
-    #[arg(long)]
+    #[arg(long, env = "PERSONA_GRPC_ADDR")]
     grpc: Option<std::net::SocketAddr>,
     /// The address other shards reach this one at (default: http:// + --grpc, or
     /// https:// with --tls-dir).
-    #[arg(long, requires = "grpc")]
+    #[arg(long, env = "PERSONA_ADVERTISE", requires = "grpc")]
     advertise: Option<String>,
     /// Mutual TLS for the shard's gRPC, served and called: a directory with `ca.pem`,
     /// `shard.pem` and `shard.key` (`persona dev-certs --names shard`). Clients and
@@ -88,7 +115,7 @@ pub(crate) struct ShardArgs {
     #[arg(long, env = "PERSONA_TLS_DIR", requires = "grpc")]
     tls_dir: Option<PathBuf>,
     /// Serve Prometheus metrics (OpenMetrics text) on http://ADDR/metrics.
-    #[arg(long)]
+    #[arg(long, env = "PERSONA_METRICS_ADDR")]
     metrics: Option<std::net::SocketAddr>,
     /// Start at once with whatever the assignment table leases to this shard, none
     /// included, and serve gRPC so partitions can be moved onto it (`persona bus
@@ -96,6 +123,15 @@ pub(crate) struct ShardArgs {
     /// shard waits until it holds a lease.
     #[arg(long, requires = "grpc")]
     join: bool,
+    /// Follow an assignment table file (`{"epoch", "shards", "owners": [ordinal of
+    /// partition 0, 1, …]}`, the operator's ConfigMap mounted in the pod): whenever it
+    /// changes, take the partitions it gives this shard's ordinal (lease, state pulled
+    /// from the old owner over gRPC, resume from the checkpoint). Starts like --join.
+    #[arg(long, env = "PERSONA_ASSIGNMENT_FILE", requires_all = ["grpc", "ordinal"])]
+    assignment_file: Option<PathBuf>,
+    /// This shard's ordinal in the table (the StatefulSet pod index).
+    #[arg(long, env = "PERSONA_SHARD_ORDINAL", requires = "assignment_file")]
+    ordinal: Option<u32>,
 }
 
 /// `persona shard`: waits for leases (unless `--join`), feeds its partitions until SIGTERM or Ctrl-C,
@@ -111,7 +147,7 @@ pub(crate) async fn shard(args: ShardArgs) -> Result<ExitCode> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let leases = loop {
         let leases = bus.leases_of(&args.name).await?;
-        if !leases.is_empty() || args.join {
+        if !leases.is_empty() || args.join || args.assignment_file.is_some() {
             break leases;
         }
         tokio::select! {
@@ -160,17 +196,47 @@ pub(crate) async fn shard(args: ShardArgs) -> Result<ExitCode> {
         tokio::spawn(crate::metrics::serve(addr, gather, metrics_stopped))
     });
     let mover = shard.mover();
+    let (stop_following, following_stopped) = tokio::sync::watch::channel(false);
+    let follower = match (&args.assignment_file, args.ordinal, &mover) {
+        (Some(path), Some(ordinal), Some(mover)) => Some(tokio::spawn(follow_table(
+            path.clone(),
+            ordinal,
+            args.bus.partitions,
+            mover.clone(),
+            following_stopped,
+        ))),
+        _ => None,
+    };
     let feeding_failed = async {
         match &mover {
             Some(mover) => mover.failed().await,
             None => std::future::pending().await,
         }
     };
-    let failed = tokio::select! {
-        _ = terminate.recv() => false,
-        _ = tokio::signal::ctrl_c() => false,
-        () = feeding_failed => true,
+    tokio::pin!(feeding_failed);
+    // The specs directory is watched: in Kubernetes it is the operator's ConfigMap,
+    // which the kubelet refreshes in place; a change reloads the engine, no restart.
+    let mut specs_seen = specs::fingerprint(&args.specs);
+    let mut watch_specs = tokio::time::interval(Duration::from_secs(2));
+    watch_specs.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let failed = loop {
+        tokio::select! {
+            _ = terminate.recv() => break false,
+            _ = tokio::signal::ctrl_c() => break false,
+            () = &mut feeding_failed => break true,
+            _ = watch_specs.tick() => {
+                let now = specs::fingerprint(&args.specs);
+                if now != specs_seen {
+                    specs_seen = now;
+                    reload_specs(&mut shard, &args.specs).await;
+                }
+            }
+        }
     };
+    stop_following.send_replace(true);
+    if let Some(follower) = follower {
+        let _ = follower.await;
+    }
     let _ = stop_serving.send(());
     if let Some(server) = server {
         server.await??;
@@ -202,6 +268,114 @@ pub(crate) async fn shard(args: ShardArgs) -> Result<ExitCode> {
     );
     shard.stop().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Loads the specs directory again and switches the shard to it; a directory without
+/// a valid FeatureSet leaves the running engine in place.
+async fn reload_specs(shard: &mut Shard, dir: &std::path::Path) {
+    let loaded = match specs::load(dir) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("specs in {} not reloaded, the running ones stay: {e:#}", dir.display());
+            tracing::warn!(error = %format!("{e:#}"), "specs not reloaded");
+            return;
+        }
+    };
+    crate::commands::report_problems(&loaded);
+    let offers = loaded.offers.len();
+    let mut engine = Engine::new(loaded.features, loaded.offers);
+    if let Some(policy) = loaded.policy {
+        engine = engine.with_policy(policy);
+    }
+    match shard.reload(Arc::new(engine)).await {
+        Ok(()) => {
+            println!("specs reloaded from {}: {offers} offers", dir.display());
+            tracing::info!(offers, "specs reloaded");
+        }
+        Err(e) => tracing::warn!(error = %e, "specs reload failed"),
+    }
+}
+
+/// Follows the assignment table at `path`: whenever its epoch changes, acquires every
+/// partition it gives `ordinal` that this shard does not run yet, retrying each second
+/// until all are here. Partitions it gives to others are left to them: their new owner
+/// takes the lease (which fences this shard) and pulls the state.
+async fn follow_table(
+    path: PathBuf,
+    ordinal: u32,
+    partitions: u32,
+    mover: Arc<persona_actors::moves::Mover>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut applied: Option<u64> = None;
+    let mut last_problem = String::new();
+    loop {
+        match read_table(&path, partitions) {
+            Ok(table) if applied != Some(table.epoch) => {
+                let mine: Vec<u32> = (0..partitions)
+                    .filter(|p| table.owners[*p as usize] == ordinal)
+                    .collect();
+                let mut missing = 0;
+                for &p in &mine {
+                    if *stop.borrow() {
+                        return;
+                    }
+                    if mover.owns(p) {
+                        continue;
+                    }
+                    match mover.acquire(p).await {
+                        Ok(a) => tracing::info!(
+                            partition = p,
+                            from = %a.from,
+                            entries = a.entries,
+                            epoch = table.epoch,
+                            "partition taken under the table"
+                        ),
+                        Err(e) => {
+                            missing += 1;
+                            tracing::warn!(partition = p, error = %e, "could not take a partition the table gives this shard; retrying");
+                        }
+                    }
+                }
+                if missing == 0 {
+                    applied = Some(table.epoch);
+                    last_problem.clear();
+                    println!(
+                        "shard {} follows table epoch {}: partitions {}",
+                        mover.shard(),
+                        table.epoch,
+                        persona_placement::Ranges(&mine)
+                    );
+                }
+            }
+            Ok(_) => {}
+            Err(problem) => {
+                if problem != last_problem {
+                    tracing::warn!(file = %path.display(), %problem, "assignment table unusable; keeping the partitions held");
+                    last_problem = problem;
+                }
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// The table in `path`, checked against the bus's partition count.
+fn read_table(path: &std::path::Path, partitions: u32) -> Result<persona_placement::Assignment, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let table: persona_placement::Assignment =
+        serde_json::from_str(&text).map_err(|e| format!("not an assignment table: {e}"))?;
+    table.validate().map_err(|e| e.to_string())?;
+    if table.partitions() != partitions {
+        return Err(format!(
+            "it has {} partitions, the bus {partitions}",
+            table.partitions()
+        ));
+    }
+    Ok(table)
 }
 
 /// A shard's metrics: per partition, its counts, customers in memory and lag; the

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
+use persona_operator::catalog;
 use persona_operator::controller::{self, Context};
 use persona_operator::decision::Policy;
 use persona_operator::leader::{Elector, Timing};
@@ -116,18 +117,31 @@ pub(crate) async fn run(args: OperatorArgs) -> Result<ExitCode> {
         println!("operator {identity} leading");
         let namespace = Some(args.watch_namespace.as_str()).filter(|n| !n.is_empty());
         let mut watching = leading.clone();
-        let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<bool>();
-        let shutdown = async move {
+        // Both controllers stop when leadership is lost or a signal comes.
+        let (halt_tx, halt) = watch::channel(false);
+        let halting = tokio::spawn(async move {
             let lost = tokio::select! {
                 r = watching.wait_for(|l| !*l) => r.is_ok(),
                 () = signalled => false,
             };
-            let _ = lost_tx.send(lost);
+            halt_tx.send_replace(true);
+            lost
+        });
+        let halted = |mut halt: watch::Receiver<bool>| async move {
+            let _ = halt.wait_for(|h| *h).await;
         };
-        controller::run(ctx, namespace, shutdown)
-            .await
-            .context("running the PersonaCluster controller")?;
-        lost = lost_rx.await.unwrap_or(false);
+        let specs = catalog::run(Arc::new(ctx.clone()), namespace, halted(halt.clone()));
+        let clusters = controller::run(ctx, namespace, halted(halt));
+        // The first to fail (a missing CRD, RBAC) stops the other.
+        tokio::try_join!(
+            async {
+                specs
+                    .await
+                    .context("running the FeatureSet, Offer and ContactPolicy sync")
+            },
+            async { clusters.await.context("running the PersonaCluster controller") },
+        )?;
+        lost = halting.await.unwrap_or(false);
     }
     stop_tx.send_replace(true);
     if let Some(election) = election {

@@ -45,6 +45,19 @@ pub(crate) struct Specs {
     pub(crate) problems: Vec<Problem>,
 }
 
+/// A digest of the `*.yaml` files of a directory (names and contents): it changes
+/// when a spec does. An unreadable directory digests as empty.
+pub(crate) fn fingerprint(dir: &Path) -> u64 {
+    let mut bytes = Vec::new();
+    for file in yaml_files(dir).unwrap_or_default() {
+        bytes.extend_from_slice(file.as_os_str().as_encoded_bytes());
+        bytes.push(0);
+        bytes.extend(std::fs::read(&file).unwrap_or_default());
+        bytes.push(0);
+    }
+    persona_event::hash::fnv1a64(&bytes)
+}
+
 /// `*.yaml` and `*.yml` files of a directory, sorted.
 pub(crate) fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use persona_detokenizer::channels::Sink;
+use persona_detokenizer::channels::{Auth, Sink};
 use persona_detokenizer::resolve::{Remote, Resolver};
 use persona_detokenizer::service::{DetokenizerService, ServiceConfig};
 use persona_event::Channel;
@@ -47,19 +47,19 @@ pub(crate) struct GatewayArgs {
     #[command(flatten)]
     bus: BusArgs,
     /// Directory of Source YAML.
-    #[arg(long)]
+    #[arg(long, env = "PERSONA_SPECS")]
     specs: PathBuf,
     /// The trusted data directory: the vault is DATA/trusted/vault.
-    #[arg(long)]
+    #[arg(long, env = "PERSONA_DATA")]
     data: PathBuf,
     #[command(flatten)]
     kms: KmsArgs,
     /// Watch this directory for source files (each Source's glob under it).
-    #[arg(long = "drop")]
+    #[arg(long = "drop", env = "PERSONA_DROP_DIR")]
     drop_dir: Option<PathBuf>,
     /// Where ingested files move, and where dead_letter.jsonl is appended (default:
     /// DROP/.done).
-    #[arg(long, requires = "drop_dir")]
+    #[arg(long, env = "PERSONA_DONE_DIR", requires = "drop_dir")]
     done: Option<PathBuf>,
     /// How often the drop directory is scanned.
     #[arg(long, default_value = "1s", value_parser = crate::args::parse_duration)]
@@ -73,19 +73,19 @@ pub(crate) struct GatewayArgs {
     #[arg(long, env = "PERSONA_SOURCE_REDIS_URL", hide_env_values = true)]
     source_redis: Option<String>,
     /// This gateway's consumer name in the stream sources' group.
-    #[arg(long, default_value = "gateway-0")]
+    #[arg(long, env = "PERSONA_CONSUMER", default_value = "gateway-0")]
     consumer: String,
     /// The dead-letter file refused records are appended to (default: DONE/
     /// dead_letter.jsonl with --drop, else DATA/trusted/dead_letter.jsonl).
-    #[arg(long)]
+    #[arg(long, env = "PERSONA_DEAD_LETTERS")]
     dead_letters: Option<PathBuf>,
     /// Serve gRPC (Gateway.Ingest; SealedVault with --tls-dir) on this address.
-    #[arg(long)]
+    #[arg(long, env = "PERSONA_GRPC_ADDR")]
     grpc: Option<SocketAddr>,
     #[command(flatten)]
     tls: TlsArgs,
     /// Serve Prometheus metrics (OpenMetrics text) on http://ADDR/metrics.
-    #[arg(long)]
+    #[arg(long, env = "PERSONA_METRICS_ADDR")]
     metrics: Option<SocketAddr>,
 }
 
@@ -209,50 +209,73 @@ pub(crate) struct DetokenizerArgs {
     bus: BusArgs,
     /// The trusted data directory: the service's own store is DATA/trusted/detokenizer;
     /// with --kms local the master key is DATA/trusted/kms.
-    #[arg(long)]
+    #[arg(long, env = "PERSONA_DATA")]
     data: PathBuf,
     #[command(flatten)]
     kms: KmsArgs,
     /// The gateway's gRPC address (https://HOST:PORT), whose SealedVault serves the
     /// vault's records; needs --tls-dir.
-    #[arg(long)]
+    #[arg(long, env = "PERSONA_VAULT_ADDR")]
     vault: String,
     /// A channel's sink: `CHANNEL=URL`, CHANNEL one of push, email, sms; URL one of
     /// file:PATH, http(s)://… (webhook), smtp://HOST:PORT?from=ADDR,
     /// smtp+starttls://…, smtps://…. Repeat per channel; channels not named go to
-    /// file:OUT/deliveries.jsonl.
-    #[arg(long = "channel", value_name = "CHANNEL=URL")]
+    /// file:OUT/deliveries.jsonl. Several may be given comma-separated.
+    #[arg(
+        long = "channel",
+        value_name = "CHANNEL=URL",
+        env = "PERSONA_CHANNELS",
+        value_delimiter = ','
+    )]
     channels: Vec<String>,
+    /// Sent to webhook sinks as `Authorization: Bearer TOKEN`. Never logged.
+    #[arg(long, env = "PERSONA_WEBHOOK_TOKEN", hide_env_values = true)]
+    webhook_token: Option<String>,
+    /// SMTP AUTH user name for smtp sinks.
+    #[arg(long, env = "PERSONA_SMTP_USERNAME", requires = "smtp_password")]
+    smtp_username: Option<String>,
+    /// SMTP AUTH password for smtp sinks. Never logged.
+    #[arg(
+        long,
+        env = "PERSONA_SMTP_PASSWORD",
+        hide_env_values = true,
+        requires = "smtp_username"
+    )]
+    smtp_password: Option<String>,
     /// Where audit.jsonl (and the default deliveries.jsonl) go.
-    #[arg(long)]
+    #[arg(long, env = "PERSONA_OUT")]
     out: PathBuf,
     /// This process's consumer name in the matches stream's group.
-    #[arg(long, default_value = "detokenizer-0")]
+    #[arg(long, env = "PERSONA_CONSUMER", default_value = "detokenizer-0")]
     consumer: String,
     /// Serve `POST /v1/responses` here: channels report opens, clicks, STOP replies
     /// and late bounces of delivered matches (plain HTTP: bind it inside the trusted
     /// zone only).
-    #[arg(long)]
+    #[arg(long, env = "PERSONA_RESPONSES_ADDR")]
     responses: Option<SocketAddr>,
     /// Matches another consumer left pending this long are taken over.
-    #[arg(long, default_value = "30s", value_parser = crate::args::parse_duration)]
+    #[arg(long, env = "PERSONA_STALE_AFTER", default_value = "30s", value_parser = crate::args::parse_duration)]
     stale: Duration,
     #[command(flatten)]
     tls: TlsArgs,
     /// Serve Prometheus metrics (OpenMetrics text) on http://ADDR/metrics.
-    #[arg(long)]
+    #[arg(long, env = "PERSONA_METRICS_ADDR")]
     metrics: Option<SocketAddr>,
 }
 
 /// `persona detokenizer`: delivers until SIGTERM or Ctrl-C.
 pub(crate) async fn detokenizer(args: DetokenizerArgs) -> Result<ExitCode> {
+    let auth = Auth {
+        webhook_bearer: args.webhook_token.clone().filter(|t| !t.is_empty()),
+        smtp: args.smtp_username.clone().zip(args.smtp_password.clone()),
+    };
     let mut routes = BTreeMap::new();
     for spec in &args.channels {
         let (channel, url) = spec
             .split_once('=')
             .with_context(|| format!("--channel `{spec}`: expected CHANNEL=URL"))?;
         let channel: Channel = channel.parse().map_err(|e: String| anyhow::anyhow!("--channel: {e}"))?;
-        let sink = Sink::parse(url).map_err(|e| anyhow::anyhow!("--channel {channel}: {e}"))?;
+        let sink = Sink::parse_with(url, &auth).map_err(|e| anyhow::anyhow!("--channel {channel}: {e}"))?;
         routes.insert(channel, sink);
     }
     let default_sink = format!("file:{}", args.out.join("deliveries.jsonl").display());

@@ -61,6 +61,12 @@ pub enum Sink {
 impl Sink {
     /// The sink a URL names (see the module docs).
     pub fn parse(url: &str) -> Result<Sink, String> {
+        Sink::parse_with(url, &Auth::default())
+    }
+
+    /// [`Sink::parse`], with the secrets a webhook or an SMTP server asks for (kept
+    /// out of the URL, which is logged and shown in errors).
+    pub fn parse_with(url: &str, auth: &Auth) -> Result<Sink, String> {
         if let Some(path) = url.strip_prefix("file:") {
             return Ok(Sink::File(FileSink {
                 path: PathBuf::from(path),
@@ -69,10 +75,10 @@ impl Sink {
         }
         if url.starts_with("http://") || url.starts_with("https://") {
             let uri = http::Uri::from_str(url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
-            return Ok(Sink::Webhook(Webhook::new(uri)?));
+            return Ok(Sink::Webhook(Webhook::new(uri, auth.webhook_bearer.clone())?));
         }
         if url.starts_with("smtp://") || url.starts_with("smtps://") || url.starts_with("smtp+starttls://") {
-            return Smtp::parse(url).map(Sink::Smtp);
+            return Smtp::parse(url, auth.smtp.clone()).map(Sink::Smtp);
         }
         Err(format!(
             "`{url}`: a channel sink is file:PATH, http(s)://URL, smtp://HOST:PORT?from=ADDR, \
@@ -141,10 +147,30 @@ impl FileSink {
 
 type HttpsConnector = hyper_rustls::HttpsConnector<HttpConnector>;
 
+/// Secrets of the sinks.
+#[derive(Clone, Default)]
+pub struct Auth {
+    /// Sent to webhooks as `Authorization: Bearer TOKEN`.
+    pub webhook_bearer: Option<String>,
+    /// SMTP AUTH user name and password.
+    pub smtp: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("webhook_bearer", &self.webhook_bearer.as_ref().map(|_| "<redacted>"))
+            .field("smtp", &self.smtp.as_ref().map(|(user, _)| (user, "<redacted>")))
+            .finish()
+    }
+}
+
 /// POSTs deliveries as JSON.
 pub struct Webhook {
     uri: http::Uri,
     client: Client<HttpsConnector, Full<Bytes>>,
+    /// `Authorization` header value, if any.
+    authorization: Option<http::HeaderValue>,
 }
 
 impl std::fmt::Debug for Webhook {
@@ -159,7 +185,15 @@ impl std::fmt::Debug for Webhook {
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Webhook {
-    fn new(uri: http::Uri) -> Result<Self, String> {
+    fn new(uri: http::Uri, bearer: Option<String>) -> Result<Self, String> {
+        let authorization = bearer
+            .map(|token| {
+                let mut value = http::HeaderValue::try_from(format!("Bearer {token}"))
+                    .map_err(|_| "the webhook token is not a valid header value".to_owned())?;
+                value.set_sensitive(true);
+                Ok::<_, String>(value)
+            })
+            .transpose()?;
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_native_roots()
             .map_err(|e| format!("no TLS roots for the webhook: {e}"))?
@@ -169,11 +203,16 @@ impl Webhook {
         Ok(Self {
             uri,
             client: Client::builder(TokioExecutor::new()).build(connector),
+            authorization,
         })
     }
 
     async fn send(&self, out: &Outgoing<'_>) -> Result<(), Refused> {
-        let request = http::Request::post(self.uri.clone())
+        let mut request = http::Request::post(self.uri.clone());
+        if let Some(value) = &self.authorization {
+            request = request.header(http::header::AUTHORIZATION, value.clone());
+        }
+        let request = request
             .header(http::header::CONTENT_TYPE, "application/json")
             .header("Idempotency-Key", out.decision.match_id.as_str())
             .body(Full::new(Bytes::from(body(out).to_string())))
@@ -227,7 +266,7 @@ impl std::fmt::Debug for Smtp {
 }
 
 impl Smtp {
-    fn parse(url: &str) -> Result<Self, String> {
+    fn parse(url: &str, credentials: Option<(String, String)>) -> Result<Self, String> {
         let (scheme, rest) = url.split_once("://").expect("checked by the caller");
         let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
         let authority = authority.trim_end_matches('/');
@@ -251,11 +290,16 @@ impl Smtp {
             "smtp+starttls" => (Tls::Required(tls(host)?), 587),
             _ => (Tls::Wrapper(tls(host)?), 465),
         };
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
             .port(port.unwrap_or(default_port))
             .tls(tls)
-            .timeout(Some(Duration::from_secs(30)))
-            .build();
+            .timeout(Some(Duration::from_secs(30)));
+        if let Some((user, password)) = credentials {
+            builder = builder.credentials(lettre::transport::smtp::authentication::Credentials::new(
+                user, password,
+            ));
+        }
+        let transport = builder.build();
         Ok(Self {
             transport,
             from,

@@ -4,6 +4,7 @@
 //! them with server-side apply.
 
 pub mod autoscale;
+pub mod catalog;
 pub mod conditions;
 pub mod controller;
 pub mod crd;

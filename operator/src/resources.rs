@@ -41,6 +41,8 @@ pub struct Names {
     pub grpc: String,
     /// The ConfigMap with the assignment table.
     pub assignment: String,
+    /// The ConfigMap with the FeatureSet, Offers and ContactPolicy the shards run.
+    pub specs: String,
 }
 
 impl Names {
@@ -50,6 +52,7 @@ impl Names {
             peers: format!("{cluster}-shard-peers"),
             grpc: format!("{cluster}-grpc"),
             assignment: format!("{cluster}-assignment"),
+            specs: format!("{cluster}-specs"),
         }
     }
 }

@@ -25,6 +25,7 @@ pub(crate) fn cluster(partitions: u32, min: u32, max: u32) -> PersonaCluster {
             bus: BusSpec {
                 redis: "rediss://persona-redis:6379".to_owned(),
                 password_secret: None,
+                prefix: "persona".to_owned(),
             },
             feature_set: "retail-banking".to_owned(),
             image: None,

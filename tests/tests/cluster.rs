@@ -40,6 +40,11 @@ struct Cluster {
     as_of: String,
     shards: Vec<Option<Child>>,
     ports: Vec<u16>,
+    /// The shards' names: `s0`, `s1`… or, following a table, `pc-shard-0`…
+    names: Vec<String>,
+    /// The assignment table file the shards follow (as the operator's ConfigMap
+    /// mounted in their pods), if any.
+    table: Option<PathBuf>,
 }
 
 impl Cluster {
@@ -58,7 +63,7 @@ impl Cluster {
     }
 
     fn start(&mut self, i: usize) {
-        let name = format!("s{i}");
+        let name = self.names[i].clone();
         let data = self.dir.join(&name);
         let features = self.dir.join(format!("{name}.features.jsonl"));
         let log = std::fs::OpenOptions::new()
@@ -80,6 +85,10 @@ impl Cluster {
         args.extend(["--features-out", s(&features), "--as-of", &self.as_of]);
         let grpc = format!("127.0.0.1:{}", self.ports[i]);
         args.extend(["--grpc", &grpc]);
+        let ordinal = i.to_string();
+        if let Some(table) = &self.table {
+            args.extend(["--assignment-file", s(table), "--ordinal", &ordinal]);
+        }
         let bus = self.bus_args();
         args.extend(bus.iter().map(String::as_str));
         let child = persona_command(&args)
@@ -129,22 +138,25 @@ impl Cluster {
 
     /// Sends SIGTERM to every shard and waits for each to checkpoint and exit 0.
     fn stop_all(&mut self) {
-        for child in self.shards.iter().flatten() {
-            let status = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status()
-                .expect("kill -TERM");
-            assert!(status.success());
+        for i in 0..self.shards.len() {
+            self.stop(i);
         }
-        for (i, child) in self.shards.iter_mut().enumerate() {
-            let status = child
-                .take()
-                .expect("running shard")
-                .wait()
-                .expect("waiting for a shard");
-            let log = std::fs::read_to_string(self.dir.join(format!("s{i}.log"))).unwrap_or_default();
-            assert!(status.success(), "shard s{i} exited with {status}:\n{log}");
-        }
+    }
+
+    /// Sends SIGTERM to shard `i` if it runs and waits for it to checkpoint and exit 0.
+    fn stop(&mut self, i: usize) {
+        let Some(mut child) = self.shards[i].take() else {
+            return;
+        };
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+        let status = child.wait().expect("waiting for a shard");
+        let name = &self.names[i];
+        let log = std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default();
+        assert!(status.success(), "shard {name} exited with {status}:\n{log}");
     }
 
     /// Waits until every partition's entries are applied and acknowledged.
@@ -186,16 +198,22 @@ fn specs_with_a_count(demo: &Demo, events: &[Value]) -> PathBuf {
     specs
 }
 
-#[test]
-fn shards_killed_while_events_flow_lose_nothing_and_apply_nothing_twice() {
-    let customers = env_or("PERSONA_CHAOS_CUSTOMERS", 120);
-    let days = env_or("PERSONA_CHAOS_DAYS", 30);
-    let kills = env_or("PERSONA_CHAOS_KILLS", 3);
-    let moves = env_or("PERSONA_CHAOS_MOVES", 3);
+/// The events of a demo bank, its specs with the count, and the batch computation.
+struct Workload {
+    /// Holds the temporary directory everything lives in.
+    _demo: Demo,
+    work: PathBuf,
+    events_file: PathBuf,
+    events: Vec<Value>,
+    specs: PathBuf,
+    batch: Vec<Value>,
+    as_of: String,
+}
+
+fn workload(customers: u32, days: u32) -> Workload {
     let demo = Demo::run(customers, days);
     let work = demo.dir.path().join("cluster");
     std::fs::create_dir_all(&work).unwrap();
-
     // The events, and the same FeatureSet (plus the count) computed in batch.
     let events_file = demo.canonical_events(&demo.dir.path().join("first-backfill"));
     let events = jsonl(&events_file);
@@ -217,20 +235,104 @@ fn shards_killed_while_events_flow_lose_nothing_and_apply_nothing_twice() {
     ]);
     let batch = jsonl(&batch_dir.join("features.jsonl"));
     let as_of = batch[0]["as_of"].as_str().expect("as_of").to_owned();
-
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let mut cluster = Cluster {
-        dir: work.clone(),
-        prefix: format!("chaos:{}:{nanos}", std::process::id()),
+    Workload {
+        _demo: demo,
+        work,
+        events_file,
+        events,
         specs,
+        batch,
         as_of,
-        shards: (0..SHARDS).map(|_| None).collect(),
-        ports: (0..SHARDS).map(|_| free_port()).collect(),
-    };
+    }
+}
+
+impl Workload {
+    fn cluster(&self, names: Vec<String>, table: Option<PathBuf>) -> Cluster {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        Cluster {
+            dir: self.work.clone(),
+            prefix: format!("chaos:{}:{nanos}", std::process::id()),
+            specs: self.specs.clone(),
+            as_of: self.as_of.clone(),
+            shards: names.iter().map(|_| None).collect(),
+            ports: names.iter().map(|_| free_port()).collect(),
+            names,
+            table,
+        }
+    }
+
+    /// The events file cut into `n` chunk files.
+    fn chunks(&self, n: usize) -> Vec<PathBuf> {
+        let lines = std::fs::read_to_string(&self.events_file).unwrap();
+        let lines: Vec<&str> = lines.lines().collect();
+        let size = lines.len().div_ceil(n);
+        lines
+            .chunks(size)
+            .enumerate()
+            .map(|(i, chunk)| {
+                let file = self.work.join(format!("chunk-{i}.jsonl"));
+                std::fs::write(&file, chunk.join("\n") + "\n").unwrap();
+                file
+            })
+            .collect()
+    }
+
+    /// Compares what the stopped shards wrote with the batch: prints the chaos line,
+    /// asserts nothing was lost or applied twice and every feature agrees.
+    fn check(&self, cluster: &Cluster, kills: u32, moves: u32) {
+        let (batch, events) = (&self.batch, &self.events);
+        // Every shard wrote the features of the customers of its partitions.
+        let mut streamed: BTreeMap<String, Value> = BTreeMap::new();
+        for name in &cluster.names {
+            for line in jsonl(&self.work.join(format!("{name}.features.jsonl"))) {
+                let token = line["token"].as_str().unwrap().to_owned();
+                assert!(streamed.insert(token, line).is_none(), "a customer on two shards");
+            }
+        }
+        let count = |v: &Value| v["features"][COUNT].as_i64().expect("the count");
+        let (mut lost, mut twice) = (0i64, 0i64);
+        for want in batch {
+            let token = want["token"].as_str().unwrap();
+            let diff = streamed.get(token).map_or(-count(want), |got| count(got) - count(want));
+            lost += (-diff).max(0);
+            twice += diff.max(0);
+        }
+        println!(
+            "events {}, customers {}, kills {kills}, moves {moves}, lost {lost}, applied twice {twice}",
+            events.len(),
+            batch.len()
+        );
+        let total: i64 = batch.iter().map(count).sum();
+        assert_eq!(total, events.len() as i64, "the count sees every event");
+        assert_eq!((lost, twice), (0, 0));
+        assert_eq!(streamed.len(), batch.len());
+        for want in batch {
+            let token = want["token"].as_str().unwrap();
+            let got = &streamed[token];
+            assert_eq!(got["as_of"], want["as_of"]);
+            for (name, value) in want["features"].as_object().unwrap() {
+                assert!(
+                    close(&got["features"][name], value),
+                    "{token} {name}: cluster {} batch {value}",
+                    got["features"][name]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn shards_killed_while_events_flow_lose_nothing_and_apply_nothing_twice() {
+    let customers = env_or("PERSONA_CHAOS_CUSTOMERS", 120);
+    let days = env_or("PERSONA_CHAOS_DAYS", 30);
+    let kills = env_or("PERSONA_CHAOS_KILLS", 3);
+    let moves = env_or("PERSONA_CHAOS_MOVES", 3);
+    let w = workload(customers, days);
     let names: Vec<String> = (0..SHARDS).map(|i| format!("s{i}")).collect();
+    let mut cluster = w.cluster(names.clone(), None);
     cluster.bus("assign", &["--shards", &names.join(",")]);
     for i in 0..SHARDS {
         cluster.start(i);
@@ -239,14 +341,9 @@ fn shards_killed_while_events_flow_lose_nothing_and_apply_nothing_twice() {
     // Publish in chunks; after each of the first `kills` chunks, SIGKILL a shard while
     // it works and start it again on its own data directory; after each of the first
     // `moves`, move a partition to another shard while the chunk is being applied.
-    let lines = std::fs::read_to_string(&events_file).unwrap();
-    let lines: Vec<&str> = lines.lines().collect();
-    let chunks = (kills.max(moves) as usize + 2).max(4);
-    let size = lines.len().div_ceil(chunks);
-    for (n, chunk) in lines.chunks(size).enumerate() {
-        let file = work.join(format!("chunk-{n}.jsonl"));
-        std::fs::write(&file, chunk.join("\n") + "\n").unwrap();
-        cluster.bus("publish", &[s(&file)]);
+    let chunks = w.chunks((kills.max(moves) as usize + 2).max(4));
+    for (n, file) in chunks.iter().enumerate() {
+        cluster.bus("publish", &[s(file)]);
         if n < moves as usize {
             cluster.move_partition((n * 5 % 12) as u32);
         }
@@ -259,44 +356,101 @@ fn shards_killed_while_events_flow_lose_nothing_and_apply_nothing_twice() {
     }
     cluster.wait_for_no_lag();
     cluster.stop_all();
+    w.check(&cluster, kills, moves);
+}
 
-    // Every shard wrote the features of the customers of its partitions.
-    let mut streamed: BTreeMap<String, Value> = BTreeMap::new();
-    for i in 0..SHARDS {
-        for line in jsonl(&work.join(format!("s{i}.features.jsonl"))) {
-            let token = line["token"].as_str().unwrap().to_owned();
-            assert!(streamed.insert(token, line).is_none(), "a customer on two shards");
+/// Writes `table` where the shards read it, as the kubelet refreshes a ConfigMap
+/// volume: a new file renamed over the old, never a half-written one.
+fn publish_table(path: &Path, table: &persona_placement::Assignment) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec(table).unwrap()).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// The shard that holds each partition's lease on Redis, by name.
+fn lease_holders(cluster: &Cluster) -> Vec<Option<String>> {
+    let status: Value = serde_json::from_str(&cluster.bus("status", &["--json"])).expect("status json");
+    status["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["shard"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Waits until every partition's lease is held by the shard `table` gives it.
+fn wait_for_table(cluster: &Cluster, table: &persona_placement::Assignment) {
+    let want: Vec<Option<String>> = table
+        .owners
+        .iter()
+        .map(|o| Some(cluster.names[*o as usize].clone()))
+        .collect();
+    let started = Instant::now();
+    loop {
+        let holders = lease_holders(cluster);
+        if holders == want {
+            return;
         }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the shards did not follow table epoch {}: leases {holders:?}, table {want:?}",
+            table.epoch
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
-    let count = |v: &Value| v["features"][COUNT].as_i64().expect("the count");
-    let (mut lost, mut twice) = (0i64, 0i64);
-    for want in &batch {
-        let token = want["token"].as_str().unwrap();
-        let diff = streamed.get(token).map_or(-count(want), |got| count(got) - count(want));
-        lost += (-diff).max(0);
-        twice += diff.max(0);
-    }
-    println!(
-        "events {}, customers {}, kills {kills}, moves {moves}, lost {lost}, applied twice {twice}",
-        events.len(),
-        batch.len()
+}
+
+/// Shards in the operator's mode: each follows the assignment table file (as its pod
+/// reads the mounted ConfigMap) and takes the partitions it is given, pulling their
+/// state from the old owner. The table grows from 2 to 3 shards and back to 2 while
+/// events flow, with a shard killed in between; the removed shard leaves with nothing
+/// and no event is lost or applied twice.
+#[test]
+fn shards_following_the_operators_table_scale_up_and_down_losing_nothing() {
+    use persona_placement::plan;
+    let w = workload(120, 30);
+    let names: Vec<String> = (0..SHARDS).map(|i| format!("pc-shard-{i}")).collect();
+    let table_file = w.work.join("assignment.json");
+    let mut cluster = w.cluster(names, Some(table_file.clone()));
+    let partitions: u32 = PARTITIONS.parse().unwrap();
+    let chunks = w.chunks(4);
+
+    // A new cluster: two pods, the first table.
+    let first = plan(None, partitions, 2).unwrap().assignment;
+    publish_table(&table_file, &first);
+    cluster.start(0);
+    cluster.start(1);
+    wait_for_table(&cluster, &first);
+    cluster.bus("publish", &[s(&chunks[0])]);
+
+    // Scale up: the third pod starts with nothing, then the table gives it its share.
+    cluster.start(2);
+    cluster.bus("publish", &[s(&chunks[1])]);
+    let grown = plan(Some(&first), partitions, 3).unwrap();
+    assert_eq!(grown.assignment.partitions_of(2).len(), 4);
+    publish_table(&table_file, &grown.assignment);
+    // A pod dies while partitions move, and comes back on its own volume.
+    std::thread::sleep(Duration::from_millis(300));
+    cluster.kill(1);
+    cluster.start(1);
+    wait_for_table(&cluster, &grown.assignment);
+    cluster.bus("publish", &[s(&chunks[2])]);
+
+    // Scale down: partitions move off the highest ordinal, then its pod goes.
+    let shrunk = plan(Some(&grown.assignment), partitions, 2).unwrap();
+    publish_table(&table_file, &shrunk.assignment);
+    cluster.bus("publish", &[s(&chunks[3])]);
+    wait_for_table(&cluster, &shrunk.assignment);
+    cluster.stop(2);
+    assert!(
+        jsonl(&w.work.join("pc-shard-2.features.jsonl")).is_empty(),
+        "the removed shard kept customers"
     );
-    let total: i64 = batch.iter().map(count).sum();
-    assert_eq!(total, events.len() as i64, "the count sees every event");
-    assert_eq!((lost, twice), (0, 0));
-    assert_eq!(streamed.len(), batch.len());
-    for want in &batch {
-        let token = want["token"].as_str().unwrap();
-        let got = &streamed[token];
-        assert_eq!(got["as_of"], want["as_of"]);
-        for (name, value) in want["features"].as_object().unwrap() {
-            assert!(
-                close(&got["features"][name], value),
-                "{token} {name}: cluster {} batch {value}",
-                got["features"][name]
-            );
-        }
-    }
+
+    cluster.wait_for_no_lag();
+    cluster.stop_all();
+    let moves = (grown.moves.len() + shrunk.moves.len()) as u32;
+    w.check(&cluster, 1, moves);
 }
 
 /// `persona bus` refuses a malformed events file with its file and line, having

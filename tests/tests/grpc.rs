@@ -280,6 +280,41 @@ async fn shards_serve_and_forward_the_persona_api() {
     assert!(explained.clauses.len() >= 2, "{explained:?}");
     assert_eq!(explained, s1.explain(ask).await.unwrap().into_inner());
 
+    // A new offer in the specs directory (in Kubernetes, the operator's ConfigMap) is
+    // taken up by the running shards, without a restart.
+    let late = ExplainRequest {
+        token: batch[0]["token"].as_str().unwrap().to_owned(),
+        offer: "car-loan-again".into(),
+        as_of_micros: None,
+    };
+    let unknown = s0.explain(late.clone()).await;
+    assert!(
+        !matches!(&unknown, Ok(r) if r.get_ref().found),
+        "not an offer yet: {unknown:?}"
+    );
+    let specs = out.join("specs");
+    let offers = std::fs::read_to_string(specs.join("offers.yaml")).unwrap();
+    let car_loan = offers.split("\n---").next().unwrap();
+    assert!(car_loan.contains("metadata: {name: car-loan}"), "{car_loan}");
+    std::fs::write(
+        specs.join("late-offer.yaml"),
+        car_loan.replace("metadata: {name: car-loan}", "metadata: {name: car-loan-again}"),
+    )
+    .unwrap();
+    let started = Instant::now();
+    for client in [&mut s0, &mut s1] {
+        loop {
+            match client.explain(late.clone()).await {
+                Ok(r) if r.get_ref().found => break,
+                other => assert!(
+                    started.elapsed() < Duration::from_secs(20),
+                    "the new offer was not taken up: {other:?}"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     // Bad input names its field.
     let mut bad = v1::Event::from(&events[0]);
     bad.token = "tk_nope".into();

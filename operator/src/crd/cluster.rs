@@ -186,6 +186,15 @@ pub struct BusSpec {
     /// A key of a Secret in this namespace holding the Redis password.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret: Option<SecretKeySelector>,
+    /// Prefix of every key persona uses on that Redis; the trusted zone's gateway and
+    /// de-tokenizer must use the same.
+    #[serde(default = "default_prefix")]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9:_.-]+$"))]
+    pub prefix: String,
+}
+
+fn default_prefix() -> String {
+    "persona".to_owned()
 }
 
 /// What the operator last did and saw.

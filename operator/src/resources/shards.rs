@@ -23,6 +23,7 @@ use crate::crd::PersonaCluster;
 const SHARD_UID: i64 = 65532;
 const DATA_DIR: &str = "/var/lib/persona";
 const ASSIGNMENT_DIR: &str = "/etc/persona/assignment";
+const SPECS_DIR: &str = "/etc/persona/specs";
 /// Long enough for a shard to finish its batch and checkpoint every partition.
 const TERMINATION_GRACE_SECONDS: i64 = 60;
 
@@ -72,6 +73,14 @@ pub(super) fn stateful_set(
                     name: "assignment".to_owned(),
                     config_map: Some(ConfigMapVolumeSource {
                         name: names.assignment.clone(),
+                        ..ConfigMapVolumeSource::default()
+                    }),
+                    ..Volume::default()
+                },
+                Volume {
+                    name: "specs".to_owned(),
+                    config_map: Some(ConfigMapVolumeSource {
+                        name: names.specs.clone(),
                         ..ConfigMapVolumeSource::default()
                     }),
                     ..Volume::default()
@@ -140,26 +149,33 @@ pub(super) fn stateful_set(
 fn container(cluster: &PersonaCluster, names: &Names, defaults: &ShardDefaults) -> Container {
     let spec = &cluster.spec;
     let namespace = cluster.namespace().unwrap_or_default();
+    // What `persona shard` reads (its flags' environment variables).
     let mut env = vec![
-        env("PERSONA_CLUSTER", &cluster.name_any()),
-        field_env("PERSONA_POD_NAME", "metadata.name"),
-        field_env("PERSONA_NAMESPACE", "metadata.namespace"),
+        field_env("PERSONA_SHARD_NAME", "metadata.name"),
         field_env(
             "PERSONA_SHARD_ORDINAL",
             "metadata.labels['apps.kubernetes.io/pod-index']",
         ),
         env("PERSONA_PARTITIONS", &spec.partitions.to_string()),
-        env("PERSONA_FEATURE_SET", &spec.feature_set),
-        env("PERSONA_BUS_REDIS", &spec.bus.redis),
-        env("PERSONA_ASSIGNMENT_FILE", &format!("{ASSIGNMENT_DIR}/{ASSIGNMENT_KEY}")),
-        env("PERSONA_PEERS", &format!("{}.{namespace}.svc", names.peers)),
+        env("PERSONA_REDIS_URL", &spec.bus.redis),
+        env("PERSONA_REDIS_PREFIX", &spec.bus.prefix),
         env("PERSONA_DATA", DATA_DIR),
-        env("PERSONA_GRPC_PORT", &GRPC_PORT.to_string()),
-        env("PERSONA_METRICS_PORT", &METRICS_PORT.to_string()),
+        env("PERSONA_SPECS", SPECS_DIR),
+        env("PERSONA_ASSIGNMENT_FILE", &format!("{ASSIGNMENT_DIR}/{ASSIGNMENT_KEY}")),
+        env("PERSONA_GRPC_ADDR", &format!("0.0.0.0:{GRPC_PORT}")),
+        // Kubernetes expands $(PERSONA_SHARD_NAME), defined above.
+        env(
+            "PERSONA_ADVERTISE",
+            &format!(
+                "http://$(PERSONA_SHARD_NAME).{}.{namespace}.svc:{GRPC_PORT}",
+                names.peers
+            ),
+        ),
+        env("PERSONA_METRICS_ADDR", &format!("0.0.0.0:{METRICS_PORT}")),
     ];
     if let Some(secret) = &spec.bus.password_secret {
         env.push(EnvVar {
-            name: "PERSONA_BUS_REDIS_PASSWORD".to_owned(),
+            name: "PERSONA_REDIS_PASSWORD".to_owned(),
             value_from: Some(EnvVarSource {
                 secret_key_ref: Some(SecretKeySelector {
                     name: secret.name.clone(),
@@ -210,6 +226,7 @@ fn container(cluster: &PersonaCluster, names: &Names, defaults: &ShardDefaults) 
         volume_mounts: Some(vec![
             mount("data", DATA_DIR, false),
             mount("assignment", ASSIGNMENT_DIR, true),
+            mount("specs", SPECS_DIR, true),
             mount("tmp", "/tmp", false),
         ]),
         ..Container::default()

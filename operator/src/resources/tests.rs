@@ -123,21 +123,35 @@ fn the_stateful_set_runs_the_shards() {
     assert_eq!(pod.automount_service_account_token, Some(false));
     let assignment_volume = pod.volumes.iter().flatten().find(|v| v.name == "assignment").unwrap();
     assert_eq!(assignment_volume.config_map.as_ref().unwrap().name, names.assignment);
+    let specs_volume = pod.volumes.iter().flatten().find(|v| v.name == "specs").unwrap();
+    assert_eq!(specs_volume.config_map.as_ref().unwrap().name, "prod-specs");
 
     let shard = shard_container(&ch);
     assert_eq!(shard.image.as_deref(), Some("ghcr.io/persona/persona:0.1.0"));
     assert_eq!(shard.args.as_deref(), Some(&["shard".to_owned()][..]));
     assert_eq!(env_value(shard, "PERSONA_PARTITIONS"), Some("64"));
-    assert_eq!(env_value(shard, "PERSONA_FEATURE_SET"), Some("retail-banking"));
     assert_eq!(
-        env_value(shard, "PERSONA_BUS_REDIS"),
+        env_value(shard, "PERSONA_REDIS_URL"),
         Some("rediss://persona-redis:6379")
     );
+    assert_eq!(env_value(shard, "PERSONA_REDIS_PREFIX"), Some("persona"));
+    assert_eq!(env_value(shard, "PERSONA_SPECS"), Some("/etc/persona/specs"));
+    assert_eq!(env_value(shard, "PERSONA_GRPC_ADDR"), Some("0.0.0.0:50051"));
+    assert_eq!(env_value(shard, "PERSONA_METRICS_ADDR"), Some("0.0.0.0:9090"));
     assert_eq!(
         env_value(shard, "PERSONA_ASSIGNMENT_FILE"),
         Some("/etc/persona/assignment/assignment.json")
     );
-    assert_eq!(env_value(shard, "PERSONA_PEERS"), Some("prod-shard-peers.banking.svc"));
+    // Each shard tells the others where it serves: its own pod's stable name.
+    assert_eq!(
+        env_value(shard, "PERSONA_ADVERTISE"),
+        Some("http://$(PERSONA_SHARD_NAME).prod-shard-peers.banking.svc:50051")
+    );
+    let position = |name: &str| shard.env.iter().flatten().position(|e| e.name == name).unwrap();
+    assert!(
+        position("PERSONA_SHARD_NAME") < position("PERSONA_ADVERTISE"),
+        "Kubernetes expands only variables defined before"
+    );
     assert!(shard.readiness_probe.as_ref().unwrap().grpc.is_some());
     let resources = shard.resources.as_ref().unwrap();
     assert_eq!(resources.requests.as_ref().unwrap()["cpu"], Quantity("500m".to_owned()));
@@ -171,6 +185,7 @@ fn shard_pods_run_unprivileged_on_a_read_only_root() {
         [
             ("/var/lib/persona", false),
             ("/etc/persona/assignment", true),
+            ("/etc/persona/specs", true),
             ("/tmp", false)
         ]
     );
@@ -202,7 +217,7 @@ fn the_spec_overrides_image_resources_storage_and_adds_the_redis_password() {
         .env
         .iter()
         .flatten()
-        .find(|e| e.name == "PERSONA_BUS_REDIS_PASSWORD")
+        .find(|e| e.name == "PERSONA_REDIS_PASSWORD")
         .unwrap();
     assert!(
         password.value.is_none(),
