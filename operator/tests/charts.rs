@@ -798,7 +798,11 @@ fn the_trusted_chart_runs_gateway_and_detokenizer_unprivileged_without_api_acces
         let get = |n: &str| env.iter().find(|e| e.name == n).and_then(|e| e.value.clone());
         assert_eq!(get("PERSONA_KMS").as_deref(), Some("aws"));
         assert_eq!(get("PERSONA_KMS_KEY_ID").as_deref(), Some("alias/persona-trusted"));
-        assert!(env.iter().any(|e| e.name == "PERSONA_BUS_REDIS_PASSWORD"));
+        assert!(env.iter().any(|e| e.name == "PERSONA_REDIS_PASSWORD"));
+        // The bus as the cloud side's PersonaCluster has it (charts/persona's defaults).
+        assert_eq!(get("PERSONA_REDIS_PREFIX").as_deref(), Some("persona"));
+        assert_eq!(get("PERSONA_PARTITIONS").as_deref(), Some("256"));
+        assert_eq!(get("PERSONA_METRICS_ADDR").as_deref(), Some("0.0.0.0:9090"));
         let _: NetworkPolicy = r.one("NetworkPolicy", name);
     }
     // No Kubernetes API rights at all in the trusted zone.
@@ -811,6 +815,216 @@ fn the_trusted_chart_runs_gateway_and_detokenizer_unprivileged_without_api_acces
     assert_eq!(spec["kind"], "Source");
     assert_eq!(spec["spec"]["fields"]["EMAIL"], json!({"vault": "email"}));
     assert!(!r.notes.contains("WARNING"), "{}", r.notes);
+}
+
+/// The environment value `name` of a pod's first container.
+fn env_value(pod: &PodSpec, name: &str) -> Option<String> {
+    pod.containers[0]
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == name)
+        .and_then(|e| e.value.clone())
+}
+
+#[test]
+fn the_gateway_and_the_detokenizer_speak_mutual_tls_with_the_files_their_secrets_hold() {
+    let r = render("persona-onprem", "trusted", &onprem_values()).unwrap();
+    // ci/test-values.yaml: the gateway's Secret has cert-manager's keys, the
+    // de-tokenizer's is made from `persona dev-certs` files.
+    for (name, service, secret, keys) in [
+        (
+            "trusted-gateway",
+            "gateway",
+            "persona-gateway-tls",
+            ["ca.crt", "tls.crt", "tls.key"],
+        ),
+        (
+            "trusted-detokenizer",
+            "detokenizer",
+            "persona-trusted-certs",
+            ["ca.pem", "detokenizer.pem", "detokenizer.key"],
+        ),
+    ] {
+        let sts: StatefulSet = r.one("StatefulSet", name);
+        let pod = sts.spec.template.spec.unwrap();
+        let dir = env_value(&pod, "PERSONA_TLS_DIR").unwrap_or_else(|| panic!("{name}: no PERSONA_TLS_DIR"));
+        let mount = pod.containers[0]
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.mount_path == dir)
+            .unwrap_or_else(|| panic!("{name}: nothing mounted at {dir}"));
+        assert_eq!(mount.read_only, Some(true), "{name}: the TLS files are read-only");
+        let volume = pod.volumes.iter().flatten().find(|v| v.name == mount.name).unwrap();
+        let source = volume
+            .secret
+            .as_ref()
+            .unwrap_or_else(|| panic!("{name}: {dir} is not a Secret"));
+        assert_eq!(source.secret_name.as_deref(), Some(secret), "{name}");
+        let items: Vec<(&str, &str)> = source
+            .items
+            .iter()
+            .flatten()
+            .map(|i| (i.key.as_str(), i.path.as_str()))
+            .collect();
+        // The names `persona SERVICE --tls-dir` reads: ca.pem, SERVICE.pem, SERVICE.key.
+        let files = ["ca.pem".to_owned(), format!("{service}.pem"), format!("{service}.key")];
+        let expected: Vec<(&str, &str)> = keys.iter().copied().zip(files.iter().map(String::as_str)).collect();
+        assert_eq!(items, expected, "{name}");
+        assert_eq!(
+            source.default_mode,
+            Some(0o440),
+            "{name}: the key is not world-readable"
+        );
+    }
+
+    let sts: StatefulSet = r.one("StatefulSet", "trusted-gateway");
+    let pod = sts.spec.template.spec.unwrap();
+    assert_eq!(env_value(&pod, "PERSONA_GRPC_ADDR").as_deref(), Some("0.0.0.0:50061"));
+    // The kubelet's gRPC probe has no client certificate.
+    let container = &pod.containers[0];
+    assert!(container.readiness_probe.as_ref().unwrap().grpc.is_none());
+    assert!(container.liveness_probe.as_ref().unwrap().grpc.is_none());
+
+    let sts: StatefulSet = r.one("StatefulSet", "trusted-detokenizer");
+    let pod = sts.spec.template.spec.unwrap();
+    assert_eq!(
+        env_value(&pod, "PERSONA_VAULT_ADDR").as_deref(),
+        Some("https://trusted-gateway.banking.svc:50061"),
+        "the gateway's Service, whose name its certificate carries"
+    );
+    assert_eq!(
+        env_value(&pod, "PERSONA_CHANNELS").as_deref(),
+        Some(
+            "push=https://notify.bank.internal/persona,\
+             email=smtp+starttls://smtp.bank.internal:587?from=offers@bank.example,\
+             sms=file:/var/lib/persona/deliveries.jsonl"
+        )
+    );
+    assert_eq!(env_value(&pod, "PERSONA_OUT").as_deref(), Some("/var/lib/persona"));
+
+    // The de-tokenizer may reach the gateway's gRPC port, and the gateway lets it in
+    // whatever ingestFrom says.
+    let mut values = onprem_values();
+    values["networkPolicy"] = json!({"ingestFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "core-banking"}}}]});
+    let r = render("persona-onprem", "trusted", &values).unwrap();
+    let selects = |peer: &k8s_openapi::api::networking::v1::NetworkPolicyPeer, component: &str| {
+        peer.pod_selector
+            .as_ref()
+            .and_then(|s| s.match_labels.as_ref())
+            .is_some_and(|l| l.get("app.kubernetes.io/name").map(String::as_str) == Some(component))
+    };
+    let detokenizer: NetworkPolicy = r.one("NetworkPolicy", "trusted-detokenizer");
+    let egress = detokenizer.spec.unwrap().egress.unwrap();
+    let to_gateway = egress
+        .iter()
+        .find(|rule| rule.to.iter().flatten().any(|p| selects(p, "persona-gateway")))
+        .expect("an egress rule to the gateway");
+    let ports: Vec<_> = to_gateway.ports.iter().flatten().map(|p| p.port.clone()).collect();
+    assert_eq!(ports, [Some(IntOrString::Int(50061))]);
+    // The channels: the webhook's https and SMTP submission.
+    let channel_ports: Vec<_> = egress
+        .last()
+        .unwrap()
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| p.port.clone())
+        .collect();
+    assert_eq!(
+        channel_ports,
+        [Some(IntOrString::Int(443)), Some(IntOrString::Int(587))]
+    );
+    let gateway: NetworkPolicy = r.one("NetworkPolicy", "trusted-gateway");
+    let ingress = gateway.spec.unwrap().ingress.unwrap();
+    assert!(
+        ingress.iter().any(
+            |rule| rule.from.iter().flatten().any(|p| selects(p, "persona-detokenizer"))
+                && rule
+                    .ports
+                    .iter()
+                    .flatten()
+                    .any(|p| p.port == Some(IntOrString::String("grpc".to_owned())))
+        ),
+        "the gateway admits the de-tokenizer on grpc"
+    );
+}
+
+#[test]
+fn the_trusted_chart_refuses_what_the_services_could_not_run_with() {
+    let cases = [
+        (
+            json!({"gateway": {"tls": {"secretName": ""}}}),
+            "/gateway/tls/secretName",
+        ),
+        (
+            json!({"detokenizer": {"tls": {"secretName": ""}}}),
+            "/detokenizer/tls/secretName",
+        ),
+        (
+            json!({"detokenizer": {"channels": {"sms": {"sink": "webhook"}}}}),
+            "/detokenizer/channels/sms/url",
+        ),
+        (
+            json!({"detokenizer": {"channels": {"push": {"url": "http://notify.bank.internal"}}}}),
+            "/detokenizer/channels/push/url",
+        ),
+        (
+            json!({"detokenizer": {"channels": {"smtp": {"host": ""}}}}),
+            "detokenizer.channels.email.sink is smtp: set detokenizer.channels.smtp.host and .from",
+        ),
+        (json!({"bus": {"partitions": 0}}), "/bus/partitions"),
+        (json!({"bus": {"prefix": "persona prod"}}), "/bus/prefix"),
+        (
+            json!({"sources": {"specs": {"card-swipes": {"stream": "cards", "event": "swipe", "time": {"field": "TS"}, "fields": {}}}}}),
+            "sources.specs.card-swipes reads the Redis stream cards: set sources.redis.url or sources.redis.urlSecret",
+        ),
+        (
+            json!({"gateway": {"enabled": false}}),
+            "detokenizer.vaultAddress: the gateway is not in this release",
+        ),
+    ];
+    for (over, expected) in cases {
+        let mut values = onprem_values();
+        merge(&mut values, &over);
+        let err = render("persona-onprem", "trusted", &values)
+            .err()
+            .unwrap_or_else(|| panic!("{over} was accepted"));
+        assert!(err.contains(expected), "{over}: {err}");
+    }
+    // With a stream source and its Redis, and the gateway of another release.
+    let mut values = onprem_values();
+    merge(
+        &mut values,
+        &json!({
+            "sources": {
+                "specs": {"card-swipes": {"stream": "cards", "event": "swipe", "time": {"field": "TS"}, "fields": {}}},
+                "redis": {"urlSecret": {"name": "persona-source-redis", "key": "url"}}
+            },
+            "gateway": {"enabled": false},
+            "detokenizer": {"vaultAddress": "https://vault.trusted.svc:50061"}
+        }),
+    );
+    let r = render("persona-onprem", "trusted", &values).unwrap();
+    let sts: StatefulSet = r.one("StatefulSet", "trusted-detokenizer");
+    let pod = sts.spec.template.spec.unwrap();
+    assert_eq!(
+        env_value(&pod, "PERSONA_VAULT_ADDR").as_deref(),
+        Some("https://vault.trusted.svc:50061")
+    );
+}
+
+/// `over` merged into `values`, maps key by key, as Helm merges values files.
+fn merge(values: &mut Value, over: &Value) {
+    match (values, over) {
+        (Value::Object(v), Value::Object(o)) => {
+            for (k, x) in o {
+                merge(v.entry(k.clone()).or_insert(Value::Null), x);
+            }
+        }
+        (v, o) => *v = o.clone(),
+    }
 }
 
 #[test]
