@@ -1,6 +1,6 @@
 //! `persona crdgen`: the CustomResourceDefinitions of every persona kind, one YAML
 //! file per kind, generated from the Rust types (the cloud kinds of
-//! persona-operator).
+//! persona-operator, the trusted zone's Source of persona-privacy).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -16,7 +16,8 @@ pub(crate) struct Args {
 
 /// The generated files: (file name, YAML), in a fixed order.
 pub(crate) fn files() -> Result<Vec<(String, String)>> {
-    let crds = persona_operator::crd::cloud_crds();
+    let mut crds = persona_operator::crd::cloud_crds();
+    crds.push(<persona_privacy::crd::Source as kube::CustomResourceExt>::crd());
     persona_operator::crd::files(&crds).context("rendering the CRDs as YAML")
 }
 
@@ -68,5 +69,46 @@ mod tests {
                 "crds/{name} drifted from the Rust types: run scripts/crdgen"
             );
         }
+        // The trusted zone's chart installs the Source kind.
+        let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/persona-onprem/crds/source.yaml");
+        assert!(
+            std::fs::read_to_string(&chart).is_ok_and(|c| c == generated["source.yaml"]),
+            "charts/persona-onprem/crds/source.yaml drifted: run scripts/crdgen"
+        );
+    }
+
+    /// Every Source of the demo bank and of the kaveri fixture bank goes through the
+    /// custom resource (as kubectl would store it) and back to the same spec, which
+    /// compiles.
+    #[test]
+    fn sources_round_trip_through_the_custom_resource() {
+        use persona_privacy::SourceSpec;
+        use persona_privacy::crd::{Source, SourceResource};
+        use serde::Deserialize as _;
+
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut seen = 0;
+        for file in [
+            root.join("cli/src/demo/specs/sources.yaml"),
+            root.join("tests/fixtures/kaveri/specs/sources.yaml"),
+        ] {
+            let text = std::fs::read_to_string(&file).unwrap();
+            for document in serde_yaml::Deserializer::from_str(&text) {
+                let value = serde_yaml::Value::deserialize(document).unwrap();
+                if value["kind"] != "Source" {
+                    continue;
+                }
+                let spec: SourceSpec = serde_yaml::from_value(value).unwrap();
+                let mut object = Source::new(&spec.metadata.name, SourceResource(spec.spec.clone()));
+                object.metadata.namespace = Some("trusted".to_owned());
+                let stored = serde_json::to_value(&object).unwrap();
+                let back: Source = serde_json::from_value(stored).unwrap();
+                assert_eq!(back.to_spec().spec, spec.spec, "{}", spec.metadata.name);
+                persona_privacy::Source::compile(back.to_spec())
+                    .unwrap_or_else(|e| panic!("{}: {e:?}", spec.metadata.name));
+                seen += 1;
+            }
+        }
+        assert!(seen >= 6, "{seen} sources");
     }
 }

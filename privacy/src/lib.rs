@@ -2,6 +2,8 @@
 //! KMS seam. Raw customer data enters here; only tokens and non-identifying
 //! attributes leave.
 
+#[cfg(feature = "crd")]
+pub mod crd;
 mod error;
 pub mod kms;
 mod mac;

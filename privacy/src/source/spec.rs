@@ -39,28 +39,29 @@ pub struct Metadata {
 }
 
 /// The body of a Source.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SourceBody {
     /// Glob of the files to read, under the sources directory. Default
     /// `<name>.<format>`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files: Option<String>,
     /// A Redis stream whose entries are this source's records, instead of files: read
     /// continuously by `persona gateway --source-redis URL`, each entry's fields the
     /// record's fields.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<String>,
     /// File format: `csv` (with a header row) or `jsonl` (one JSON object a line).
     /// Required for files; a stream source has none.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<Format>,
     /// The event type every record of this source becomes, e.g. `transaction`.
     pub event: String,
     /// Fields whose keyed hash is the stable event id. They may be columns that no
     /// rule names (they are then dropped). Absent: the whole raw record, its file and
     /// its line are hashed.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<Vec<String>>,
     /// Where the event time comes from.
     pub time: TimeSpec,
@@ -68,12 +69,13 @@ pub struct SourceBody {
     /// no rule names is dropped.
     pub fields: BTreeMap<String, FieldRule>,
     /// Code tables for `lookup`, by name: `{mcc: {"5541": fuel}}`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub lookups: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// A source file format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     Csv,
@@ -92,8 +94,8 @@ impl Format {
 
 /// The event time: from a field (`{field, format, tz}`) or one fixed instant for the
 /// whole source (`{value: "2026-01-01T00:00:00Z"}`).
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(try_from = "TimeDoc")]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(try_from = "TimeDoc", into = "TimeDoc")]
 pub enum TimeSpec {
     Field {
         /// The field holding the time.
@@ -107,13 +109,123 @@ pub enum TimeSpec {
     Value(String),
 }
 
-#[derive(Deserialize)]
+/// The event time as written: `{field, format, tz}` or `{value}`.
+#[derive(Deserialize, Serialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct TimeDoc {
+    /// The field holding the time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     field: Option<String>,
+    /// chrono strftime format of the field, e.g. `%d/%m/%Y %H:%M`; a format without a
+    /// time of day reads local midnight. Absent: RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     format: Option<String>,
+    /// IANA time zone the field's local times are in. Absent: UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     tz: Option<String>,
+    /// One fixed RFC 3339 instant for every record, instead of a field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     value: Option<String>,
+}
+
+impl From<TimeSpec> for TimeDoc {
+    fn from(spec: TimeSpec) -> TimeDoc {
+        match spec {
+            TimeSpec::Field { field, format, tz } => TimeDoc {
+                field: Some(field),
+                format,
+                tz,
+                value: None,
+            },
+            TimeSpec::Value(value) => TimeDoc {
+                field: None,
+                format: None,
+                tz: None,
+                value: Some(value),
+            },
+        }
+    }
+}
+
+#[cfg(feature = "crd")]
+impl schemars::JsonSchema for TimeSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "TimeSpec".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        TimeDoc::json_schema(generator)
+    }
+}
+
+/// A rule is the word `key` or `drop`, or a map: not a structural schema in
+/// Kubernetes' sense (no `type` may vary), so the CRD keeps it as written and
+/// `Source::compile` checks it.
+#[cfg(feature = "crd")]
+impl schemars::JsonSchema for FieldRule {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "FieldRule".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "What happens to the field: `key` (the customer identifier, tokenized), `drop`, or a map with one of `generalize` (+ `bands`, `format`, `attr`), `mask` (`{keepFirst|keepLast: N}`, `attr`), `vault` (email, phone, push, name) or `attr` (+ `type`, `map`, `lookup`, `default`).",
+            "x-kubernetes-preserve-unknown-fields": true,
+        })
+    }
+}
+
+/// Written back as it is read: the word, or the map with the keys given.
+impl Serialize for FieldRule {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = match self {
+            FieldRule::Key => return s.serialize_str("key"),
+            FieldRule::Drop => return s.serialize_str("drop"),
+            _ => s.serialize_map(None)?,
+        };
+        match self {
+            FieldRule::Key | FieldRule::Drop => {}
+            FieldRule::Generalize(g) => {
+                map.serialize_entry("generalize", &g.kind)?;
+                map.serialize_entry("bands", &g.bands)?;
+                if let Some(format) = &g.format {
+                    map.serialize_entry("format", format)?;
+                }
+                if let Some(attr) = &g.attr {
+                    map.serialize_entry("attr", attr)?;
+                }
+            }
+            FieldRule::Mask(m) => {
+                let keep = match m.keep {
+                    Keep::First(n) => BTreeMap::from([("keepFirst", n)]),
+                    Keep::Last(n) => BTreeMap::from([("keepLast", n)]),
+                };
+                map.serialize_entry("mask", &keep)?;
+                if let Some(attr) = &m.attr {
+                    map.serialize_entry("attr", attr)?;
+                }
+            }
+            FieldRule::Vault(kind) => map.serialize_entry("vault", kind)?,
+            FieldRule::Attr(a) => {
+                map.serialize_entry("attr", &a.attr)?;
+                if a.kind != AttrType::String {
+                    map.serialize_entry("type", &a.kind)?;
+                }
+                if let Some(m) = &a.map {
+                    map.serialize_entry("map", m)?;
+                }
+                if let Some(lookup) = &a.lookup {
+                    map.serialize_entry("lookup", lookup)?;
+                }
+                if let Some(default) = &a.default {
+                    map.serialize_entry("default", default)?;
+                }
+            }
+        }
+        map.end()
+    }
 }
 
 impl TryFrom<TimeDoc> for TimeSpec {
