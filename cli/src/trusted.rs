@@ -47,8 +47,12 @@ pub(crate) struct GatewayArgs {
     #[command(flatten)]
     bus: BusArgs,
     /// Directory of Source YAML.
-    #[arg(long, env = "PERSONA_SPECS")]
-    specs: PathBuf,
+    #[arg(long, env = "PERSONA_SPECS", required_unless_present = "sources_namespace")]
+    specs: Option<PathBuf>,
+    /// Also read the Source objects of this Kubernetes namespace (kubectl apply -f
+    /// source.yaml), at start; restart the gateway to take up a change.
+    #[arg(long, env = "PERSONA_SOURCES_NAMESPACE")]
+    sources_namespace: Option<String>,
     /// The trusted data directory: the vault is DATA/trusted/vault.
     #[arg(long, env = "PERSONA_DATA")]
     data: PathBuf,
@@ -92,12 +96,36 @@ pub(crate) struct GatewayArgs {
 /// `persona gateway`: runs until SIGTERM or Ctrl-C, then finishes the file in hand,
 /// flushes the vault and exits 0.
 pub(crate) async fn gateway(args: GatewayArgs) -> Result<ExitCode> {
-    let (sources, problems) = crate::specs::sources(&args.specs)?;
+    let (mut sources, problems) = match &args.specs {
+        Some(dir) => crate::specs::sources(dir)?,
+        None => (Vec::new(), Vec::new()),
+    };
     for p in &problems {
         eprintln!("{}", p.rendered);
     }
+    if let Some(namespace) = &args.sources_namespace {
+        let client = kube::Client::try_default()
+            .await
+            .context("--sources-namespace: no Kubernetes API (neither in-cluster nor a kubeconfig)")?;
+        let (from_api, refused) = persona_privacy::crd::load(client, namespace)
+            .await
+            .with_context(|| format!("listing the Sources of namespace {namespace}"))?;
+        for (name, error) in &refused {
+            eprintln!("Source {namespace}/{name} refused: {error}");
+            tracing::warn!(source = %name, "Source refused; the gateway goes on without it");
+        }
+        for source in from_api {
+            if sources.iter().any(|s| s.name() == source.name()) {
+                bail!(
+                    "Source `{}` is both a file and an object of namespace {namespace}: keep one",
+                    source.name()
+                );
+            }
+            sources.push(source);
+        }
+    }
     if sources.is_empty() {
-        bail!("no Source in {}", args.specs.display());
+        bail!("no Source: none in the specs directory nor in the namespace given");
     }
     let streams: Vec<String> = sources
         .iter()
