@@ -3,7 +3,7 @@
 //!
 //! - **Per metric**, the shards needed are `ceil(total / target per shard)`: events
 //!   applied per second against `scaling.targetEventsPerSecond`, bus entries waiting
-//!   (the partitions' lag, read by the shards with `XINFO GROUPS`) against
+//!   (the partitions' lag: entries after the checkpoint, counted on Redis) against
 //!   `scaling.targetLag`, and resident memory against `scaling.targetMemory` when set.
 //!   A metric within 10% of its target at the current count asks for no change (the
 //!   tolerance); the largest wish wins.

@@ -1,7 +1,7 @@
 //! The load of a PersonaCluster, read from its shards' Prometheus endpoints: events
 //! applied per second (the rate of `persona_events_applied_total` between two
 //! readings), the partitions' lag (`persona_partition_lag`, which each shard reads
-//! from Redis with `XINFO GROUPS`) and resident memory
+//! on Redis: the entries after the checkpoint) and resident memory
 //! (`process_resident_memory_bytes`).
 
 use std::collections::HashMap;
