@@ -189,9 +189,15 @@ pub(crate) async fn shard(args: ShardArgs) -> Result<ExitCode> {
         }
         None => None,
     };
+    // The table epoch whose partitions this shard has all taken: the operator waits
+    // for every shard to report an epoch before it removes pods that held partitions.
+    let table_epoch = args
+        .assignment_file
+        .as_ref()
+        .map(|_| Arc::new(std::sync::atomic::AtomicU64::new(0)));
     let (stop_metrics, metrics_stopped) = tokio::sync::watch::channel(false);
     let metrics = args.metrics.map(|addr| {
-        let gather = shard_metrics(shard.handle(&args.name), bus.clone());
+        let gather = shard_metrics(shard.handle(&args.name), bus.clone(), table_epoch.clone());
         println!("shard {} serving metrics on http://{addr}/metrics", args.name);
         tokio::spawn(crate::metrics::serve(addr, gather, metrics_stopped))
     });
@@ -203,6 +209,7 @@ pub(crate) async fn shard(args: ShardArgs) -> Result<ExitCode> {
             ordinal,
             args.bus.partitions,
             mover.clone(),
+            table_epoch.clone().unwrap_or_default(),
             following_stopped,
         ))),
         _ => None,
@@ -305,6 +312,7 @@ async fn follow_table(
     ordinal: u32,
     partitions: u32,
     mover: Arc<persona_actors::moves::Mover>,
+    taken: Arc<std::sync::atomic::AtomicU64>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut applied: Option<u64> = None;
@@ -339,6 +347,7 @@ async fn follow_table(
                 }
                 if missing == 0 {
                     applied = Some(table.epoch);
+                    taken.store(table.epoch, std::sync::atomic::Ordering::Release);
                     last_problem.clear();
                     println!(
                         "shard {} follows table epoch {}: partitions {}",
@@ -380,12 +389,26 @@ fn read_table(path: &std::path::Path, partitions: u32) -> Result<persona_placeme
 
 /// A shard's metrics: per partition, its counts, customers in memory and lag; the
 /// feeders' latency histograms.
-fn shard_metrics(handle: persona_actors::ShardHandle, bus: RedisBus) -> crate::metrics::Gather {
+fn shard_metrics(
+    handle: persona_actors::ShardHandle,
+    bus: RedisBus,
+    table_epoch: Option<Arc<std::sync::atomic::AtomicU64>>,
+) -> crate::metrics::Gather {
     use crate::metrics::{counters, gauges, label};
     Arc::new(move || {
-        let (handle, bus) = (handle.clone(), bus.clone());
+        let (handle, bus, table_epoch) = (handle.clone(), bus.clone(), table_epoch.clone());
         Box::pin(async move {
             let mut registry = prometheus_client::registry::Registry::default();
+            if let Some(epoch) = table_epoch {
+                let taken: prometheus_client::metrics::gauge::Gauge = Default::default();
+                let epoch = epoch.load(std::sync::atomic::Ordering::Acquire);
+                taken.set(i64::try_from(epoch).unwrap_or(i64::MAX));
+                registry.register(
+                    "persona_table_epoch",
+                    "The assignment table epoch whose partitions this shard has all taken (0: none yet)",
+                    taken,
+                );
+            }
             let applied = counters(
                 &mut registry,
                 "persona_events_applied",

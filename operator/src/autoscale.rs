@@ -43,6 +43,9 @@ pub struct Load {
     pub reporting: u32,
     /// Shards that should have reported (the pods running).
     pub expected: u32,
+    /// The lowest assignment-table epoch the shards have taken all their partitions
+    /// under (`persona_table_epoch`); `None` unless every running shard reported one.
+    pub table_epoch: Option<u64>,
 }
 
 impl Load {

@@ -190,14 +190,16 @@ pub async fn reconcile(cluster: Arc<PersonaCluster>, ctx: Arc<Context>) -> Resul
     {
         conflict = Some(format!("StatefulSet {}", names.shards));
     }
-    let observed = Observed {
+    let mut observed = Observed {
         table: config_map.as_ref().map_or(Table::Missing, read_table),
         pods: stateful_set.as_ref().map(observe_pods),
         conflict,
+        confirmed_epoch: None,
     };
 
     let clusters: Api<PersonaCluster> = Api::namespaced(client.clone(), &namespace);
     let scaling = ctx.autoscale(&cluster, &observed).await;
+    observed.confirmed_epoch = scaling.as_ref().and_then(|(_, load)| load.and_then(|l| l.table_epoch));
     let target = scaling.as_ref().map(|(r, _)| r.target);
     match decision::decide(&cluster, &observed, target, &ctx.policy, Timestamp::now()) {
         Decision::Refuse(refusal) => {

@@ -4,9 +4,10 @@
 //!
 //! Partitions never lose their owner's pod. Growing, the new pods start first and
 //! partitions move onto them only once they are ready. Shrinking, partitions move off
-//! the highest ordinals first (a new epoch), and replicas drop only after the
-//! hand-off time has passed since that epoch was published. Until shards report the
-//! epoch they have applied (issue 6), the hand-off is that fixed grace period.
+//! the highest ordinals first (a new epoch), and replicas drop only once every shard
+//! reports that it took its partitions under that epoch (the new owners pulled the
+//! state); when the shards' metrics cannot be read, once a hand-off grace period has
+//! passed since the epoch was published.
 
 use std::time::Duration;
 
@@ -41,6 +42,9 @@ pub struct Observed {
     /// An object with one of the cluster's names that this PersonaCluster does not
     /// own; what it is.
     pub conflict: Option<String>,
+    /// The lowest table epoch every running shard reports it took all its partitions
+    /// under (`persona_table_epoch`); `None` when the shards' metrics were not read.
+    pub confirmed_epoch: Option<u64>,
 }
 
 /// The published assignment table.
@@ -73,8 +77,9 @@ pub struct ShardPods {
 /// Knobs of the decision that are the operator's, not the cluster's.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
-    /// How long after a scale-down's epoch is published the removed ordinals' pods
-    /// keep running, for their shards to checkpoint and hand their partitions over.
+    /// When the shards' confirmations cannot be read: how long after a scale-down's
+    /// epoch is published the removed ordinals' pods keep running, for their shards
+    /// to checkpoint and hand their partitions over.
     pub handoff_grace: Duration,
     /// Requeue while something is moving.
     pub busy_requeue: Duration,
@@ -293,7 +298,13 @@ pub fn decide(
     } else {
         elapsed.unsigned_abs()
     };
-    let draining = running > needed && since_published < policy.handoff_grace;
+    // The hand-off is done when every shard confirms the epoch (the new owners pulled
+    // the state); without confirmations, when the grace period has passed.
+    let handed_off = match observed.confirmed_epoch {
+        Some(confirmed) => !new_epoch && confirmed >= assignment.epoch,
+        None => since_published >= policy.handoff_grace,
+    };
+    let draining = running > needed && !handed_off;
     let replicas = if draining { running } else { needed };
 
     let at = Time(now);
@@ -321,15 +332,18 @@ pub fn decide(
             format!("{ready}/{target} shard pods ready; partitions move to the new shards once they are ready"),
         ))
     } else if draining {
-        let left = policy.handoff_grace.saturating_sub(since_published);
-        Some((
-            "HandingOff",
-            format!(
+        let message = match observed.confirmed_epoch {
+            Some(confirmed) => format!(
+                "partitions move off shards {needed}..{running} under epoch {}; their pods stop once every shard has taken its partitions (lowest epoch confirmed: {confirmed})",
+                assignment.epoch
+            ),
+            None => format!(
                 "partitions moved off shards {needed}..{running} under epoch {}; their pods stop in {}s",
                 assignment.epoch,
-                left.as_secs()
+                policy.handoff_grace.saturating_sub(since_published).as_secs()
             ),
-        ))
+        };
+        Some(("HandingOff", message))
     } else {
         None
     };

@@ -33,6 +33,8 @@ pub struct ShardSample {
     pub lag: f64,
     /// `process_resident_memory_bytes`.
     pub memory_bytes: f64,
+    /// `persona_table_epoch`, if the shard follows a table.
+    pub table_epoch: Option<f64>,
 }
 
 /// Sums the samples of the three metrics in a Prometheus or OpenMetrics text.
@@ -64,6 +66,7 @@ pub fn parse(text: &str) -> ShardSample {
             "persona_events_applied_total" => sample.applied += value,
             "persona_partition_lag" => sample.lag += value,
             "process_resident_memory_bytes" => sample.memory_bytes += value,
+            "persona_table_epoch" => sample.table_epoch = Some(value),
             _ => {}
         }
     }
@@ -138,12 +141,19 @@ impl ShardScraper {
             ..Load::default()
         };
         let mut answered = false;
+        // The lowest epoch over every shard; any shard silent or without one: none.
+        let mut epochs: Option<Vec<u64>> = Some(Vec::new());
         for (address, sample) in readings {
             let Some(sample) = sample else {
                 previous.remove(address.as_str());
+                epochs = None;
                 continue;
             };
             answered = true;
+            match (&mut epochs, sample.table_epoch) {
+                (Some(list), Some(e)) if e >= 0.0 => list.push(e as u64),
+                _ => epochs = None,
+            }
             load.lag += sample.lag as u64;
             load.memory_bytes += sample.memory_bytes as u64;
             if let Some((then, applied)) = previous.insert(address.clone(), (now, sample.applied)) {
@@ -156,6 +166,7 @@ impl ShardScraper {
             }
         }
         previous.retain(|a, _| addresses.contains(a));
+        load.table_epoch = epochs.and_then(|e| e.into_iter().min());
         answered.then_some(load)
     }
 }
@@ -205,6 +216,7 @@ persona_partition_lag{partition="1",note="a } in {quotes}"} 2
 persona_partition_lag_other 99
 # TYPE process_resident_memory_bytes gauge
 process_resident_memory_bytes 123456789
+persona_table_epoch 7
 persona_apply_batch_seconds_bucket{le="0.001"} 5
 # EOF
 "#;
@@ -217,6 +229,7 @@ persona_apply_batch_seconds_bucket{le="0.001"} 5
                 applied: 2000.0,
                 lag: 42.0,
                 memory_bytes: 123_456_789.0,
+                table_epoch: Some(7.0),
             }
         );
         assert_eq!(
@@ -243,7 +256,7 @@ persona_apply_batch_seconds_bucket{le="0.001"} 5
                 let mut request = [0u8; 1024];
                 let _ = stream.read(&mut request).await.unwrap();
                 let body = format!(
-                    "persona_events_applied_total{{partition=\"3\"}} {}\npersona_partition_lag{{partition=\"3\"}} 7\nprocess_resident_memory_bytes 1000\n",
+                    "persona_events_applied_total{{partition=\"3\"}} {}\npersona_partition_lag{{partition=\"3\"}} 7\nprocess_resident_memory_bytes 1000\npersona_table_epoch 4\n",
                     served.load(Ordering::SeqCst)
                 );
                 let reply = format!(
@@ -265,6 +278,9 @@ persona_apply_batch_seconds_bucket{le="0.001"} 5
         applied.fetch_add(500, Ordering::SeqCst);
         let second = scraper.load_of(&addresses).await.unwrap();
         assert_eq!((second.reporting, second.expected), (1, 2));
+        assert_eq!(second.table_epoch, None, "a silent shard confirms no epoch");
+        let alone = scraper.load_of(std::slice::from_ref(&address)).await.unwrap();
+        assert_eq!(alone.table_epoch, Some(4));
         // 500 events in a bit over 0.2 s.
         assert!(
             (1000.0..2600.0).contains(&second.events_per_second),

@@ -827,6 +827,176 @@ fn env_value(pod: &PodSpec, name: &str) -> Option<String> {
         .and_then(|e| e.value.clone())
 }
 
+/// The ports of an egress rule, in order.
+fn egress_ports(rule: &k8s_openapi::api::networking::v1::NetworkPolicyEgressRule) -> Vec<Option<IntOrString>> {
+    rule.ports.iter().flatten().map(|p| p.port.clone()).collect()
+}
+
+/// The egress rules of NetworkPolicy `name` that open the API server's port 6443.
+fn api_server_egress(r: &Rendered, name: &str) -> Vec<k8s_openapi::api::networking::v1::NetworkPolicyEgressRule> {
+    let policy: NetworkPolicy = r.one("NetworkPolicy", name);
+    let egress = policy.spec.unwrap().egress.unwrap_or_default();
+    egress
+        .into_iter()
+        .filter(|rule| egress_ports(rule).contains(&Some(IntOrString::Int(6443))))
+        .collect()
+}
+
+#[test]
+fn with_sources_from_kubernetes_the_gateway_alone_may_read_the_namespaces_sources() {
+    let mut values = onprem_values();
+    // No spec in the values: every Source is an object of the namespace.
+    values["sources"] = json!({"fromKubernetes": true, "specs": {}});
+    let r = render("persona-onprem", "trusted", &values).unwrap();
+
+    let gateway: StatefulSet = r.one("StatefulSet", "trusted-gateway");
+    let pod = gateway.spec.template.spec.unwrap();
+    assert_hardened("trusted-gateway", &pod);
+    assert_eq!(
+        env_value(&pod, "PERSONA_SOURCES_NAMESPACE").as_deref(),
+        Some("banking"),
+        "the release namespace, where the Role is"
+    );
+    let container = &pod.containers[0];
+    assert!(
+        container.env.iter().flatten().all(|e| e.name != "PERSONA_SPECS"),
+        "no spec files: --specs is given only with specs"
+    );
+    assert!(
+        pod.volumes.iter().flatten().all(|v| v.name != "specs"),
+        "no specs volume"
+    );
+    assert!(
+        container
+            .volume_mounts
+            .iter()
+            .flatten()
+            .all(|m| m.name != "specs" && m.mount_path != "/etc/persona/specs"),
+        "nothing mounted at the specs directory"
+    );
+    assert!(
+        r.of_kind("ConfigMap")
+            .iter()
+            .all(|c| c["metadata"]["name"] != "trusted-sources"),
+        "no ConfigMap of specs"
+    );
+    // The token: the gateway's pod mounts it, the de-tokenizer's never; each
+    // ServiceAccount still says no, the pod asks.
+    assert_eq!(pod.service_account_name.as_deref(), Some("trusted-gateway"));
+    assert_eq!(pod.automount_service_account_token, Some(true), "the gateway's token");
+    let detokenizer: StatefulSet = r.one("StatefulSet", "trusted-detokenizer");
+    let detokenizer_pod = detokenizer.spec.template.spec.unwrap();
+    assert_eq!(
+        detokenizer_pod.automount_service_account_token,
+        Some(false),
+        "the de-tokenizer never gets a token"
+    );
+    assert_eq!(env_value(&detokenizer_pod, "PERSONA_SOURCES_NAMESPACE"), None);
+    for name in ["trusted-gateway", "trusted-detokenizer"] {
+        let sa: ServiceAccount = r.one("ServiceAccount", name);
+        assert_eq!(sa.automount_service_account_token, Some(false), "{name}");
+    }
+
+    // Exactly get and list on persona.dev sources, in the release namespace only.
+    assert!(r.of_kind("ClusterRole").is_empty() && r.of_kind("ClusterRoleBinding").is_empty());
+    let roles = r.of_kind("Role");
+    assert_eq!(roles.len(), 1, "one Role");
+    let role: Role = serde_json::from_value(roles[0].clone()).unwrap();
+    assert_eq!(role.metadata.namespace.as_deref(), Some("banking"));
+    let rules = role.rules.clone().unwrap();
+    assert_least_privilege(&rules);
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    let rule = &rules[0];
+    assert_eq!(rule.api_groups.as_deref(), Some(&["persona.dev".to_owned()][..]));
+    assert_eq!(rule.resources.as_deref(), Some(&["sources".to_owned()][..]));
+    assert_eq!(
+        (rule.resource_names.as_ref(), rule.non_resource_urls.as_ref()),
+        (None, None)
+    );
+    let mut verbs = rule.verbs.clone();
+    verbs.sort_unstable();
+    assert_eq!(verbs, ["get", "list"]);
+    assert_eq!(verbs_on(&rules, "persona.dev", "sources"), ["get", "list"]);
+
+    let bindings = r.of_kind("RoleBinding");
+    assert_eq!(bindings.len(), 1, "one RoleBinding");
+    let binding: RoleBinding = serde_json::from_value(bindings[0].clone()).unwrap();
+    assert_eq!(binding.metadata.namespace.as_deref(), Some("banking"));
+    assert_eq!(
+        (
+            binding.role_ref.api_group.as_deref(),
+            binding.role_ref.kind.as_str(),
+            Some(binding.role_ref.name.as_str())
+        ),
+        (Some("rbac.authorization.k8s.io"), "Role", role.metadata.name.as_deref())
+    );
+    let subjects = binding.subjects.unwrap();
+    assert_eq!(subjects.len(), 1, "{subjects:?}");
+    assert_eq!(
+        (
+            subjects[0].kind.as_str(),
+            subjects[0].name.as_str(),
+            subjects[0].namespace.as_deref()
+        ),
+        ("ServiceAccount", "trusted-gateway", Some("banking")),
+        "the gateway's ServiceAccount"
+    );
+    assert_eq!(pod.service_account_name.as_deref(), Some(subjects[0].name.as_str()));
+
+    // The gateway may reach the API server (any address on 443 and 6443 by
+    // default), the de-tokenizer may not.
+    let to_api = api_server_egress(&r, "trusted-gateway");
+    assert_eq!(to_api.len(), 1, "one egress rule to the API server");
+    assert_eq!(
+        egress_ports(&to_api[0]),
+        [Some(IntOrString::Int(443)), Some(IntOrString::Int(6443))]
+    );
+    assert_eq!(to_api[0].to, None, "any address");
+    assert!(api_server_egress(&r, "trusted-detokenizer").is_empty());
+    assert!(r.notes.contains("kubectl -n banking get sources"), "{}", r.notes);
+
+    // networkPolicy.apiServerCIDRs narrows it to those addresses.
+    values["networkPolicy"] = json!({"apiServerCIDRs": ["10.96.0.1/32", "192.168.10.4/32"]});
+    let r = render("persona-onprem", "trusted", &values).unwrap();
+    let to_api = api_server_egress(&r, "trusted-gateway");
+    assert_eq!(to_api.len(), 1);
+    let cidrs: Vec<_> = to_api[0]
+        .to
+        .iter()
+        .flatten()
+        .map(|peer| peer.ip_block.as_ref().map(|b| b.cidr.clone()))
+        .collect();
+    assert_eq!(
+        cidrs,
+        [Some("10.96.0.1/32".to_owned()), Some("192.168.10.4/32".to_owned())]
+    );
+    let report = lint("persona-onprem", &values, "v1.30.0");
+    assert_eq!(problems(&report), Vec::<String>::new());
+
+    // Off (the default): no Role, no token, the specs as files.
+    let r = render("persona-onprem", "trusted", &onprem_values()).unwrap();
+    for kind in ["Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"] {
+        assert!(r.of_kind(kind).is_empty(), "{kind} rendered");
+    }
+    for name in ["trusted-gateway", "trusted-detokenizer"] {
+        let sts: StatefulSet = r.one("StatefulSet", name);
+        let pod = sts.spec.template.spec.unwrap();
+        assert_eq!(pod.automount_service_account_token, Some(false), "{name}");
+        assert_eq!(env_value(&pod, "PERSONA_SOURCES_NAMESPACE"), None, "{name}");
+        assert!(api_server_egress(&r, name).is_empty(), "{name}");
+    }
+    let sts: StatefulSet = r.one("StatefulSet", "trusted-gateway");
+    let pod = sts.spec.template.spec.unwrap();
+    assert_eq!(env_value(&pod, "PERSONA_SPECS").as_deref(), Some("/etc/persona/specs"));
+    // And then the gateway needs a spec in the values.
+    let mut values = onprem_values();
+    values["sources"]["specs"] = json!({});
+    let err = render("persona-onprem", "trusted", &values)
+        .err()
+        .expect("no Source accepted");
+    assert!(err.contains("/sources/specs"), "{err}");
+}
+
 #[test]
 fn the_gateway_and_the_detokenizer_speak_mutual_tls_with_the_files_their_secrets_hold() {
     let r = render("persona-onprem", "trusted", &onprem_values()).unwrap();

@@ -408,7 +408,16 @@ fn the_trusted_chart_sets_only_what_the_gateway_and_the_detokenizer_read() {
         ci.clone(),
         &json!({"kms": {"provider": "local", "allowLocalForDevelopment": true}, "bus": {"passwordSecret": {"name": ""}}}),
     );
-    for (label, values) in [("ci", ci), ("everything", everything), ("local kms", local)] {
+    // The Sources as objects of the namespace only (PERSONA_SOURCES_NAMESPACE, no
+    // PERSONA_SPECS): the values' specs replaced, not merged.
+    let mut from_kubernetes = merged(ci.clone(), &json!({"sources": {"fromKubernetes": true}}));
+    from_kubernetes["sources"]["specs"] = json!({});
+    for (label, values) in [
+        ("ci", ci),
+        ("everything", everything),
+        ("local kms", local),
+        ("sources from kubernetes", from_kubernetes),
+    ] {
         let origin = format!("charts/persona-onprem (values: {label})");
         let objects = render("persona-onprem", &values);
         let seen_here = check(&containers(&origin, &objects));

@@ -45,6 +45,8 @@ struct Cluster {
     /// The assignment table file the shards follow (as the operator's ConfigMap
     /// mounted in their pods), if any.
     table: Option<PathBuf>,
+    /// The shards' metrics ports (served when they follow a table).
+    metrics: Vec<u16>,
 }
 
 impl Cluster {
@@ -86,8 +88,10 @@ impl Cluster {
         let grpc = format!("127.0.0.1:{}", self.ports[i]);
         args.extend(["--grpc", &grpc]);
         let ordinal = i.to_string();
+        let metrics = format!("127.0.0.1:{}", self.metrics[i]);
         if let Some(table) = &self.table {
             args.extend(["--assignment-file", s(table), "--ordinal", &ordinal]);
+            args.extend(["--metrics", &metrics]);
         }
         let bus = self.bus_args();
         args.extend(bus.iter().map(String::as_str));
@@ -259,6 +263,7 @@ impl Workload {
             as_of: self.as_of.clone(),
             shards: names.iter().map(|_| None).collect(),
             ports: names.iter().map(|_| free_port()).collect(),
+            metrics: names.iter().map(|_| free_port()).collect(),
             names,
             table,
         }
@@ -378,6 +383,32 @@ fn lease_holders(cluster: &Cluster) -> Vec<Option<String>> {
         .collect()
 }
 
+/// Waits until every running shard reports (`persona_table_epoch`, which the operator
+/// reads before it removes a pod) that it took all its partitions under `epoch`.
+fn wait_for_confirmation(cluster: &Cluster, epoch: u64) {
+    let started = Instant::now();
+    for (i, child) in cluster.shards.iter().enumerate() {
+        if child.is_none() {
+            continue;
+        }
+        let addr = format!("127.0.0.1:{}", cluster.metrics[i]);
+        loop {
+            let confirmed = std::net::TcpStream::connect(&addr)
+                .ok()
+                .map(|_| persona_tests::metric(&persona_tests::scrape(&addr), "persona_table_epoch", ""));
+            if confirmed == Some(epoch as f64) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{} confirms {confirmed:?}, not epoch {epoch}",
+                cluster.names[i]
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
 /// Waits until every partition's lease is held by the shard `table` gives it.
 fn wait_for_table(cluster: &Cluster, table: &persona_placement::Assignment) {
     let want: Vec<Option<String>> = table
@@ -434,6 +465,7 @@ fn shards_following_the_operators_table_scale_up_and_down_losing_nothing() {
     cluster.kill(1);
     cluster.start(1);
     wait_for_table(&cluster, &grown.assignment);
+    wait_for_confirmation(&cluster, grown.assignment.epoch);
     cluster.bus("publish", &[s(&chunks[2])]);
 
     // Scale down: partitions move off the highest ordinal, then its pod goes.
@@ -441,6 +473,8 @@ fn shards_following_the_operators_table_scale_up_and_down_losing_nothing() {
     publish_table(&table_file, &shrunk.assignment);
     cluster.bus("publish", &[s(&chunks[3])]);
     wait_for_table(&cluster, &shrunk.assignment);
+    // As the operator does: the pod goes once every shard confirmed the epoch.
+    wait_for_confirmation(&cluster, shrunk.assignment.epoch);
     cluster.stop(2);
     assert!(
         jsonl(&w.work.join("pc-shard-2.features.jsonl")).is_empty(),

@@ -69,6 +69,7 @@ fn a_settled_cluster_is_ready_and_keeps_its_epoch() {
         table: published(&table, 0),
         pods: pods(2, 2),
         conflict: None,
+        confirmed_epoch: None,
     };
     let r = apply(decide(&c, &observed, None, &Policy::default(), at(500)));
     assert_eq!(r.assignment, table);
@@ -88,6 +89,7 @@ fn growing_starts_the_pods_first_and_moves_partitions_once_they_are_ready() {
         table: published(&table, 0),
         pods: pods(4, 2),
         conflict: None,
+        confirmed_epoch: None,
     };
     let r = apply(decide(&c, &waiting, None, &Policy::default(), at(10)));
     assert_eq!(r.replicas, 4);
@@ -121,6 +123,7 @@ fn shrinking_moves_partitions_off_first_and_stops_pods_after_the_hand_off() {
         table: published(&four, 0),
         pods: pods(4, 4),
         conflict: None,
+        confirmed_epoch: None,
     };
     let r = apply(decide(&c, &observed, None, &policy, at(100)));
     assert_eq!(r.assignment.shards, 2);
@@ -134,6 +137,7 @@ fn shrinking_moves_partitions_off_first_and_stops_pods_after_the_hand_off() {
         table: published(&two, 100),
         pods: pods(4, 4),
         conflict: None,
+        confirmed_epoch: None,
     };
     let before = apply(decide(&c, &during, None, &policy, at(100 + 119)));
     assert_eq!(before.replicas, 4);
@@ -141,6 +145,46 @@ fn shrinking_moves_partitions_off_first_and_stops_pods_after_the_hand_off() {
     let after = apply(decide(&c, &during, None, &policy, at(100 + 120)));
     assert_eq!(after.replicas, 2);
     assert!(!is_true(&after.status.conditions, types::REBALANCING));
+}
+
+#[test]
+fn with_the_shards_confirmations_pods_stop_when_the_epoch_is_confirmed_not_on_a_timer() {
+    let policy = Policy::default();
+    let c = cluster(64, 1, 2);
+    let four = plan(None, 64, 4).unwrap().assignment;
+    let shrink = Observed {
+        table: published(&four, 0),
+        pods: pods(4, 4),
+        conflict: None,
+        confirmed_epoch: Some(four.epoch),
+    };
+    // The new epoch is not confirmed by anyone yet: the pods stay.
+    let r = apply(decide(&c, &shrink, None, &policy, at(100)));
+    assert_eq!((r.assignment.shards, r.replicas), (2, 4));
+    let two = r.assignment.clone();
+    let waiting = |confirmed: u64| Observed {
+        table: published(&two, 100),
+        pods: pods(4, 4),
+        conflict: None,
+        confirmed_epoch: Some(confirmed),
+    };
+    // Long past the grace period, a shard still has not taken its partitions under the
+    // new epoch: the pods that hold their state stay, and the status says why.
+    let held = apply(decide(&c, &waiting(four.epoch), None, &policy, at(100 + 3600)));
+    assert_eq!(held.replicas, 4);
+    let rebalancing = find(&held.status.conditions, types::REBALANCING).unwrap();
+    assert_eq!(rebalancing.reason, "HandingOff");
+    assert!(
+        rebalancing
+            .message
+            .contains(&format!("lowest epoch confirmed: {}", four.epoch)),
+        "{}",
+        rebalancing.message
+    );
+    // Confirmed a second after publication: the pods go at once.
+    let done = apply(decide(&c, &waiting(two.epoch), None, &policy, at(101)));
+    assert_eq!(done.replicas, 2);
+    assert!(!is_true(&done.status.conditions, types::REBALANCING));
 }
 
 #[test]
@@ -162,6 +206,7 @@ fn the_target_is_clamped_to_the_bounds() {
         table: published(&table, 0),
         pods: pods(2, 2),
         conflict: None,
+        confirmed_epoch: None,
     };
     let r = apply(decide(&c, &observed, Some(50), &Policy::default(), at(1)));
     assert_eq!(r.replicas, 6);
@@ -204,6 +249,7 @@ fn a_changed_partition_count_is_refused() {
         table: published(&table, 0),
         pods: pods(2, 2),
         conflict: None,
+        confirmed_epoch: None,
     };
     let r = refuse(decide(&c, &observed, None, &Policy::default(), at(0)));
     assert_eq!(r.reason, "PartitionsChanged");
