@@ -100,9 +100,21 @@ pub(crate) struct PartitionArgs {
     pub(crate) progress: Arc<AtomicU64>,
 }
 
+/// A customer kept in memory as her snapshot, a tenth of the decoded size. Under a
+/// memory bound at most a thirty-second of the bound stays decoded: beyond it the
+/// least recently used are packed (dirty or not: a checkpoint writes the packed
+/// bytes); the next event decodes her again, without a store read.
+struct Packed {
+    bytes: Box<[u8]>,
+    /// Her earliest deferred match (micros), for `release_due`.
+    due: Option<i64>,
+}
+
 pub(crate) struct PartitionState {
     args: PartitionArgs,
     customers: HashMap<Token, Customer>,
+    /// Customers kept encoded (never also in `customers`; dirty ones too).
+    packed: HashMap<Token, Packed>,
     /// When each customer in memory was last used (a counter), for passivation.
     touched: HashMap<Token, u64>,
     /// When each customer in memory was last used, for idle-time passivation.
@@ -130,11 +142,16 @@ impl PartitionState {
             self.last_used.insert(token.clone(), std::time::Instant::now());
         }
         if !self.customers.contains_key(token) {
-            let customer = match self.args.store.load(token)? {
-                Some(bytes) => {
-                    Customer::decode(&bytes, &self.args.engine).map_err(|e| Error::Corrupt(e.to_string()))?
+            let customer = match self.packed.remove(token) {
+                Some(packed) => {
+                    Customer::decode(&packed.bytes, &self.args.engine).map_err(|e| Error::Corrupt(e.to_string()))?
                 }
-                None => Customer::default(),
+                None => match self.args.store.load(token)? {
+                    Some(bytes) => {
+                        Customer::decode(&bytes, &self.args.engine).map_err(|e| Error::Corrupt(e.to_string()))?
+                    }
+                    None => Customer::default(),
+                },
             };
             // A backfill run recomputes its features for each customer, once: from her
             // first activation in the run on.
@@ -156,23 +173,61 @@ impl PartitionState {
         let Some(bound) = self.args.max_hot else {
             return;
         };
-        if self.customers.len() <= bound || self.args.engine.backfill.is_some() {
+        if self.args.engine.backfill.is_some() {
             return;
         }
+        let in_memory = self.customers.len() + self.packed.len();
+        if in_memory > bound {
+            let mut ages: Vec<(u64, &Token)> = self
+                .customers
+                .keys()
+                .chain(self.packed.keys())
+                .map(|t| (self.touched.get(t).copied().unwrap_or(0), t))
+                .collect();
+            let excess = in_memory - bound;
+            ages.select_nth_unstable(excess - 1);
+            let cold: Vec<Token> = ages[..excess].iter().map(|(_, t)| (*t).clone()).collect();
+            for token in cold {
+                if self.customers.remove(&token).is_none() {
+                    self.packed.remove(&token);
+                }
+                self.touched.remove(&token);
+                self.last_used.remove(&token);
+            }
+            self.stats.passivated += excess as u64;
+        }
+    }
+
+    /// Under a memory bound, keeps at most a thirty-second of it decoded: beyond that,
+    /// packs the least recently used down to half of that (so packing runs now and
+    /// then, not on every event).
+    fn pack_if_crowded(&mut self) {
+        let Some(bound) = self.args.max_hot else {
+            return;
+        };
+        let live = (bound / 32).max(4);
+        if self.customers.len() <= live || self.args.engine.backfill.is_some() {
+            return;
+        }
+        let keep = live / 2;
         let mut ages: Vec<(u64, &Token)> = self
             .customers
             .keys()
             .map(|t| (self.touched.get(t).copied().unwrap_or(0), t))
             .collect();
-        let excess = self.customers.len() - bound;
+        let excess = ages.len() - keep;
         ages.select_nth_unstable(excess - 1);
-        let cold: Vec<Token> = ages[..excess].iter().map(|(_, t)| (*t).clone()).collect();
-        for token in cold {
-            self.customers.remove(&token);
-            self.touched.remove(&token);
-            self.last_used.remove(&token);
+        let idle: Vec<Token> = ages[..excess].iter().map(|(_, t)| (*t).clone()).collect();
+        let engine = &self.args.engine;
+        for token in idle {
+            if let Some(customer) = self.customers.remove(&token) {
+                let packed = Packed {
+                    bytes: customer.encode(engine).into_boxed_slice(),
+                    due: customer.next_due(),
+                };
+                self.packed.insert(token, packed);
+            }
         }
-        self.stats.passivated += excess as u64;
     }
 
     /// Drops the customers not used for `idle_after`, when everything in memory is in
@@ -192,7 +247,7 @@ impl PartitionState {
             .map(|(t, _)| t.clone())
             .collect();
         for token in &cold {
-            if self.customers.remove(token).is_some() {
+            if self.customers.remove(token).is_some() || self.packed.remove(token).is_some() {
                 self.stats.passivated += 1;
             }
             self.touched.remove(token);
@@ -251,12 +306,15 @@ impl PartitionState {
             }
             self.applied_to = pos;
         }
+        self.pack_if_crowded();
         // Memory pressure checkpoints too, so passivation can keep the bound: a
-        // partition holds at most twice its share between checkpoints. (On the Redis
-        // bus the feeder checkpoints, after publishing; its cadence bounds memory.)
+        // partition holds at most a sixteenth over its share between checkpoints. (On
+        // the Redis bus the feeder checkpoints, after publishing; its cadence bounds
+        // the excess, which is packed.)
         if let Some(every) = self.args.checkpoint_every {
             let share = self.args.max_hot;
-            let pressed = share.is_some_and(|bound| self.customers.len() > bound.saturating_mul(2));
+            let in_memory = self.customers.len() + self.packed.len();
+            let pressed = share.is_some_and(|bound| in_memory > bound + bound / 16);
             if self.since_checkpoint >= every || pressed {
                 self.checkpoint()?;
             }
@@ -269,11 +327,14 @@ impl PartitionState {
             return Ok(self.checkpointed);
         }
         let engine = &self.args.engine;
-        let customers = &self.customers;
-        let snapshots = self
-            .dirty
-            .iter()
-            .map(|t| (t, customers[t].encode(engine), customers[t].next_due()));
+        let (customers, packed) = (&self.customers, &self.packed);
+        let snapshots = self.dirty.iter().map(|t| match customers.get(t) {
+            Some(c) => (t, c.encode(engine), c.next_due()),
+            None => {
+                let p = &packed[t];
+                (t, p.bytes.to_vec(), p.due)
+            }
+        });
         self.args
             .store
             .checkpoint(snapshots, self.args.outbox.stream_id(), self.applied_to)?;
@@ -290,6 +351,11 @@ impl PartitionState {
     fn peek(&self, token: &Token) -> Result<Option<Customer>, Error> {
         if let Some(c) = self.customers.get(token) {
             return Ok(Some(c.clone()));
+        }
+        if let Some(p) = self.packed.get(token) {
+            return Ok(Some(
+                Customer::decode(&p.bytes, &self.args.engine).map_err(|e| Error::Corrupt(e.to_string()))?,
+            ));
         }
         match self.args.store.load(token)? {
             Some(bytes) => Ok(Some(
@@ -325,6 +391,7 @@ impl PartitionState {
     /// again on a replay changes nothing, and the checkpoint after it makes it durable.
     fn forget(&mut self, token: &Token) -> Result<(), Error> {
         self.customers.remove(token);
+        self.packed.remove(token);
         self.touched.remove(token);
         self.dirty.remove(token);
         self.args.store.erase(token)?;
@@ -356,7 +423,7 @@ impl PartitionState {
 
     /// Every customer of the partition, in memory or stored, in token order.
     fn all_tokens(&self) -> Result<Vec<Token>, Error> {
-        let mut tokens: HashSet<Token> = self.customers.keys().cloned().collect();
+        let mut tokens: HashSet<Token> = self.customers.keys().chain(self.packed.keys()).cloned().collect();
         for entry in self.args.store.customers() {
             tokens.insert(entry?.0);
         }
@@ -394,6 +461,12 @@ impl PartitionState {
                 .filter(|(_, c)| c.next_due().is_some_and(|d| d <= until.timestamp_micros()))
                 .map(|(t, _)| t.clone()),
         );
+        tokens.extend(
+            self.packed
+                .iter()
+                .filter(|(_, p)| p.due.is_some_and(|d| d <= until.timestamp_micros()))
+                .map(|(t, _)| t.clone()),
+        );
         let mut tokens: Vec<Token> = tokens.into_iter().collect();
         tokens.sort();
         let mut released = 0;
@@ -414,6 +487,12 @@ impl PartitionState {
     }
 
     fn reload(&mut self, engine: Arc<Engine>) -> Result<(), Error> {
+        // Packed customers are in the old engine's encoding: decode them first.
+        for (token, packed) in std::mem::take(&mut self.packed) {
+            let customer =
+                Customer::decode(&packed.bytes, &self.args.engine).map_err(|e| Error::Corrupt(e.to_string()))?;
+            self.customers.insert(token, customer);
+        }
         for customer in self.customers.values_mut() {
             *customer = customer.reload(&self.args.engine, &engine)?;
         }
@@ -427,9 +506,13 @@ impl PartitionState {
         for entry in self.args.store.customers() {
             let (token, bytes) = entry?;
             let decoded;
-            let customer = match self.customers.get(&token) {
-                Some(c) => c,
-                None => {
+            let customer = match (self.customers.get(&token), self.packed.get(&token)) {
+                (Some(c), _) => c,
+                (None, Some(p)) => {
+                    decoded = Customer::decode(&p.bytes, engine).map_err(|e| Error::Corrupt(e.to_string()))?;
+                    &decoded
+                }
+                (None, None) => {
                     decoded = Customer::decode(&bytes, engine).map_err(|e| Error::Corrupt(e.to_string()))?;
                     &decoded
                 }
@@ -456,6 +539,7 @@ impl Actor for PartitionActor {
             args,
             customers: HashMap::new(),
             touched: HashMap::new(),
+            packed: HashMap::new(),
             last_used: HashMap::new(),
             tick: 0,
             backfilling: HashSet::new(),
@@ -491,7 +575,7 @@ impl Actor for PartitionActor {
             }
             PartitionMsg::PassivateIdle => state.passivate_idle(),
             PartitionMsg::Stats(reply) => {
-                let hot = state.customers.len() as u64;
+                let hot = (state.customers.len() + state.packed.len()) as u64;
                 let _ = reply.send(PartitionStats { hot, ..state.stats });
             }
             PartitionMsg::Features(at, reply) => {

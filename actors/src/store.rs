@@ -111,6 +111,10 @@ impl Store {
     }
 }
 
+/// sled's page cache: counted in a shard's memory beside its hot customers (whose
+/// snapshots it mostly caches again), so it is kept small; the OS caches the files too.
+const CACHE_BYTES: u64 = 64 << 20;
+
 /// Opens the sled store. sled frees a closed store's lock lazily (its last references
 /// go with epoch-based reclamation), so a store a shard of this process closed a
 /// moment ago can look held: the lock is tried for up to a second.
@@ -118,7 +122,7 @@ pub(crate) fn open_db(dir: &Path) -> Result<sled::Db, Error> {
     const ATTEMPTS: u32 = 40;
     let mut attempt = 1;
     loop {
-        match sled::Config::new().path(dir).cache_capacity(256 << 20).open() {
+        match sled::Config::new().path(dir).cache_capacity(CACHE_BYTES).open() {
             // sled reports a held lock only in its message.
             Err(sled::Error::Io(io)) if attempt < ATTEMPTS && io.to_string().starts_with("could not acquire lock") => {
                 attempt += 1;

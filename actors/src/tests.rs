@@ -425,6 +425,47 @@ async fn passivated_customers_come_back_with_their_state() {
 }
 
 #[tokio::test]
+async fn idle_customers_are_packed_in_memory_and_come_back_from_there() {
+    // Everyone fits under the bound (25 a partition), but only a few stay decoded: the
+    // others are packed, dirty or not, and come back from memory, not from the store.
+    let mut evs = events(40, 6);
+    evs.sort_by_key(|e| (e.ts, e.token.clone()));
+    let dir = tempfile::tempdir().unwrap();
+    let (_, features) = run(dir.path(), "s-plain", &evs).await;
+    let packed_dir = tempfile::tempdir().unwrap();
+    let bus = Arc::new(MemoryBus::new(4));
+    let config = ShardConfig {
+        max_hot: Some(100),
+        checkpoint_every: 7,
+        idle_after: None,
+        peer_tls: None,
+        ..config(packed_dir.path(), "s-packed")
+    };
+    let mut shard = Shard::start(config, engine(), bus.clone()).await.unwrap();
+    for e in &evs {
+        bus.publish(e.clone());
+    }
+    bus.close_events();
+    shard.drain().await.unwrap();
+    let stats = shard.stats().await.unwrap();
+    assert_eq!(stats.passivated, 0, "nobody left memory: {stats:?}");
+    assert_eq!(stats.hot, 40, "packed customers count as in memory: {stats:?}");
+    assert!(stats.activations > 40, "packed customers were decoded again: {stats:?}");
+    // A packed customer answers queries as she is.
+    let token = evs[0].token.clone();
+    assert!(shard.handle("").customer(&token).await.unwrap().is_some());
+    let packed: Vec<(Token, Value)> = shard
+        .features(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(t, _, f)| (t, f["spend"].clone()))
+        .collect();
+    shard.stop().await;
+    assert_eq!(packed, features, "the same features, live or packed");
+}
+
+#[tokio::test]
 async fn customers_idle_past_the_limit_leave_memory_after_a_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     // One partition, a checkpoint after every entry: the partition passivates on the

@@ -282,10 +282,10 @@ impl Tiled {
             Ok(r) => r,
             Err(r) => {
                 let width = group.members.len();
-                // Grow by a quarter (at least 4 rows), not double: a customer's tiles
+                // Grow by a quarter (at least 1 row), not double: a customer's tiles
                 // grow a row a day, and doubling would leave most of the slack unused.
                 if self.tiles.len() == self.tiles.capacity() {
-                    let more = (self.tiles.len() / 4).max(4);
+                    let more = (self.tiles.len() / 4).max(1);
                     self.tiles.reserve_exact(more);
                     self.accs.reserve_exact(more * width);
                 }

@@ -17,8 +17,10 @@ use serde::Serialize;
 use super::features::customer_events;
 
 const PARTITIONS: u32 = 8;
-/// Events published ahead of what the shard applied, at most.
-const AHEAD: u64 = 200_000;
+/// Events published ahead of what the shard applied, at most. The in-process bus
+/// holds them in this process's memory, which a shard on Redis does not (its backlog
+/// is on Redis): enough to keep every partition busy, no more.
+const AHEAD: u64 = 20_000;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
