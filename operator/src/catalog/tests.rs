@@ -7,7 +7,7 @@ use super::*;
 use crate::crd::{ContactPolicyResource, FeatureSetResource, OfferResource};
 use crate::decision::Policy;
 use crate::resources::ShardDefaults;
-use crate::testing::{NAMESPACE, cluster};
+use crate::testing::{Handle, NAMESPACE, cluster, expect, respond};
 
 const DEMO_FEATURE_SET: &str = include_str!("../../../cli/src/demo/specs/featureset.yaml");
 const DEMO_OFFERS: &str = include_str!("../../../cli/src/demo/specs/offers.yaml");
@@ -212,38 +212,11 @@ fn a_status_is_written_only_when_it_changes() {
     assert_eq!(fixed.conditions.len(), 1);
 }
 
-type Handle = mock::Handle<Request<Body>, Response<Body>>;
-
 const BASE: &str = "/apis/persona.dev/v1alpha1/namespaces/banking";
 
-async fn next(handle: &mut Handle, method: Method, path: &str) -> (Value, mock::SendResponse<Response<Body>>) {
-    let (request, send) = handle
-        .next_request()
-        .await
-        .unwrap_or_else(|| panic!("expected {method} {path}"));
-    assert_eq!(
-        (request.method(), request.uri().path()),
-        (&method, path),
-        "unexpected call {} {}",
-        request.method(),
-        request.uri()
-    );
-    let bytes = request.into_body().collect_bytes().await.unwrap();
-    let body = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap()
-    };
+async fn next(handle: &mut Handle, method: Method, path: &str) -> (Value, crate::testing::Send) {
+    let (body, _, send) = expect(handle, method, path).await;
     (body, send)
-}
-
-fn respond(send: mock::SendResponse<Response<Body>>, status: StatusCode, body: &Value) {
-    send.send_response(
-        Response::builder()
-            .status(status)
-            .body(Body::from(serde_json::to_vec(body).unwrap()))
-            .unwrap(),
-    );
 }
 
 fn list_of<T: Serialize>(kind: &str, items: &[T]) -> Value {

@@ -13,9 +13,7 @@ use tower_test::mock;
 
 use super::*;
 use crate::resources::children;
-use crate::testing::{NAMESPACE, UID, cluster};
-
-type Handle = mock::Handle<Request<Body>, Response<Body>>;
+use crate::testing::{Handle, NAMESPACE, UID, api_error, cluster, expect, respond};
 
 const CORE: &str = "/api/v1/namespaces/banking";
 const APPS: &str = "/apis/apps/v1/namespaces/banking";
@@ -33,50 +31,6 @@ fn context(client: Client) -> Arc<Context> {
         Policy::default(),
         Some("persona-operator-0".to_owned()),
     ))
-}
-
-/// One expected call: its method and path; returns the request body as JSON (Null
-/// when empty), the query string, and the means to answer.
-async fn expect(
-    handle: &mut Handle,
-    method: Method,
-    path: &str,
-) -> (Value, String, mock::SendResponse<Response<Body>>) {
-    let (request, send) = handle
-        .next_request()
-        .await
-        .unwrap_or_else(|| panic!("expected {method} {path}, but the reconciler made no further call"));
-    assert_eq!(
-        (request.method(), request.uri().path()),
-        (&method, path),
-        "unexpected call {} {}",
-        request.method(),
-        request.uri()
-    );
-    let query = request.uri().query().unwrap_or_default().to_owned();
-    let bytes = request.into_body().collect_bytes().await.unwrap();
-    let body = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap()
-    };
-    (body, query, send)
-}
-
-fn respond(send: mock::SendResponse<Response<Body>>, status: StatusCode, body: &Value) {
-    send.send_response(
-        Response::builder()
-            .status(status)
-            .body(Body::from(serde_json::to_vec(body).unwrap()))
-            .unwrap(),
-    );
-}
-
-fn api_error(code: u16, reason: &str) -> Value {
-    json!({
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": format!("{reason} (test)"), "reason": reason, "code": code,
-    })
 }
 
 async fn not_found(handle: &mut Handle, path: &str) {

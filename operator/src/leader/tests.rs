@@ -5,8 +5,7 @@ use serde_json::{Value, json};
 use tower_test::mock;
 
 use super::*;
-
-type Handle = mock::Handle<Request<Body>, Response<Body>>;
+use crate::testing::{Handle, api_error, expect, respond};
 
 const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/persona/leases";
 
@@ -88,30 +87,13 @@ fn a_released_or_malformed_lease_is_taken_over() {
     ));
 }
 
-async fn next(handle: &mut Handle, method: Method, path: &str) -> (Value, mock::SendResponse<Response<Body>>) {
-    let (request, send) = handle.next_request().await.expect("a call");
-    assert_eq!((request.method(), request.uri().path()), (&method, path));
-    let bytes = request.into_body().collect_bytes().await.unwrap();
-    let body = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap()
-    };
+async fn next(handle: &mut Handle, method: Method, path: &str) -> (Value, crate::testing::Send) {
+    let (body, _, send) = expect(handle, method, path).await;
     (body, send)
 }
 
-fn respond(send: mock::SendResponse<Response<Body>>, status: StatusCode, body: &Value) {
-    send.send_response(
-        Response::builder()
-            .status(status)
-            .body(Body::from(serde_json::to_vec(body).unwrap()))
-            .unwrap(),
-    );
-}
-
 fn status(code: u16, reason: &str) -> Value {
-    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-           "message": format!("{reason} (test)"), "reason": reason, "code": code})
+    api_error(code, reason)
 }
 
 fn lease_object(spec: &LeaseSpec, version: &str) -> Value {
