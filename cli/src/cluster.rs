@@ -196,11 +196,15 @@ pub(crate) async fn shard(args: ShardArgs) -> Result<ExitCode> {
         .as_ref()
         .map(|_| Arc::new(std::sync::atomic::AtomicU64::new(0)));
     let (stop_metrics, metrics_stopped) = tokio::sync::watch::channel(false);
-    let metrics = args.metrics.map(|addr| {
+    let metrics = if args.metrics.is_some() || crate::telemetry::otlp_endpoint().is_some() {
         let gather = shard_metrics(shard.handle(&args.name), bus.clone(), table_epoch.clone());
-        println!("shard {} serving metrics on http://{addr}/metrics", args.name);
-        tokio::spawn(crate::metrics::serve(addr, gather, metrics_stopped))
-    });
+        if let Some(addr) = args.metrics {
+            println!("shard {} serving metrics on http://{addr}/metrics", args.name);
+        }
+        crate::metrics::publish(args.metrics, "persona-shard", gather, metrics_stopped)
+    } else {
+        Vec::new()
+    };
     let mover = shard.mover();
     let (stop_following, following_stopped) = tokio::sync::watch::channel(false);
     let follower = match (&args.assignment_file, args.ordinal, &mover) {
@@ -249,8 +253,8 @@ pub(crate) async fn shard(args: ShardArgs) -> Result<ExitCode> {
         server.await??;
     }
     let _ = stop_metrics.send(true);
-    if let Some(metrics) = metrics {
-        metrics.await??;
+    for task in metrics {
+        task.await??;
     }
     shard.stop_feeding().await;
     let drained = shard.drain().await;

@@ -25,6 +25,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
+pub(crate) mod otlp;
+
 /// Builds the registry of one scrape.
 pub(crate) type Gather = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Registry> + Send>> + Send + Sync>;
 
@@ -47,6 +49,41 @@ pub(crate) fn gauges(registry: &mut Registry, name: &str, help: &str) -> Family<
     let family = Family::<Labels, Gauge>::default();
     registry.register(name, help, family.clone());
     family
+}
+
+/// `registry` with the process's own gauges (resident memory).
+pub(crate) fn with_process(mut registry: Registry) -> Registry {
+    let resident: Gauge = Gauge::default();
+    resident.set(i64::try_from(crate::bench::rss().0).unwrap_or(i64::MAX));
+    registry.register(
+        "process_resident_memory_bytes",
+        "Resident memory of the process, in bytes",
+        resident,
+    );
+    registry
+}
+
+/// The service's metrics, served on `addr` (Prometheus) and pushed to the OTLP
+/// endpoint of `--otlp-endpoint` (if any), until `stop` turns true: the tasks to
+/// await.
+pub(crate) fn publish(
+    addr: Option<SocketAddr>,
+    service: &'static str,
+    gather: Gather,
+    stop: watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<Result<()>>> {
+    let mut tasks = Vec::new();
+    if let Some(endpoint) = crate::telemetry::otlp_endpoint() {
+        let (gather, stop) = (gather.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            otlp::push(endpoint, service, gather, otlp::interval(), stop).await;
+            Ok(())
+        }));
+    }
+    if let Some(addr) = addr {
+        tasks.push(tokio::spawn(serve(addr, gather, stop)));
+    }
+    tasks
 }
 
 /// Serves `GET /metrics` on `addr` until `stop` turns true.
@@ -78,14 +115,7 @@ pub(crate) async fn serve(addr: SocketAddr, gather: Gather, mut stop: watch::Rec
                         *r.status_mut() = StatusCode::NOT_FOUND;
                         return Ok::<_, Infallible>(r);
                     }
-                    let mut registry = gather().await;
-                    let resident: prometheus_client::metrics::gauge::Gauge = Default::default();
-                    resident.set(i64::try_from(crate::bench::rss().0).unwrap_or(i64::MAX));
-                    registry.register(
-                        "process_resident_memory_bytes",
-                        "Resident memory of the process, in bytes",
-                        resident,
-                    );
+                    let registry = with_process(gather().await);
                     let mut text = String::new();
                     let mut response = match encode(&mut text, &registry) {
                         Ok(()) => Response::new(Full::new(Bytes::from(text))),

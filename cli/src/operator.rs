@@ -81,8 +81,12 @@ pub(crate) async fn run(args: OperatorArgs) -> Result<ExitCode> {
 
     let (leading_tx, leading) = watch::channel(args.no_leader_election);
     let (stop_tx, stop) = watch::channel(false);
-    let served = crate::metrics::serve(args.listen, gather(metrics, leading.clone()), stop.clone());
-    let server = tokio::spawn(served);
+    let served = crate::metrics::publish(
+        Some(args.listen),
+        "persona-operator",
+        gather(metrics, leading.clone()),
+        stop.clone(),
+    );
     println!(
         "operator {identity} serving /healthz, /readyz and /metrics on {}",
         args.listen
@@ -147,7 +151,9 @@ pub(crate) async fn run(args: OperatorArgs) -> Result<ExitCode> {
     if let Some(election) = election {
         let _ = election.await;
     }
-    server.await??;
+    for task in served {
+        task.await??;
+    }
     if lost {
         // Another replica may lead by now: restart as a follower.
         anyhow::bail!(

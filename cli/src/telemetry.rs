@@ -4,7 +4,8 @@
 //! collector over OTLP/gRPC, whatever the log level: `gateway.ingest_file` /
 //! `gateway.ingest_call` / `gateway.ingest_stream`, `shard.apply_batch`,
 //! `detokenizer.deliver`, linked into one trace by the context carried in bus entries
-//! and gRPC metadata.
+//! and gRPC metadata. The same endpoint receives the services' metrics
+//! (`crate::metrics::otlp`).
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
@@ -15,6 +16,14 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::args::{Cli, Command};
+
+/// The OTLP endpoint of `--otlp-endpoint`, for the metrics push.
+static OTLP_ENDPOINT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Where to push metrics over OTLP, if anywhere.
+pub(crate) fn otlp_endpoint() -> Option<String> {
+    OTLP_ENDPOINT.get().cloned()
+}
 
 /// Flushes the spans not yet exported when dropped.
 pub(crate) struct Telemetry {
@@ -37,6 +46,7 @@ fn service_name(command: &Command) -> &'static str {
         Command::Shard(_) => "persona-shard",
         Command::Gateway(_) => "persona-gateway",
         Command::Detokenizer(_) => "persona-detokenizer",
+        Command::Operator(_) => "persona-operator",
         _ => "persona",
     }
 }
@@ -51,6 +61,9 @@ pub(crate) fn init(args: &Cli) -> Telemetry {
         .with_ansi(ansi)
         .with_target(false)
         .with_filter(filter);
+    if let Some(endpoint) = &args.otlp_endpoint {
+        let _ = OTLP_ENDPOINT.set(endpoint.clone());
+    }
     let provider = args.otlp_endpoint.as_deref().and_then(|endpoint| {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()

@@ -185,9 +185,13 @@ pub(crate) async fn gateway(args: GatewayArgs) -> Result<ExitCode> {
         println!("gateway serving gRPC on {addr}");
         tasks.spawn(async move { serving.await.map_err(anyhow::Error::from) });
     }
+    if args.metrics.is_some() || crate::telemetry::otlp_endpoint().is_some() {
+        let gather = gateway_metrics(service.clone());
+        for task in crate::metrics::publish(args.metrics, "persona-gateway", gather, stopped.clone()) {
+            tasks.spawn(async move { task.await? });
+        }
+    }
     if let Some(addr) = args.metrics {
-        let serving = crate::metrics::serve(addr, gateway_metrics(service.clone()), stopped.clone());
-        tasks.spawn(serving);
         println!("gateway serving metrics on http://{addr}/metrics");
     }
     let failed = wait_for_signal_or(&mut tasks).await;
@@ -350,12 +354,13 @@ pub(crate) async fn detokenizer(args: DetokenizerArgs) -> Result<ExitCode> {
         tasks.spawn(async move { serving.await.map_err(anyhow::Error::from) });
         println!("detokenizer taking channel responses on http://{addr}/v1/responses");
     }
+    if args.metrics.is_some() || crate::telemetry::otlp_endpoint().is_some() {
+        let gather = detokenizer_metrics(service.clone());
+        for task in crate::metrics::publish(args.metrics, "persona-detokenizer", gather, responses_stop_metrics) {
+            tasks.spawn(async move { task.await? });
+        }
+    }
     if let Some(addr) = args.metrics {
-        tasks.spawn(crate::metrics::serve(
-            addr,
-            detokenizer_metrics(service.clone()),
-            responses_stop_metrics,
-        ));
         println!("detokenizer serving metrics on http://{addr}/metrics");
     }
     println!("detokenizer {} delivering", args.consumer);

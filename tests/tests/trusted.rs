@@ -1025,11 +1025,47 @@ async fn another_banks_dialects_through_the_services_leave_nothing_protected_on_
     }
 }
 
-/// An OTLP collector for the test: keeps every span exported to it, with the service
-/// name of the process that sent it.
+/// An OTLP collector for the test: keeps every span and every metric exported to it,
+/// with the service name of the process that sent it.
 #[derive(Clone, Default)]
 struct Collector {
     spans: Arc<Mutex<Vec<(String, opentelemetry_proto::tonic::trace::v1::Span)>>>,
+    metrics: Arc<Mutex<Vec<(String, opentelemetry_proto::tonic::metrics::v1::Metric)>>>,
+}
+
+/// The `service.name` of an exporting process.
+fn service_of(resource: Option<&opentelemetry_proto::tonic::resource::v1::Resource>) -> String {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+    resource
+        .iter()
+        .flat_map(|r| &r.attributes)
+        .find(|a| a.key == "service.name")
+        .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
+            Any::StringValue(s) => Some(s.clone()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::MetricsService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest>,
+    ) -> Result<
+        tonic::Response<opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse>,
+        tonic::Status,
+    > {
+        for resource in request.into_inner().resource_metrics {
+            let service = service_of(resource.resource.as_ref());
+            for scope in resource.scope_metrics {
+                for metric in scope.metrics {
+                    self.metrics.lock().unwrap().push((service.clone(), metric));
+                }
+            }
+        }
+        Ok(tonic::Response::new(Default::default()))
+    }
 }
 
 #[tonic::async_trait]
@@ -1041,18 +1077,8 @@ impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::Tra
         tonic::Response<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse>,
         tonic::Status,
     > {
-        use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
         for resource in request.into_inner().resource_spans {
-            let service = resource
-                .resource
-                .iter()
-                .flat_map(|r| &r.attributes)
-                .find(|a| a.key == "service.name")
-                .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
-                    Any::StringValue(s) => Some(s.clone()),
-                    _ => None,
-                })
-                .unwrap_or_default();
+            let service = service_of(resource.resource.as_ref());
             for scope in resource.scope_spans {
                 for span in scope.spans {
                     self.spans.lock().unwrap().push((service.clone(), span));
@@ -1069,6 +1095,7 @@ impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::Tra
 /// decided the match, whose parent is the gateway's ingest of the file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_trace_runs_from_the_gateway_through_the_shard_to_the_detokenizer() {
+    use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::MetricsServiceServer;
     use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
 
     let collector = Collector::default();
@@ -1076,7 +1103,8 @@ async fn one_trace_runs_from_the_gateway_through_the_shard_to_the_detokenizer() 
     let serving = collector.clone();
     tokio::spawn(async move {
         tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(serving))
+            .add_service(TraceServiceServer::new(serving.clone()))
+            .add_service(MetricsServiceServer::new(serving))
             .serve(format!("127.0.0.1:{otlp_port}").parse().unwrap())
             .await
     });
@@ -1120,5 +1148,58 @@ async fn one_trace_runs_from_the_gateway_through_the_shard_to_the_detokenizer() 
     let text = format!("{spans:?}").to_lowercase();
     for value in KAVERI_PROTECTED {
         assert!(!text.contains(&value.to_lowercase()), "{value} is in a span");
+    }
+
+    // The metrics went over OTLP too (each service pushes once more as it stops),
+    // saying what the services did: the last export of each is the total.
+    use opentelemetry_proto::tonic::metrics::v1::{Metric, metric::Data, number_data_point::Value as Number};
+    let metrics = collector.metrics.lock().unwrap().clone();
+    let last = |service: &str, name: &str| -> Metric {
+        metrics
+            .iter()
+            .rev()
+            .find(|(s, m)| s == service && m.name == name)
+            .map(|(_, m)| m.clone())
+            .unwrap_or_else(|| panic!("{service} exported no {name}"))
+    };
+    let total = |service: &str, name: &str| -> f64 {
+        let points = match last(service, name).data {
+            Some(Data::Sum(s)) => s.data_points,
+            Some(Data::Gauge(g)) => g.data_points,
+            other => panic!("{name}: {other:?}"),
+        };
+        points
+            .iter()
+            .map(|p| match p.value {
+                Some(Number::AsDouble(v)) => v,
+                Some(Number::AsInt(v)) => v as f64,
+                None => 0.0,
+            })
+            .sum()
+    };
+    let published = total("persona-gateway", "persona_gateway_events");
+    let applied = total("persona-shard", "persona_events_applied");
+    assert!(published > 0.0, "the gateway published events");
+    assert!(
+        applied >= published,
+        "the shard applied the gateway's events (and the outcomes): {applied} < {published}"
+    );
+    assert_eq!(
+        total("persona-detokenizer", "persona_detokenizer_matches") as usize,
+        jsonl(&audit_path).len(),
+        "one match counted per audit line"
+    );
+    let Some(Data::Histogram(batches)) = last("persona-shard", "persona_apply_batch_seconds").data else {
+        panic!("the batch latency is a histogram")
+    };
+    let point = &batches.data_points[0];
+    assert!(point.count > 0);
+    assert_eq!(point.bucket_counts.iter().sum::<u64>(), point.count);
+    for service in ["persona-gateway", "persona-shard", "persona-detokenizer"] {
+        assert!(total(service, "process_resident_memory_bytes") > 1e6, "{service}");
+    }
+    let text = format!("{metrics:?}").to_lowercase();
+    for value in KAVERI_PROTECTED {
+        assert!(!text.contains(&value.to_lowercase()), "{value} is in a metric");
     }
 }
