@@ -53,6 +53,9 @@ pub(crate) struct Args {
     /// Decide calls in flight while finding the maximum rate.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
+    /// gRPC connections the Decide callers share, round robin (as a client pool would).
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -66,6 +69,8 @@ struct Params {
     partitions: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     concurrency: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connections: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     paced_rate: Option<f64>,
 }
@@ -120,6 +125,8 @@ impl fmt::Display for Report {
 struct LocalShard {
     child: Child,
     dir: std::path::PathBuf,
+    /// Where it serves gRPC.
+    address: String,
 }
 
 impl LocalShard {
@@ -192,7 +199,11 @@ async fn start(args: &Args, name: &str) -> Result<(LocalShard, RedisBus, Persona
         .stdout(Stdio::null())
         .spawn()
         .context("starting the shard")?;
-    let shard = LocalShard { child, dir };
+    let shard = LocalShard {
+        child,
+        dir,
+        address: format!("http://127.0.0.1:{port}"),
+    };
     let started = Instant::now();
     let client = loop {
         match PersonaClient::connect(format!("http://127.0.0.1:{port}")).await {
@@ -278,6 +289,7 @@ pub(crate) async fn grpc_ingest(args: &Args) -> Result<()> {
             runs: args.runs,
             partitions: PARTITIONS,
             concurrency: None,
+            connections: None,
             paced_rate: None,
         },
     };
@@ -313,6 +325,10 @@ fn swipe_event(c: u32, n: u64, history: &[Event]) -> Event {
 
 pub(crate) async fn decide(args: &Args) -> Result<()> {
     let (shard, bus, mut client) = start(args, "decide").await?;
+    let mut clients = vec![client.clone()];
+    for _ in 1..args.connections.max(1) {
+        clients.push(PersonaClient::connect(shard.address.clone()).await?);
+    }
     let customers = Arc::new(events(args)?);
     let wire: Vec<v1::Event> = customers.iter().flatten().map(v1::Event::from).collect();
     ingest(&mut client, &wire).await?;
@@ -323,7 +339,7 @@ pub(crate) async fn decide(args: &Args) -> Result<()> {
     let started = Instant::now();
     let mut callers = Vec::new();
     for k in 0..args.concurrency.max(1) {
-        let (mut client, customers) = (client.clone(), customers.clone());
+        let (mut client, customers) = (clients[k % clients.len()].clone(), customers.clone());
         callers.push(tokio::spawn(async move {
             let mut calls = 0u64;
             while started.elapsed() < phase {
@@ -350,7 +366,7 @@ pub(crate) async fn decide(args: &Args) -> Result<()> {
     let mut n = 0u64;
     while started.elapsed() < phase {
         ticker.tick().await;
-        let (mut client, customers) = (client.clone(), customers.clone());
+        let (mut client, customers) = (clients[n as usize % clients.len()].clone(), customers.clone());
         let c = (n * 104_729 % customers.len() as u64) as u32;
         n += 1;
         inflight.push(tokio::spawn(async move {
@@ -377,6 +393,7 @@ pub(crate) async fn decide(args: &Args) -> Result<()> {
             runs: 1,
             partitions: PARTITIONS,
             concurrency: Some(args.concurrency),
+            connections: Some(args.connections),
             paced_rate: Some(rate),
         },
     };
@@ -462,6 +479,7 @@ pub(crate) async fn event_to_match(args: &Args, rate: f64) -> Result<()> {
             runs: 1,
             partitions: PARTITIONS,
             concurrency: None,
+            connections: None,
             paced_rate: Some(rate),
         },
     };
