@@ -88,6 +88,10 @@ struct Report {
     /// The shard process's peak resident memory.
     peak_rss_bytes: u64,
     runs_ops_per_sec: Vec<f64>,
+    /// Operations per second of the shard process's own CPU time (user + system):
+    /// the rate one core of the shard sustains, the client and Redis apart.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ops_per_shard_core_sec: Option<f64>,
     params: Params,
 }
 
@@ -105,6 +109,9 @@ impl fmt::Display for Report {
             _ => "events/s",
         };
         super::median_line(f, what, self.ops_per_sec, &self.runs_ops_per_sec)?;
+        if let Some(per_core) = self.ops_per_shard_core_sec {
+            writeln!(f, "  {:<28} {:>12.0}", format!("{what} per shard core"), per_core)?;
+        }
         if let (Some(p50), Some(p99), Some(rate)) = (self.p50_ms, self.p99_ms, p.paced_rate) {
             let unit = if self.scenario == "decide" {
                 "calls/s"
@@ -130,6 +137,20 @@ struct LocalShard {
 }
 
 impl LocalShard {
+    /// The shard process's CPU time so far (user + system), in seconds.
+    fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // After the command name in parentheses: state is field 3, utime 14, stime 15,
+        // in clock ticks of 1/100 s (USER_HZ, fixed for /proc).
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .collect();
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+        (ticks(11) + ticks(12)) / 100.0
+    }
+
     fn peak_rss(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
         status
@@ -180,7 +201,11 @@ async fn start(args: &Args, name: &str) -> Result<(LocalShard, RedisBus, Persona
     let bus = RedisBus::connect(&args.redis, &prefix, PARTITIONS)
         .await
         .context("connecting to Redis")?;
-    let grants: Vec<(u32, &str)> = (0..PARTITIONS).map(|p| (p, "bench")).collect();
+    // The ingest scenario measures the way in alone: its shard owns no partition (it
+    // joins empty), so it publishes to the bus and applies nothing meanwhile.
+    let ingest_only = name == "ingest";
+    let owner = if ingest_only { "elsewhere" } else { "bench" };
+    let grants: Vec<(u32, &str)> = (0..PARTITIONS).map(|p| (p, owner)).collect();
     bus.assign(&grants).await?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let child = Command::new(std::env::current_exe()?)
@@ -195,6 +220,7 @@ async fn start(args: &Args, name: &str) -> Result<(LocalShard, RedisBus, Persona
         .arg(dir.join("shard"))
         .arg("--specs")
         .arg(dir.join("specs"))
+        .args(ingest_only.then_some("--join"))
         .env("PERSONA_REDIS_URL", &args.redis)
         .stdout(Stdio::null())
         .spawn()
@@ -271,10 +297,25 @@ pub(crate) async fn grpc_ingest(args: &Args) -> Result<()> {
     let (shard, bus, mut client) = start(args, "ingest").await?;
     let wire: Vec<v1::Event> = events(args)?.iter().flatten().map(v1::Event::from).collect();
     let mut rates = Vec::new();
+    let mut per_core = Vec::new();
     for _ in 0..args.runs.max(1) {
+        let cpu = shard.cpu_seconds();
         rates.push(ingest(&mut client, &wire).await?);
+        let used = shard.cpu_seconds() - cpu;
+        per_core.push(wire.len() as f64 / used.max(0.01));
     }
-    wait_applied(&bus).await?;
+    // Nothing applies them (the shard owns no partition): the bus keeps them.
+    let published: u64 = {
+        let mut n = 0;
+        for p in 0..bus.partitions() {
+            n += bus.len(p).await?;
+        }
+        n
+    };
+    anyhow::ensure!(
+        published == wire.len() as u64 * u64::from(args.runs.max(1)),
+        "{published} events on the bus"
+    );
     let report = Report {
         scenario: "grpc-ingest",
         ops_per_sec: median(rates.clone()),
@@ -283,6 +324,7 @@ pub(crate) async fn grpc_ingest(args: &Args) -> Result<()> {
         p99_ms: None,
         peak_rss_bytes: shard.peak_rss(),
         runs_ops_per_sec: rates,
+        ops_per_shard_core_sec: Some(median(per_core)),
         params: Params {
             customers: args.customers,
             events: wire.len() as u64,
@@ -387,6 +429,7 @@ pub(crate) async fn decide(args: &Args) -> Result<()> {
         p99_ms: Some(percentile(&mut latencies, 0.99)),
         peak_rss_bytes: shard.peak_rss(),
         runs_ops_per_sec: vec![max_rate],
+        ops_per_shard_core_sec: None,
         params: Params {
             customers: args.customers,
             events: wire.len() as u64,
@@ -473,6 +516,7 @@ pub(crate) async fn event_to_match(args: &Args, rate: f64) -> Result<()> {
         p99_ms: Some(percentile(&mut latencies, 0.99)),
         peak_rss_bytes: shard.peak_rss(),
         runs_ops_per_sec: vec![matched as f64 / phase.as_secs_f64()],
+        ops_per_shard_core_sec: None,
         params: Params {
             customers: args.customers,
             events: count as u64,
