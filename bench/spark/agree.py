@@ -115,14 +115,14 @@ def main():
         print(f"events: {p['events']} (persona) / {s['events']} (spark); customers: {p['customers']} / {s['customers']}; "
               f"features per customer: {p['features']}")
         warm = len(runs) - len(timed)
-        print(f"persona: {persona_rate:,.0f} events/s on {pb['cores_used']} core "
+        print(f"persona: {persona_rate:,.0f} events/s on {pb['cores_used']} cores "
               f"(median of {len(timed)} runs after {warm} warm-up: {', '.join(f'{r:,.0f}' for r in timed)}"
               + (f"; warm-up {', '.join(f'{r:,.0f}' for r in runs[:warm])}" if warm else "") + ")")
         print(f"spark:   {sb['ops_per_sec']:,.0f} events/s on {sb['cores_used']} cores, local[*] "
               f"(pyspark {sb['pyspark']}; median of {len(sb['seconds_runs'])} runs after {sb.get('warmup_runs', 1)} warm-up: "
               f"{', '.join(f'{x:.2f}' for x in sb['seconds_runs'])} s, of which {sb.get('post_seconds_median', 0):.2f} s "
               f"Python after the collect; untimed load and cache {sb['load_seconds']:.1f} s)")
-        print("note: persona used 1 core, Spark all cores")
+        print(f"note: persona used {pb['cores_used']} threads, Spark {sb['cores_used']} cores")
     if args.batch:
         ba, bt, _ = compare(args.batch, args.spark)
         print(f"cross-check, persona backfill (batch) vs spark: values agree {ba}/{bt}")

@@ -73,6 +73,10 @@ pub(crate) struct Args {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
+    /// Threads, each applying the events of its share of the customers (customers are
+    /// independent, as a shard's partitions are); 0: every core.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -91,7 +95,7 @@ struct Params {
 #[derive(Debug, Serialize)]
 struct Report {
     scenario: &'static str,
-    /// Events applied per second on one core (median of the runs).
+    /// Events applied per second on `cores_used` threads (median of the runs).
     ops_per_sec: f64,
     cores_used: u32,
     peak_rss_bytes: u64,
@@ -280,6 +284,10 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         }
     };
     let total: u64 = customers.iter().map(|c| c.len() as u64).sum();
+    let threads = match args.threads {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
     let per_customer = customers.len().max(1) as f64;
     let mut kept: Vec<FeatureState> = Vec::new();
     let mut rates = Vec::new();
@@ -288,14 +296,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     for run in 0..args.runs.max(1) {
         let (before, _) = rss();
         let started = Instant::now();
-        let mut states: Vec<FeatureState> = Vec::with_capacity(customers.len());
-        for events in &customers {
-            let mut state = FeatureState::default();
-            for e in events {
-                state.apply(&set, e);
-            }
-            states.push(state);
-        }
+        let states = apply_all(&set, &customers, threads);
         rates.push(total as f64 / started.elapsed().as_secs_f64());
         let (after, _) = rss();
         // Only the first run measures memory: later runs reuse what the allocator kept.
@@ -327,7 +328,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     let report = Report {
         scenario: "features",
         ops_per_sec: median(rates.clone()),
-        cores_used: 1,
+        cores_used: u32::try_from(threads).unwrap_or(u32::MAX),
         peak_rss_bytes: rss().1,
         ram_bytes_per_customer: ram,
         snapshot_bytes_per_customer: snapshot,
@@ -344,6 +345,37 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     };
     super::print(&report, args.json);
     Ok(())
+}
+
+/// Each customer's feature state after her events, in order, computed by `threads`
+/// threads over contiguous shares of the customers.
+fn apply_all(set: &FeatureSet, customers: &[Vec<Event>], threads: usize) -> Vec<FeatureState> {
+    let one = |share: &[Vec<Event>]| -> Vec<FeatureState> {
+        share
+            .iter()
+            .map(|events| {
+                let mut state = FeatureState::default();
+                for e in events {
+                    state.apply(set, e);
+                }
+                state
+            })
+            .collect()
+    };
+    if threads <= 1 || customers.len() < 2 {
+        return one(customers);
+    }
+    let size = customers.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = customers
+            .chunks(size)
+            .map(|share| scope.spawn(move || one(share)))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a features thread panicked"))
+            .collect()
+    })
 }
 
 /// Every customer's features as of the latest event of all, sorted by token, in the
