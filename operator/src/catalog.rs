@@ -323,6 +323,8 @@ pub async fn sync_namespace(ctx: &Context, namespace: &str) -> Result<()> {
     let policies = list::<ContactPolicy>(client, namespace).await?;
     let clusters = list::<PersonaCluster>(client, namespace).await?;
     let judgement = judge(&feature_sets, &offers, &policies, &clusters);
+    let present: Vec<String> = clusters.iter().map(ResourceExt::name_any).collect();
+    ctx.retain_clusters(namespace, &present);
     let now = Timestamp::now();
 
     let mut changed = 0;

@@ -108,10 +108,20 @@ impl Context {
         Some((recommendation, load))
     }
 
-    /// Forgets a deleted cluster's autoscaler.
-    pub fn forget(&self, namespace: &str, name: &str) {
+    /// Forgets the autoscalers and gauges of the clusters of `namespace` that are no
+    /// longer there (deleted clusters get no reconcile to say so).
+    pub fn retain_clusters(&self, namespace: &str, present: &[String]) {
         let mut autoscalers = self.autoscalers.lock().unwrap_or_else(|p| p.into_inner());
-        autoscalers.remove(&format!("{namespace}/{name}"));
+        autoscalers.retain(|key, _| match key.split_once('/') {
+            Some((ns, name)) => ns != namespace || present.iter().any(|p| p == name),
+            None => true,
+        });
+        drop(autoscalers);
+        for ((ns, name), _) in self.metrics.clusters() {
+            if ns == namespace && !present.contains(&name) {
+                self.metrics.forget(&ns, &name);
+            }
+        }
     }
 }
 

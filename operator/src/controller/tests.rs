@@ -385,3 +385,30 @@ async fn a_lagging_cluster_gets_more_shard_pods_before_its_partitions_move() {
     assert_eq!(action, Action::requeue(Policy::default().busy_requeue));
     server.await.unwrap();
 }
+
+#[tokio::test]
+async fn deleted_clusters_leave_no_autoscaler_or_gauge_behind() {
+    let (service, _handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let ctx = context(Client::new(service, NAMESPACE));
+    {
+        let mut autoscalers = ctx.autoscalers.lock().unwrap();
+        for key in ["banking/prod", "banking/gone", "cards/prod"] {
+            autoscalers.insert(key.to_owned(), crate::autoscale::Autoscaler::default());
+        }
+    }
+    for (ns, name) in [("banking", "prod"), ("banking", "gone"), ("cards", "prod")] {
+        ctx.metrics.cluster(ns, name, Shards::default());
+    }
+    ctx.retain_clusters("banking", &["prod".to_owned()]);
+    let mut left: Vec<String> = ctx.autoscalers.lock().unwrap().keys().cloned().collect();
+    left.sort();
+    assert_eq!(left, ["banking/prod", "cards/prod"]);
+    let gauges: Vec<(String, String)> = ctx.metrics.clusters().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(
+        gauges,
+        [
+            ("banking".to_owned(), "prod".to_owned()),
+            ("cards".to_owned(), "prod".to_owned())
+        ]
+    );
+}
