@@ -28,8 +28,9 @@ pub(crate) struct OperatorArgs {
     /// `imagePullPolicy` of shard containers (empty: Kubernetes' default).
     #[arg(long, env = "PERSONA_SHARD_IMAGE_PULL_POLICY", default_value = "")]
     shard_image_pull_policy: String,
-    /// How long the pods of removed shard ordinals keep running after their partitions
-    /// moved off (`2m`).
+    /// When the shards' confirmations (`persona_table_epoch` on their /metrics) cannot
+    /// be read: how long the pods of removed shard ordinals keep running after the
+    /// table that moved their partitions off (`2m`).
     #[arg(long, env = "PERSONA_HANDOFF_GRACE", default_value = "2m", value_parser = crate::args::parse_duration)]
     handoff_grace: Duration,
     /// Serve /healthz, /readyz and /metrics here.
