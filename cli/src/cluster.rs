@@ -478,13 +478,21 @@ pub(crate) enum BusCommand {
         bus: BusArgs,
         files: Vec<PathBuf>,
     },
-    /// Lease the partitions to shards, round robin, under a new epoch.
+    /// Lease the partitions to shards, round robin, under a new epoch: for a new
+    /// cluster. Leases are not state: a shard that loses one stops feeding the
+    /// partition and its new owner does not pull the state, so over existing leases
+    /// it refuses unless --force (move partitions with `bus move`, or run shards with
+    /// `--assignment-file`).
     Assign {
         #[command(flatten)]
         bus: BusArgs,
         /// Shard names, comma-separated.
         #[arg(long, value_delimiter = ',', required = true)]
         shards: Vec<String>,
+        /// Re-lease partitions that have an owner already (their running owners are
+        /// fenced; restart the shards so that each feeds what it is leased).
+        #[arg(long)]
+        force: bool,
     },
     /// Move a partition to another live shard (served with --grpc): it takes the
     /// lease, pulls the state from the old owner and feeds on from the checkpoint.
@@ -526,8 +534,17 @@ pub(crate) async fn bus(command: BusCommand) -> Result<ExitCode> {
             }
             println!("published {published} events");
         }
-        BusCommand::Assign { bus, shards } => {
+        BusCommand::Assign { bus, shards, force } => {
             let redis = bus.connect().await?;
+            let held = redis.leases().await?;
+            anyhow::ensure!(
+                held.is_empty() || force,
+                "{} partitions are leased already (epoch {}): assigning again moves no state and \
+                 stops their running owners; move partitions with `persona bus move`, or give --force \
+                 and restart the shards",
+                held.len(),
+                held.iter().map(|l| l.epoch).max().unwrap_or(0)
+            );
             let grants: Vec<(u32, &str)> = (0..bus.partitions)
                 .map(|p| (p, shards[p as usize % shards.len()].as_str()))
                 .collect();

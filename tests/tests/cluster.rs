@@ -505,3 +505,27 @@ fn a_malformed_events_file_names_its_line() {
     let status: Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(status["lag"], 1, "the first line was published");
 }
+
+/// `persona bus assign` over leases that exist refuses (it would move no state and
+/// stop their owners) unless told `--force`.
+#[test]
+fn assigning_over_existing_leases_needs_force() {
+    let prefix = format!("reassign:{}:{}", std::process::id(), free_port());
+    let bus = ["--redis", &redis_url(), "--prefix", &prefix, "--partitions", "4"].map(str::to_owned);
+    let bus: Vec<&str> = bus.iter().map(String::as_str).collect();
+    persona(&[&["bus", "assign", "--shards", "a,b"], &bus[..]].concat());
+    let again = persona_command(&[&["bus", "assign", "--shards", "c"], &bus[..]].concat())
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("4 partitions are leased already"), "{stderr}");
+    assert!(stderr.contains("persona bus move"), "{stderr}");
+    let status: Value =
+        serde_json::from_slice(&persona(&[&["bus", "status", "--json"], &bus[..]].concat()).stdout).unwrap();
+    assert_eq!(status["partitions"][0]["shard"], "a", "nothing changed");
+    persona(&[&["bus", "assign", "--shards", "c", "--force"], &bus[..]].concat());
+    let status: Value =
+        serde_json::from_slice(&persona(&[&["bus", "status", "--json"], &bus[..]].concat()).stdout).unwrap();
+    assert_eq!(status["partitions"][3]["shard"], "c");
+}
