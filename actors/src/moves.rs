@@ -108,7 +108,24 @@ impl Mover {
             failed: self.failed.clone(),
             trace: None,
         };
-        let task = tokio::spawn(feeder.run());
+        let owned = self.args.owned.clone();
+        let task = tokio::spawn(async move {
+            let ended = feeder.run().await?;
+            if ended == crate::redis_feed::Ended::Fenced {
+                // Its state here is that of its last checkpoint, in the store (which a
+                // handoff still reads); the actor, with whatever it applied since, goes,
+                // so that calls for its customers are forwarded to the new owner.
+                let actor = {
+                    let mut owned = owned.write().expect("owned lock");
+                    let i = owned.iter().position(|(p, _)| *p == partition);
+                    i.map(|i| owned.remove(i).1)
+                };
+                if let Some(actor) = actor {
+                    actor.stop(Some("fenced: the partition went to another shard".into()));
+                }
+            }
+            Ok(())
+        });
         self.feeders.lock().await.insert(partition, Feeding { stop, task });
         Ok(())
     }

@@ -51,24 +51,33 @@ fn entry_id(position: persona_bus::Position) -> EntryId {
     }
 }
 
+/// How a feeder ended without an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// Told to stop: it checkpointed and acknowledged.
+    Stopped,
+    /// Its lease went to another shard.
+    Fenced,
+}
+
 impl Feeder {
     /// Runs until told to stop (then checkpoints and acknowledges) or until the
     /// partition's lease is taken away (then stops without either: the new owner
-    /// resumes from the last acknowledged checkpoint).
-    pub(crate) async fn run(mut self) -> Result<(), Error> {
+    /// resumes from the last acknowledged checkpoint); says which.
+    pub(crate) async fn run(mut self) -> Result<Ended, Error> {
         let failed = self.failed.clone();
         let partition = self.reader.lease().partition;
         match self.feed().await {
             Err(Error::Bus(RedisBusError::Fenced { .. })) => {
                 tracing::warn!(partition, "partition reassigned: this shard stops feeding it");
-                Ok(())
+                Ok(Ended::Fenced)
             }
             Err(e) => {
                 tracing::error!(partition, error = %e, "feeding the partition failed: it is no longer fed");
                 failed.notify_one();
                 Err(e)
             }
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(Ended::Stopped),
         }
     }
 

@@ -529,3 +529,66 @@ fn assigning_over_existing_leases_needs_force() {
         serde_json::from_slice(&persona(&[&["bus", "status", "--json"], &bus[..]].concat()).stdout).unwrap();
     assert_eq!(status["partitions"][3]["shard"], "c");
 }
+
+/// A shard whose leases go elsewhere (`bus assign --force`) stops feeding those
+/// partitions at its next fenced write and lets their actors go: it no longer
+/// answers for them (calls are forwarded to the owner), and it keeps running.
+#[test]
+fn a_fenced_shard_lets_its_partitions_go_and_keeps_running() {
+    let w = workload(40, 10);
+    let cluster = w.cluster(vec!["f0".to_owned()], None);
+    let chunks = w.chunks(2);
+    cluster.bus("assign", &["--shards", "f0"]);
+    let metrics = format!("127.0.0.1:{}", cluster.metrics[0]);
+    // A shard with a metrics endpoint (Cluster::start serves one only with a table).
+    let log = std::fs::File::create(w.work.join("f0-metrics.log")).unwrap();
+    let mut args = vec!["-q", "shard", "--name", "f0", "--data"];
+    let data = w.work.join("f0");
+    args.push(s(&data));
+    args.extend(["--specs", s(&w.specs), "--metrics", &metrics]);
+    let bus = cluster.bus_args();
+    args.extend(bus.iter().map(String::as_str));
+    let mut child = persona_command(&args)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    cluster.bus("publish", &[s(&chunks[0])]);
+    cluster.wait_for_no_lag();
+    let partitions = |text: &str| {
+        text.lines()
+            .filter(|l| l.starts_with("persona_events_applied_total{"))
+            .count()
+    };
+    let started = Instant::now();
+    while std::net::TcpStream::connect(&metrics).is_err() || partitions(&persona_tests::scrape(&metrics)) < 12 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the shard never served its 12 partitions"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    cluster.bus("assign", &["--shards", "elsewhere", "--force"]);
+    cluster.bus("publish", &[s(&chunks[1])]);
+    let started = Instant::now();
+    loop {
+        let text = persona_tests::scrape(&metrics);
+        if partitions(&text) == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "still serving {} partitions after losing them:\n{text}",
+            partitions(&text)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(child.try_wait().unwrap().is_none(), "being fenced is not a failure");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+}
