@@ -101,8 +101,10 @@ impl Feeder {
                     self.checkpoint().await?;
                     since_checkpoint = 0;
                 } else if idle_sweep.elapsed() >= IDLE_SWEEP {
-                    // A quiet partition checkpoints no more: idle customers leave here.
+                    // A quiet partition checkpoints no more: idle customers leave here,
+                    // and it asks whether it still holds its lease.
                     idle_sweep = std::time::Instant::now();
+                    self.reader.check_lease().await?;
                     self.actor
                         .cast(PartitionMsg::PassivateIdle)
                         .map_err(|e| Error::Actor(e.to_string()))?;

@@ -50,6 +50,9 @@ pub enum RedisBusError {
 
 type Result<T> = std::result::Result<T, RedisBusError>;
 
+/// How long a command may wait for Redis's reply before it counts as failed.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A stream entry id: milliseconds and a sequence number; ordered as Redis orders them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EntryId {
@@ -248,7 +251,13 @@ impl RedisBus {
     /// makes sure every stream and consumer group exists.
     pub async fn connect(url: &str, prefix: &str, partitions: u32) -> Result<RedisBus> {
         let client = redis::Client::open(url)?;
-        let conn = ConnectionManager::new(client.clone()).await?;
+        // redis's default response timeout (500 ms) turns a busy moment of Redis or of
+        // this host into an error, and a failed acknowledgement stops a shard: wait
+        // longer, as a slow reply is not a lost one.
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_connection_timeout(Some(Duration::from_secs(10)));
+        let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
         let bus = RedisBus {
             client,
             conn,
@@ -550,6 +559,23 @@ impl fmt::Debug for PartitionReader {
 impl PartitionReader {
     pub fn lease(&self) -> &Lease {
         &self.lease
+    }
+
+    /// Fails with [`RedisBusError::Fenced`] when the partition is no longer leased
+    /// under this lease: how a quiet partition, which writes nothing that a fence
+    /// would refuse, learns that it moved.
+    pub async fn check_lease(&self) -> Result<()> {
+        let held: Option<String> = self
+            .bus
+            .conn
+            .clone()
+            .hget(self.bus.keys.assignment(), field(self.lease.partition))
+            .await?;
+        if held.as_deref() == Some(self.lease.value().as_str()) {
+            Ok(())
+        } else {
+            Err(self.lease.fenced())
+        }
     }
 
     /// Up to `max` entries, in stream order: pending ones first after a start, then

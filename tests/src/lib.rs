@@ -160,8 +160,25 @@ pub fn redis_url() -> String {
     })
 }
 
-/// A loopback port free at the moment of asking.
+/// A loopback port free at the moment of asking, below the kernel's ephemeral range
+/// (32768 and up): a port from that range could be taken, before the service binds
+/// it, by any outgoing connection of any test (to Redis, say). Ports are tried from
+/// a point that differs between processes and calls.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let call = CALLS.fetch_add(1, Ordering::Relaxed);
+    let seed = std::process::id()
+        .wrapping_mul(2_654_435_761)
+        .wrapping_add(call.wrapping_mul(40_503));
+    for i in 0..SPAN {
+        let port = (LOW + (seed.wrapping_add(i.wrapping_mul(7_919)) % SPAN)) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
     listener.local_addr().expect("its address").port()
 }

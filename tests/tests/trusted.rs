@@ -25,23 +25,69 @@ fn s(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
 }
 
-/// Child processes, stopped with SIGTERM (and waited for) when the test ends.
+/// Child processes, stopped with SIGTERM (and waited for) when the test ends. Their
+/// piped stdout and stderr are read as they come (a full pipe would block a chatty
+/// service until the test reads it, which it does only at the end).
 struct Processes(Vec<(String, Child)>);
 
+type Drained = (std::thread::JoinHandle<Vec<u8>>, std::thread::JoinHandle<Vec<u8>>);
+
+/// The readers of each child's pipes, by process id.
+fn drains() -> &'static Mutex<HashMap<u32, Drained>> {
+    static DRAINS: std::sync::OnceLock<Mutex<HashMap<u32, Drained>>> = std::sync::OnceLock::new();
+    DRAINS.get_or_init(Mutex::default)
+}
+
+fn read_all(pipe: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut out);
+        }
+        out
+    })
+}
+
 impl Processes {
+    fn push(&mut self, (name, mut child): (String, Child)) {
+        let readers = (read_all(child.stdout.take()), read_all(child.stderr.take()));
+        drains().lock().unwrap().insert(child.id(), readers);
+        self.0.push((name, child));
+    }
+
     fn stop(&mut self, name: &str) -> std::process::Output {
         let i = self.0.iter().position(|(n, _)| n == name).expect("a started process");
-        let (_, child) = self.0.remove(i);
+        let (_, mut child) = self.0.remove(i);
         let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-        child.wait_with_output().expect("waiting for it")
+        let status = child.wait().expect("waiting for it");
+        let (stdout, stderr) = match drains().lock().unwrap().remove(&child.id()) {
+            Some((out, err)) => (out.join().unwrap_or_default(), err.join().unwrap_or_default()),
+            None => (Vec::new(), Vec::new()),
+        };
+        std::process::Output { status, stdout, stderr }
     }
 }
 
 impl Drop for Processes {
     fn drop(&mut self) {
-        for (_, child) in &mut self.0 {
+        let failing = std::thread::panicking();
+        for (name, child) in &mut self.0 {
             let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
             let _ = child.wait();
+            // A failing test shows what its services said.
+            if failing && let Some((_, err)) = drains().lock().unwrap().remove(&child.id()) {
+                let err = err.join().unwrap_or_default();
+                let text = String::from_utf8_lossy(&err);
+                let tail: String = text
+                    .chars()
+                    .rev()
+                    .take(4000)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                eprintln!("--- {name} (stderr, last 4000 characters) ---\n{tail}");
+            }
         }
     }
 }
@@ -357,7 +403,7 @@ async fn the_trusted_services_deliver_every_match_once_to_the_right_contact() {
     let (hook_port, hook) = webhook();
     let smtp_port = free_port();
     let mut procs = Processes(Vec::new());
-    procs.0.push(("smtp".into(), smtp_server(&maildir, smtp_port)));
+    procs.push(("smtp".into(), smtp_server(&maildir, smtp_port)));
 
     persona(&["dev-certs", "--out", s(&certs)]);
     let prefix = format!("trusted:{}:{}", std::process::id(), free_port());
@@ -390,11 +436,11 @@ async fn the_trusted_services_deliver_every_match_once_to_the_right_contact() {
         &gateway_metrics,
     ]);
     args.extend(&bus);
-    procs.0.push(spawn("gateway", args));
+    procs.push(spawn("gateway", args));
     let shard_data = work.join("s0");
     let mut args = vec!["shard", "--name", "s0", "--data", s(&shard_data), "--specs", s(&specs)];
     args.extend(&bus);
-    procs.0.push(spawn("shard", args));
+    procs.push(spawn("shard", args));
     let vault_url = format!("https://localhost:{gateway_port}");
     let sms = format!("sms=http://127.0.0.1:{hook_port}/deliveries");
     let email = format!("email=smtp://127.0.0.1:{smtp_port}?from=offers@bank.example");
@@ -426,7 +472,7 @@ async fn the_trusted_services_deliver_every_match_once_to_the_right_contact() {
         &detok_metrics,
     ]);
     args.extend(&bus);
-    procs.0.push(spawn("detokenizer", args));
+    procs.push(spawn("detokenizer", args));
 
     // The customer master, transactions, balances and bureau feed come in through the
     // drop directory; then the card swipes through gRPC Ingest, with one record that
@@ -719,7 +765,8 @@ async fn the_gateway_waits_out_a_kms_outage_and_loses_nothing() {
         .env("PERSONA_KMS_ENDPOINT", proxy.endpoint())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut procs = Processes(vec![("gateway".into(), command.spawn().unwrap())]);
+    let mut procs = Processes(Vec::new());
+    procs.push(("gateway".into(), command.spawn().unwrap()));
     let give = |names: &[&str]| {
         let mut given = 0;
         for entry in std::fs::read_dir(&sources).unwrap() {
@@ -849,7 +896,8 @@ async fn the_gateway_follows_a_redis_stream_source() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut procs = Processes(vec![("gateway".into(), child)]);
+    let mut procs = Processes(Vec::new());
+    procs.push(("gateway".into(), child));
     let key = source_key.clone();
     wait_until(|| {
         let key = key.clone();
@@ -956,10 +1004,10 @@ impl KaveriRun {
             "--tls-dir",
             s(&certs),
         ]);
-        procs.0.push(("gateway".into(), spawn(args)));
+        procs.push(("gateway".into(), spawn(args)));
         let shard_data = work.path().join("k0");
         let args = vec!["shard", "--name", "k0", "--data", s(&shard_data), "--specs", s(&specs)];
-        procs.0.push(("shard".into(), spawn(args)));
+        procs.push(("shard".into(), spawn(args)));
         let vault = format!("https://localhost:{port}");
         let mut args = vec![
             "detokenizer",
@@ -971,7 +1019,7 @@ impl KaveriRun {
             s(&certs),
         ];
         args.extend(["--out", s(&delivered)]);
-        procs.0.push(("detokenizer".into(), spawn(args)));
+        procs.push(("detokenizer".into(), spawn(args)));
 
         put(&fixture.join("sources/members.jsonl"), &drop);
         wait_until(|| async { files_in(&drop) == 0 && bus_idle(&prefix).await }).await;
