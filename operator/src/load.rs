@@ -37,56 +37,93 @@ pub struct ShardSample {
     pub table_epoch: Option<f64>,
 }
 
-/// Sums the samples of the three metrics in a Prometheus or OpenMetrics text.
-pub fn parse(text: &str) -> ShardSample {
-    let mut sample = ShardSample::default();
-    for line in text.lines() {
-        if line.starts_with('#') {
-            continue;
-        }
-        let (series, rest) = match line.find(['{', ' ']) {
-            Some(at) => line.split_at(at),
-            None => continue,
-        };
-        // Skip the labels, if any, to the value (labels may hold spaces in quotes).
-        let rest = match rest.strip_prefix('{') {
-            Some(labels) => match closing_brace(labels) {
-                Some(end) => &labels[end + 1..],
-                None => continue,
-            },
-            None => rest,
-        };
-        let Some(value) = rest.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()) else {
-            continue;
-        };
-        if !value.is_finite() {
-            continue;
-        }
-        match series {
-            "persona_events_applied_total" => sample.applied += value,
-            "persona_partition_lag" => sample.lag += value,
-            "process_resident_memory_bytes" => sample.memory_bytes += value,
-            "persona_table_epoch" => sample.table_epoch = Some(value),
-            _ => {}
-        }
-    }
-    sample
+/// One sample line of the Prometheus or OpenMetrics text format.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    /// The series name (`persona_events_applied_total`, `…_bucket`, …).
+    pub series: String,
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
 }
 
-/// The index of the `}` closing a label set, past quoted values.
-fn closing_brace(labels: &str) -> Option<usize> {
-    let mut quoted = false;
-    let mut escaped = false;
-    for (i, c) in labels.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            '}' if !quoted => return Some(i),
+/// Sums the samples of the three metrics in a Prometheus or OpenMetrics text.
+pub fn parse(text: &str) -> ShardSample {
+    let mut summed = ShardSample::default();
+    for s in text.lines().filter(|l| !l.starts_with('#')).filter_map(sample) {
+        if !s.value.is_finite() {
+            continue;
+        }
+        match s.series.as_str() {
+            "persona_events_applied_total" => summed.applied += s.value,
+            "persona_partition_lag" => summed.lag += s.value,
+            "process_resident_memory_bytes" => summed.memory_bytes += s.value,
+            "persona_table_epoch" => summed.table_epoch = Some(s.value),
             _ => {}
         }
     }
-    None
+    summed
+}
+
+/// `series{k="v",…} value [timestamp]`, or `None` for a line that is not a sample.
+pub fn sample(line: &str) -> Option<Sample> {
+    let at = line.find(['{', ' '])?;
+    let series = line[..at].to_owned();
+    let mut rest = &line[at..];
+    let mut labels = Vec::new();
+    if let Some(inner) = rest.strip_prefix('{') {
+        let mut chars = inner.char_indices().peekable();
+        loop {
+            // key
+            let start = chars.peek()?.0;
+            let mut end = start;
+            let mut closed = false;
+            for (i, c) in chars.by_ref() {
+                if c == '=' {
+                    end = i;
+                    break;
+                }
+                if c == '}' {
+                    closed = true;
+                    end = i;
+                    break;
+                }
+            }
+            if closed {
+                rest = &inner[end + 1..];
+                break;
+            }
+            let key = inner[start..end].trim_start_matches(',').to_owned();
+            if chars.next()?.1 != '"' {
+                return None;
+            }
+            let mut value = String::new();
+            loop {
+                let (_, c) = chars.next()?;
+                match c {
+                    '\\' => match chars.next()?.1 {
+                        'n' => value.push('\n'),
+                        other => value.push(other),
+                    },
+                    '"' => break,
+                    other => value.push(other),
+                }
+            }
+            labels.push((key, value));
+            match chars.peek()?.1 {
+                ',' => {
+                    chars.next();
+                }
+                '}' => {
+                    let (i, _) = chars.next()?;
+                    rest = &inner[i + 1..];
+                    break;
+                }
+                _ => return None,
+            }
+        }
+    }
+    let value: f64 = rest.split_whitespace().next()?.parse().ok()?;
+    Some(Sample { series, labels, value })
 }
 
 /// Reads the shards' `/metrics` over HTTP at their stable pod names

@@ -18,6 +18,8 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use prometheus_client::encoding::text::encode;
 use tokio::sync::watch;
 
+use persona_operator::load::{Sample, sample};
+
 use super::Gather;
 
 /// The push interval: `OTEL_METRIC_EXPORT_INTERVAL` (milliseconds), else a minute.
@@ -75,13 +77,6 @@ pub(crate) async fn push(
             return;
         }
     }
-}
-
-/// One sample of the text format.
-struct Sample {
-    series: String,
-    labels: Vec<(String, String)>,
-    value: f64,
 }
 
 /// The OTLP request for an OpenMetrics text, under `service`.
@@ -228,68 +223,6 @@ fn histogram_points(name: &str, samples: &[Sample], start: u64, now: u64) -> Vec
             }
         })
         .collect()
-}
-
-/// `series{k="v",…} value [timestamp]`, or `None` for a line that is not a sample.
-fn sample(line: &str) -> Option<Sample> {
-    let at = line.find(['{', ' '])?;
-    let series = line[..at].to_owned();
-    let mut rest = &line[at..];
-    let mut labels = Vec::new();
-    if let Some(inner) = rest.strip_prefix('{') {
-        let mut chars = inner.char_indices().peekable();
-        loop {
-            // key
-            let start = chars.peek()?.0;
-            let mut end = start;
-            let mut closed = false;
-            for (i, c) in chars.by_ref() {
-                if c == '=' {
-                    end = i;
-                    break;
-                }
-                if c == '}' {
-                    closed = true;
-                    end = i;
-                    break;
-                }
-            }
-            if closed {
-                rest = &inner[end + 1..];
-                break;
-            }
-            let key = inner[start..end].trim_start_matches(',').to_owned();
-            if chars.next()?.1 != '"' {
-                return None;
-            }
-            let mut value = String::new();
-            loop {
-                let (_, c) = chars.next()?;
-                match c {
-                    '\\' => match chars.next()?.1 {
-                        'n' => value.push('\n'),
-                        other => value.push(other),
-                    },
-                    '"' => break,
-                    other => value.push(other),
-                }
-            }
-            labels.push((key, value));
-            match chars.peek()?.1 {
-                ',' => {
-                    chars.next();
-                }
-                '}' => {
-                    let (i, _) = chars.next()?;
-                    rest = &inner[i + 1..];
-                    break;
-                }
-                _ => return None,
-            }
-        }
-    }
-    let value: f64 = rest.split_whitespace().next()?.parse().ok()?;
-    Some(Sample { series, labels, value })
 }
 
 #[cfg(test)]
