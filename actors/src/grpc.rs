@@ -102,6 +102,46 @@ impl PersonaService {
         peers.insert(owner.shard, client.clone());
         Ok(Route::Owner(client))
     }
+
+    /// Decide, answered here or by the owner of the customer's partition.
+    async fn answer_decide(&self, request: Request<DecideRequest>) -> Result<Response<DecideReply>, Status> {
+        let wire = request
+            .get_ref()
+            .event
+            .clone()
+            .ok_or_else(|| Status::invalid_argument("event: missing"))?;
+        let event = persona_event::Event::try_from(wire)?;
+        if let Route::Owner(mut owner) = self.route(&event.token, &request).await? {
+            return owner.decide(forwarded(request.into_inner())).await;
+        }
+        let shard = &self.inner.shard;
+        let (partition, _) = shard.partition(&event.token);
+        let decision = shard.decide(event).await.map_err(internal)?;
+        let mut reply = DecideReply {
+            partition,
+            shard: shard.name().to_owned(),
+            ..DecideReply::default()
+        };
+        match decision {
+            None | Some(Decision::None) => {}
+            Some(Decision::Send(m)) => reply.r#match = Some(wire_match(&m, false)),
+            Some(Decision::Deferred(m, due)) => {
+                reply.r#match = Some(wire_match(&m, false));
+                reply.deferred_until_micros = Some(due);
+            }
+            Some(Decision::Control(sent)) => {
+                reply.r#match = Some(v1::Match {
+                    offer: sent.offer,
+                    variant: sent.variant,
+                    channel: sent.channel.as_str().to_owned(),
+                    ts_micros: sent.at,
+                    control: true,
+                    ..v1::Match::default()
+                });
+            }
+        }
+        Ok(Response::new(reply))
+    }
 }
 
 fn unavailable(e: impl std::fmt::Display) -> Status {
@@ -175,42 +215,12 @@ impl Persona for PersonaService {
     }
 
     async fn decide(&self, request: Request<DecideRequest>) -> Result<Response<DecideReply>, Status> {
-        let wire = request
-            .get_ref()
-            .event
-            .clone()
-            .ok_or_else(|| Status::invalid_argument("event: missing"))?;
-        let event = persona_event::Event::try_from(wire)?;
-        if let Route::Owner(mut owner) = self.route(&event.token, &request).await? {
-            return owner.decide(forwarded(request.into_inner())).await;
-        }
-        let shard = &self.inner.shard;
-        let (partition, _) = shard.partition(&event.token);
-        let decision = shard.decide(event).await.map_err(internal)?;
-        let mut reply = DecideReply {
-            partition,
-            shard: shard.name().to_owned(),
-            ..DecideReply::default()
-        };
-        match decision {
-            None | Some(Decision::None) => {}
-            Some(Decision::Send(m)) => reply.r#match = Some(wire_match(&m, false)),
-            Some(Decision::Deferred(m, due)) => {
-                reply.r#match = Some(wire_match(&m, false));
-                reply.deferred_until_micros = Some(due);
-            }
-            Some(Decision::Control(sent)) => {
-                reply.r#match = Some(v1::Match {
-                    offer: sent.offer,
-                    variant: sent.variant,
-                    channel: sent.channel.as_str().to_owned(),
-                    ts_micros: sent.at,
-                    control: true,
-                    ..v1::Match::default()
-                });
-            }
-        }
-        Ok(Response::new(reply))
+        let started = std::time::Instant::now();
+        let reply = self.answer_decide(request).await;
+        crate::metrics::shard_metrics()
+            .decide_seconds
+            .observe(started.elapsed().as_secs_f64());
+        reply
     }
 
     async fn get_profile(&self, request: Request<GetProfileRequest>) -> Result<Response<Profile>, Status> {

@@ -19,17 +19,7 @@ use crate::outbox::Outbox;
 use crate::store::PartitionStore;
 
 /// What a customer's actor would decide for a context event, without recording it.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Decision {
-    /// No offer.
-    None,
-    /// This offer goes out now.
-    Send(persona_event::Match),
-    /// She is in the offer's control group: it would be recorded, not sent.
-    Control(persona_offers::Sent),
-    /// The contact policy would defer it to `due` (microseconds).
-    Deferred(persona_event::Match, i64),
-}
+pub type Decision = persona_offers::WhatIf;
 
 /// The features of one customer as of an instant.
 pub type CustomerFeatures = (Token, DateTime<Utc>, BTreeMap<String, Value>);
@@ -365,24 +355,18 @@ impl PartitionState {
         }
     }
 
-    /// The offer her actor would choose for `event`, decided on a copy of her state so
-    /// that nothing is recorded: the event counts only when it comes through the bus.
-    fn decide(&self, event: &Event) -> Result<Decision, Error> {
+    /// The offer her actor would choose for `event`, without recording anything: the
+    /// event counts only when it comes through the bus. A customer in memory is asked
+    /// in place (the event applied to her features and undone); a packed or stored one
+    /// is decoded for the question.
+    fn decide(&mut self, event: &Event) -> Result<Decision, Error> {
         let engine = &self.args.engine;
-        let mut customer = self.peek(&event.token)?.unwrap_or_default();
-        let (last_sent, pending) = (customer.sent.last().cloned(), customer.pending.len());
-        customer.apply(engine, event);
-        Ok(match customer.decide(engine, &event.token, event) {
-            Some(m) => Decision::Send(m.decision),
-            None if customer.pending.len() > pending => {
-                let p = customer.pending.iter().max_by_key(|p| p.due).expect("one more pending");
-                Decision::Deferred(p.decision.clone(), p.due)
-            }
-            None => match customer.sent.last() {
-                Some(s) if s.control && Some(s) != last_sent.as_ref() => Decision::Control(s.clone()),
-                _ => Decision::None,
-            },
-        })
+        let token = &event.token;
+        if let Some(customer) = self.customers.get_mut(token) {
+            return Ok(customer.what_if(engine, token, event));
+        }
+        let mut customer = self.peek(token)?.unwrap_or_default();
+        Ok(customer.what_if(engine, token, event))
     }
 
     /// A `forget` event: the customer's state leaves memory and the store at once,

@@ -122,7 +122,7 @@ impl Feeder {
                 .map_err(actor_err)?
                 .map_err(Error::Actor)?;
             self.publish().await?;
-            crate::metrics::feed_metrics()
+            crate::metrics::shard_metrics()
                 .apply_seconds
                 .observe(started.elapsed().as_secs_f64());
             drop(span);
@@ -178,7 +178,7 @@ impl Feeder {
         if upto > 0 {
             self.reader.ack(entry_id(upto)).await?;
         }
-        crate::metrics::feed_metrics()
+        crate::metrics::shard_metrics()
             .checkpoint_seconds
             .observe(started.elapsed().as_secs_f64());
         Ok(())

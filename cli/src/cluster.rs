@@ -453,7 +453,7 @@ fn shard_metrics(
                 }
                 Err(e) => tracing::warn!(error = %e, "metrics: partition stats unavailable"),
             }
-            let feed = persona_actors::metrics::feed_metrics();
+            let feed = persona_actors::metrics::shard_metrics();
             registry.register(
                 "persona_apply_batch_seconds",
                 "Time to apply one batch read from the bus and publish its matches",
@@ -463,6 +463,11 @@ fn shard_metrics(
                 "persona_checkpoint_seconds",
                 "Time to checkpoint a partition and acknowledge its entries",
                 feed.checkpoint_seconds.clone(),
+            );
+            registry.register(
+                "persona_decide_seconds",
+                "Time to answer one Decide call, from reaching the service to its reply",
+                feed.decide_seconds.clone(),
             );
             registry
         })

@@ -13,7 +13,7 @@ mod window;
 pub use agg::Agg;
 pub use set::{DEFAULT_MAX_KEYS, Derived, Feature, FeatureSet, Selection};
 pub use spec::FeatureSetDocument;
-pub use state::{FeatureState, FeatureView};
+pub use state::{FeatureState, FeatureView, Undo};
 pub use window::{Tiles, Window};
 
 /// What can go wrong with a FeatureSet or a snapshot.

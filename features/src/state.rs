@@ -40,6 +40,18 @@ pub struct FeatureState {
     pub(crate) families: Vec<BTreeMap<String, Series>>,
 }
 
+/// What [`FeatureState::apply_undoable`] changed, kept to put it back: the clock and
+/// a copy of each tile group and family the event's type reads (only those can
+/// change), so a what-if costs the event's features, not the customer's whole state.
+#[derive(Debug)]
+pub struct Undo {
+    clock: Option<DateTime<Utc>>,
+    groups_len: usize,
+    families_len: usize,
+    groups: Vec<(usize, Tiled)>,
+    families: Vec<(usize, BTreeMap<String, Series>)>,
+}
+
 /// Expression scope over one event, for `where`, `value` and `by` (streaming and
 /// batch alike).
 pub(crate) struct EventScope<'a> {
@@ -124,6 +136,48 @@ impl FeatureState {
     /// from history, over events the others have already counted.
     pub fn apply_selected(&mut self, set: &FeatureSet, event: &Event, only: &Selection) {
         self.apply_to(set, event, Some(only));
+    }
+
+    /// Applies one event as [`FeatureState::apply`] does, keeping what it changes so
+    /// that [`FeatureState::undo`] puts the state back exactly as it was.
+    pub fn apply_undoable(&mut self, set: &FeatureSet, event: &Event) -> Undo {
+        let mut undo = Undo {
+            clock: self.clock,
+            groups_len: self.groups.len(),
+            families_len: self.families.len(),
+            groups: Vec::new(),
+            families: Vec::new(),
+        };
+        if let Some(readers) = set.readers(&event.kind) {
+            for &g in &readers.groups {
+                if let Some(tiled) = self.groups.get(g) {
+                    undo.groups.push((g, tiled.clone()));
+                }
+            }
+            for &i in &readers.families {
+                if let Place::Family(k) = set.features[i].place
+                    && let Some(keys) = self.families.get(k)
+                    && !undo.families.iter().any(|(j, _)| *j == k)
+                {
+                    undo.families.push((k, keys.clone()));
+                }
+            }
+        }
+        self.apply(set, event);
+        undo
+    }
+
+    /// Puts back what [`FeatureState::apply_undoable`] changed.
+    pub fn undo(&mut self, undo: Undo) {
+        self.clock = undo.clock;
+        self.groups.truncate(undo.groups_len);
+        self.families.truncate(undo.families_len);
+        for (g, tiled) in undo.groups {
+            self.groups[g] = tiled;
+        }
+        for (k, keys) in undo.families {
+            self.families[k] = keys;
+        }
     }
 
     /// Empties the selected features, so that a backfill can recompute them.

@@ -132,3 +132,30 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// A what-if (Decide) applies one event and puts the state back: while applied it
+    /// is the state `apply` gives, and afterwards exactly the state before, whatever
+    /// the event's type, time (late, early, far ahead) or the groups it creates.
+    #[test]
+    fn an_undone_event_leaves_no_trace((events, order, _later, tz, cut) in streams(), probe in (0u8..3, 0i64..140_000, 1u32..4_000, 0u8..4, 0u8..3)) {
+        let set = set(["UTC", "Asia/Kolkata", "America/New_York"][tz]);
+        let mut state = FeatureState::default();
+        for &i in &order[..cut.min(order.len())] {
+            state.apply(&set, &events[i]);
+        }
+        let before = state.clone();
+        let (kind, minutes, amount, cat, mall) = probe;
+        let probe = event(10_000, kind, minutes, amount, cat, mall);
+        let mut applied = state.clone();
+        applied.apply(&set, &probe);
+
+        let undo = state.apply_undoable(&set, &probe);
+        prop_assert_eq!(&state, &applied);
+        prop_assert_eq!(state.view(&set, None).all(), applied.view(&set, None).all());
+        state.undo(undo);
+        prop_assert_eq!(&state, &before);
+    }
+}

@@ -232,6 +232,11 @@ impl Customer {
         self.applied.insert(id)
     }
 
+    /// Whether `event` was applied to her already (a replay changes nothing).
+    pub(crate) fn has_applied(&self, event: &Event) -> bool {
+        self.applied.contains(&fnv1a64(event.id.as_str().as_bytes()))
+    }
+
     /// Starts a backfill run for this customer: empties the features the engine
     /// recomputes. Called once, when the run first activates her.
     pub fn start_backfill(&mut self, engine: &Engine) {

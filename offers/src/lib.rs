@@ -15,7 +15,7 @@ use persona_features::{FeatureSet, Selection};
 
 pub use customer::{Customer, Dated, HISTORY_LIMIT, Pending, Response, Sent};
 pub use explain::{ClauseOutcome, Explanation};
-pub use matching::{Gate, in_control, match_id};
+pub use matching::{Gate, WhatIf, in_control, match_id};
 pub use offer::{After, Catalog, OUTCOMES, Offer, Variant, offer_schema};
 pub use policy::{Allowed, ContactPolicy, ContactPolicyDocument, ContactPolicySpec, QuietHoursSpec};
 pub use spec::OfferDocument;

@@ -8,7 +8,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use persona_event::Match;
 use persona_event::hash::fnv1a64;
-use persona_event::{Channel, Event, MatchId, MatchMessage, Token, Value};
+use persona_event::{Channel, Event, MatchId, MatchMessage, Token, Value, kinds};
 use persona_expr::{FeatureRef, Scope};
 use persona_features::FeatureView;
 use sha2::{Digest, Sha256};
@@ -268,6 +268,27 @@ pub fn in_control(offer: &Offer, token: &Token) -> bool {
     point < u64::from(offer.control_bp)
 }
 
+/// How arbitration treats a budgeted offer: a decision takes a unit of it, a what-if
+/// only looks whether one is left.
+#[derive(Clone, Copy)]
+enum Budget {
+    Take,
+    Look,
+}
+
+/// What a customer's actor would decide for an event, without recording it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WhatIf {
+    /// No offer.
+    None,
+    /// This offer would go out now.
+    Send(Match),
+    /// She is in the offer's control group: it would be recorded, not sent.
+    Control(Sent),
+    /// The contact policy would defer it to `due` (microseconds).
+    Deferred(Match, i64),
+}
+
 /// The offer a triggering event wins, by arbitration: the highest priority among the
 /// offers passing their gates, then the largest `value` (null last), then the name;
 /// one whose budget is spent gives way to the next. A control-group customer wins
@@ -277,6 +298,7 @@ fn arbitrate<'e>(
     token: &Token,
     kind: &str,
     scope: &CustomerScope<'_>,
+    budget: Budget,
 ) -> Option<(&'e Offer, Variant, Channel, bool)> {
     let mut tier: Vec<(usize, &Offer, &Variant, Channel, Option<f64>)> = Vec::new();
     let mut offers = engine.catalog.triggered_by(kind).peekable();
@@ -300,7 +322,11 @@ fn arbitrate<'e>(
             if in_control(offer, token) {
                 return Some((offer, variant.clone(), channel, true));
             }
-            if engine.catalog.take_budget(i) {
+            let left = match budget {
+                Budget::Take => engine.catalog.take_budget(i),
+                Budget::Look => engine.catalog.has_budget(i),
+            };
+            if left {
                 return Some((offer, variant.clone(), channel, false));
             }
         }
@@ -332,7 +358,7 @@ impl Customer {
         let allowed = self.contact_allowed(engine, now)?;
         let chosen = {
             let scope = CustomerScope::new(engine, self, Some(event), None);
-            arbitrate(engine, token, &event.kind, &scope)
+            arbitrate(engine, token, &event.kind, &scope, Budget::Take)
         };
         let (offer, variant, channel, control) = chosen?;
         let trigger = Trigger {
@@ -340,6 +366,67 @@ impl Customer {
             event: Some(event.id.clone()),
         };
         self.emit(token, offer, variant, channel, control, now, allowed, trigger)
+    }
+
+    /// What [`Customer::decide`] would give for `event` after applying it, with
+    /// nothing recorded and no budget taken: the event counts only when it comes
+    /// through the bus. An event that changes only her features is applied and undone
+    /// in place (the cost is the features it reads, not her whole state); one that
+    /// changes her profile, preferences or responses, or a backfill run's, is tried
+    /// on a copy. Her state is the same afterwards.
+    pub fn what_if(&mut self, engine: &Engine, token: &Token, event: &Event) -> WhatIf {
+        let in_place = engine.backfill.is_none()
+            && !matches!(
+                event.kind.as_str(),
+                kinds::PROFILE | kinds::PREFERENCE | kinds::OFFER_RESPONSE
+            );
+        if !in_place {
+            let mut copy = self.clone();
+            copy.apply(engine, event);
+            return copy.what_if_applied(engine, token, event);
+        }
+        let undo = (!self.has_applied(event)).then(|| self.features.apply_undoable(&engine.features, event));
+        let out = self.what_if_applied(engine, token, event);
+        if let Some(undo) = undo {
+            self.features.undo(undo);
+        }
+        out
+    }
+
+    fn what_if_applied(&self, engine: &Engine, token: &Token, event: &Event) -> WhatIf {
+        let now = self.features.view(&engine.features, None).at();
+        let Some(allowed) = self.contact_allowed(engine, now) else {
+            return WhatIf::None;
+        };
+        let chosen = {
+            let scope = CustomerScope::new(engine, self, Some(event), None);
+            arbitrate(engine, token, &event.kind, &scope, Budget::Look)
+        };
+        let Some((offer, variant, channel, control)) = chosen else {
+            return WhatIf::None;
+        };
+        if control {
+            return WhatIf::Control(Sent {
+                offer: offer.name.clone(),
+                variant: variant.name,
+                channel,
+                at: now.timestamp_micros(),
+                control: true,
+            });
+        }
+        let decision = Match {
+            match_id: match_id(token, &offer.name, event.id.as_str()),
+            token: token.clone(),
+            offer: offer.name.clone(),
+            variant: variant.name,
+            channel,
+            ts: now,
+            event_id: Some(event.id.clone()),
+        };
+        match allowed {
+            Some(Allowed::At(due)) => WhatIf::Deferred(Match { ts: due, ..decision }, due.timestamp_micros()),
+            _ => WhatIf::Send(decision),
+        }
     }
 
     /// A scheduled sweep of `offer` for this customer at `at` (at the earliest her

@@ -351,6 +351,13 @@ impl Catalog {
             .map(|&i| (i, &self.offers[i]))
     }
 
+    /// Whether an offer has budget left, without taking any (a what-if).
+    pub(crate) fn has_budget(&self, i: usize) -> bool {
+        self.offers[i]
+            .budget
+            .is_none_or(|budget| self.budget_used[i].load(Ordering::Acquire) < budget)
+    }
+
     /// Takes one unit of an offer's budget; false when it is spent.
     pub(crate) fn take_budget(&self, i: usize) -> bool {
         let Some(budget) = self.offers[i].budget else {

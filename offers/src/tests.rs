@@ -711,3 +711,120 @@ mod chaining_and_budgets {
         assert_eq!(engine.catalog.budget_used(), vec![("capped".to_owned(), 3)]);
     }
 }
+
+/// `what_if` (the actor's answer to Decide) gives what applying and deciding would,
+/// and leaves no trace: not in her state, not in an offer's budget.
+mod what_if {
+    use super::*;
+    use crate::WhatIf;
+
+    /// What applying and deciding on a copy gives, in `WhatIf` terms (`engine` is a
+    /// twin of the one asked, so that the budget deciding takes is not the other's).
+    fn on_a_copy(engine: &Engine, c: &Customer, t: &Token, e: &Event) -> WhatIf {
+        let mut copy = c.clone();
+        copy.apply(engine, e);
+        let before = (copy.sent.len(), copy.pending.len());
+        match copy.decide(engine, t, e) {
+            Some(m) => WhatIf::Send(m.decision),
+            None if copy.pending.len() > before.1 => {
+                let p = copy.pending.last().unwrap();
+                WhatIf::Deferred(p.decision.clone(), p.due)
+            }
+            None if copy.sent.len() > before.0 => WhatIf::Control(copy.sent.last().unwrap().clone()),
+            None => WhatIf::None,
+        }
+    }
+
+    #[test]
+    fn it_answers_as_deciding_would_and_changes_nothing() {
+        let budgeted = CAR_LOAN.replace("limits: {", "limits: {budget: 1, ");
+        let engine = engine(&[&budgeted, FUEL_CASHBACK]);
+        let twin = || super::engine(&[&budgeted, FUEL_CASHBACK]);
+        let mut c = saanvi(&engine);
+        // Not enough fuel yet: the cashback; then the car loan (fuel spend over 3000);
+        // then a profile change and a repeated event id, tried on a copy / unchanged.
+        let events = [
+            fuel(10, "2026-10-03T05:00:00Z"),
+            fuel(11, "2026-10-04T05:00:00Z"),
+            ev(
+                12,
+                "card_swipe",
+                "2026-10-05T05:00:00Z",
+                &[("amount", Value::Float(10.0))],
+            ),
+            ev(13, "profile", "2026-10-05T06:00:00Z", &[("segment", "gold".into())]),
+            fuel(10, "2026-10-03T05:00:00Z"),
+        ];
+        let mut answers = Vec::new();
+        for e in &events {
+            let before = c.clone();
+            let expected = on_a_copy(&twin(), &c, &token(), e);
+            let got = c.what_if(&engine, &token(), e);
+            assert_eq!(got, expected, "{}", e.kind);
+            assert_eq!(c, before, "her state is unchanged after {}", e.kind);
+            answers.push(got);
+            c.apply(&engine, e);
+        }
+        let offer = |w: &WhatIf| match w {
+            WhatIf::Send(m) => m.offer.clone(),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(offer(&answers[0]), "fuel-cashback");
+        assert_eq!(offer(&answers[1]), "car-loan");
+        // Asked twice, the budget of one still has its unit: nothing was taken.
+        assert_eq!(
+            offer(&c.what_if(&engine, &token(), &fuel(14, "2026-10-06T05:00:00Z"))),
+            "car-loan"
+        );
+        assert_eq!(engine.catalog.budget_used(), vec![("car-loan".to_owned(), 0)]);
+    }
+
+    #[test]
+    fn deferred_and_control_answers_match_deciding() {
+        let doc =
+            "kind: ContactPolicy\nmetadata: {name: default}\nspec: {quietHours: {from: \"21:00\", to: \"09:00\"}}\n";
+        let policy = crate::ContactPolicy::compile(&crate::ContactPolicyDocument::from_yaml(doc).unwrap()).unwrap();
+        let engine = engine(&[FUEL_CASHBACK]).with_policy(policy);
+        let mut c = saanvi(&engine);
+        // 23:30 in Kolkata: deferred to 09:00.
+        let night = fuel(10, "2026-10-03T18:00:00Z");
+        let before = c.clone();
+        let got = c.what_if(&engine, &token(), &night);
+        assert!(matches!(got, WhatIf::Deferred(_, _)), "{got:?}");
+        assert_eq!(got, on_a_copy(&engine, &c, &token(), &night));
+        assert_eq!(c, before);
+
+        let holdout = FUEL_CASHBACK.replace("priority: 10", "priority: 10\n  control: 50%");
+        let engine = super::engine(&[&holdout]);
+        let o = engine.catalog.get("fuel-cashback").unwrap();
+        let t = (0..1000u32)
+            .map(|i| {
+                Token::from_bytes([
+                    (i % 251) as u8,
+                    (i / 251) as u8,
+                    1,
+                    2,
+                    3,
+                    4,
+                    5,
+                    6,
+                    7,
+                    8,
+                    9,
+                    10,
+                    11,
+                    12,
+                    13,
+                    14,
+                ])
+            })
+            .find(|t| crate::in_control(o, t))
+            .unwrap();
+        let mut c = saanvi(&engine);
+        let e = fuel(10, "2026-10-03T05:00:00Z");
+        let got = c.what_if(&engine, &t, &e);
+        assert!(matches!(got, WhatIf::Control(_)), "{got:?}");
+        assert_eq!(got, on_a_copy(&engine, &c, &t, &e));
+        assert!(c.sent.is_empty());
+    }
+}

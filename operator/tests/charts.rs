@@ -287,6 +287,7 @@ const CLOUD_METRICS: &[Metric] = &[
     Metric::Gauge("persona_partition_lag"),
     Metric::Histogram("persona_apply_batch_seconds"),
     Metric::Histogram("persona_checkpoint_seconds"),
+    Metric::Histogram("persona_decide_seconds"),
     Metric::Gauge("process_resident_memory_bytes"),
     Metric::Counter("persona_operator_reconciles"),
     Metric::Gauge("persona_operator_leader"),

@@ -226,6 +226,13 @@ async fn shards_serve_and_forward_the_persona_api() {
         }
     }
     assert!(matched > 0, "no customer of the demo got the mall offer");
+    // Every Decide is timed where it arrived, and once more at the owner it was
+    // forwarded to: 2 x 150 calls, half of them forwarded.
+    let decided: f64 = metric_ports
+        .iter()
+        .map(|p| metric(&scrape(&format!("127.0.0.1:{p}")), "persona_decide_seconds_count", ""))
+        .sum();
+    assert_eq!(decided, 450.0);
 
     // A third shard joins the running cluster with no partition and takes one by a
     // move: it answers for every customer, those of the moved partition from the

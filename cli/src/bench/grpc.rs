@@ -85,6 +85,10 @@ struct Report {
     p50_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     p99_ms: Option<f64>,
+    /// Decide: the 99th percentile of the shard's own time per call over the paced
+    /// phase (`persona_decide_seconds`), as the upper bound of its histogram bucket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shard_p99_ms: Option<f64>,
     /// The shard process's peak resident memory.
     peak_rss_bytes: u64,
     runs_ops_per_sec: Vec<f64>,
@@ -124,6 +128,13 @@ impl fmt::Display for Report {
                 "latency p50 / p99", p50, p99
             )?;
         }
+        if let Some(p99) = self.shard_p99_ms {
+            writeln!(
+                f,
+                "  {:<28} {:>12} ms (histogram bucket bound)",
+                "in the shard p99 <=", p99
+            )?;
+        }
         write!(f, "  {:<28} {:>12} bytes (shard)", "peak RSS", self.peak_rss_bytes)
     }
 }
@@ -134,6 +145,8 @@ struct LocalShard {
     dir: std::path::PathBuf,
     /// Where it serves gRPC.
     address: String,
+    /// Where it serves `/metrics` (host:port).
+    metrics: String,
 }
 
 impl LocalShard {
@@ -208,6 +221,10 @@ async fn start(args: &Args, name: &str) -> Result<(LocalShard, RedisBus, Persona
     let grants: Vec<(u32, &str)> = (0..PARTITIONS).map(|p| (p, owner)).collect();
     bus.assign(&grants).await?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let metrics = format!(
+        "127.0.0.1:{}",
+        std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()
+    );
     let child = Command::new(std::env::current_exe()?)
         .args(["-q", "shard", "--name", "bench", "--prefix", &prefix])
         .args([
@@ -215,6 +232,8 @@ async fn start(args: &Args, name: &str) -> Result<(LocalShard, RedisBus, Persona
             &PARTITIONS.to_string(),
             "--grpc",
             &format!("127.0.0.1:{port}"),
+            "--metrics",
+            &metrics,
         ])
         .arg("--data")
         .arg(dir.join("shard"))
@@ -229,6 +248,7 @@ async fn start(args: &Args, name: &str) -> Result<(LocalShard, RedisBus, Persona
         child,
         dir,
         address: format!("http://127.0.0.1:{port}"),
+        metrics,
     };
     let started = Instant::now();
     let client = loop {
@@ -322,6 +342,7 @@ pub(crate) async fn grpc_ingest(args: &Args) -> Result<()> {
         cores_used: std::thread::available_parallelism().map_or(1, usize::from),
         p50_ms: None,
         p99_ms: None,
+        shard_p99_ms: None,
         peak_rss_bytes: shard.peak_rss(),
         runs_ops_per_sec: rates,
         ops_per_shard_core_sec: Some(median(per_core)),
@@ -365,22 +386,33 @@ fn swipe_event(c: u32, n: u64, history: &[Event]) -> Event {
     }
 }
 
-pub(crate) async fn decide(args: &Args) -> Result<()> {
-    let (shard, bus, mut client) = start(args, "decide").await?;
-    let mut clients = vec![client.clone()];
-    for _ in 1..args.connections.max(1) {
-        clients.push(PersonaClient::connect(shard.address.clone()).await?);
-    }
-    let customers = Arc::new(events(args)?);
-    let wire: Vec<v1::Event> = customers.iter().flatten().map(v1::Event::from).collect();
-    ingest(&mut client, &wire).await?;
-    wait_applied(&bus).await?;
-    let phase = Duration::from_secs(args.seconds.max(1));
+/// What the Decide phases measured.
+struct Decided {
+    max_rate: f64,
+    paced_rate: f64,
+    /// Each paced call's latency, milliseconds.
+    latencies: Vec<f64>,
+    /// The shard's own p99 over the paced phase, milliseconds.
+    shard_p99: Option<f64>,
+}
 
+/// The two Decide phases: the maximum rate, then calls paced at half of it.
+async fn decide_calls(
+    shard: &LocalShard,
+    connections: usize,
+    concurrency: usize,
+    customers: Arc<Vec<Vec<Event>>>,
+    phase: Duration,
+) -> Result<Decided> {
+    let address = shard.address.clone();
+    let mut clients = Vec::new();
+    for _ in 0..connections {
+        clients.push(PersonaClient::connect(address.clone()).await?);
+    }
     // The maximum rate: `concurrency` callers, each one call at a time.
     let started = Instant::now();
     let mut callers = Vec::new();
-    for k in 0..args.concurrency.max(1) {
+    for k in 0..concurrency {
         let (mut client, customers) = (clients[k % clients.len()].clone(), customers.clone());
         callers.push(tokio::spawn(async move {
             let mut calls = 0u64;
@@ -397,36 +429,112 @@ pub(crate) async fn decide(args: &Args) -> Result<()> {
         calls += caller.await??;
     }
     let max_rate = calls as f64 / started.elapsed().as_secs_f64();
+    let before = persona_operator::load::fetch(&shard.metrics).await.ok();
 
-    // Paced at half of it: one call every 1/rate seconds, each on its own task.
+    // Paced at half of it: one call every 1/rate seconds, each on its own task. The
+    // calls are spaced by a thread that sleeps to each one's instant: tokio's timer
+    // counts whole milliseconds, so an interval of 80 µs would fire a dozen calls at
+    // once every millisecond, a burst rather than a steady rate.
     let rate = max_rate / 2.0;
     let interval = Duration::from_secs_f64(1.0 / rate.max(1.0));
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let started = Instant::now();
-    let mut inflight = Vec::new();
-    let mut n = 0u64;
-    while started.elapsed() < phase {
-        ticker.tick().await;
-        let (mut client, customers) = (clients[n as usize % clients.len()].clone(), customers.clone());
-        let c = (n * 104_729 % customers.len() as u64) as u32;
-        n += 1;
-        inflight.push(tokio::spawn(async move {
+    let runtime = tokio::runtime::Handle::current();
+    let pacer = std::thread::spawn(move || {
+        let started = Instant::now();
+        let mut inflight = Vec::new();
+        let mut n = 0u64;
+        loop {
+            let at = started + interval.mul_f64(n as f64);
+            if at - started >= phase {
+                break inflight;
+            }
+            if let Some(wait) = at.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let (mut client, customers) = (clients[n as usize % clients.len()].clone(), customers.clone());
+            let c = (n * 104_729 % customers.len() as u64) as u32;
+            n += 1;
             let t = Instant::now();
-            client.decide(swipe(c, 1 << 40 | n, &customers[c as usize])).await?;
-            Ok::<f64, tonic::Status>(t.elapsed().as_secs_f64() * 1e3)
-        }));
-    }
+            inflight.push(runtime.spawn(async move {
+                client.decide(swipe(c, 1 << 40 | n, &customers[c as usize])).await?;
+                Ok::<f64, tonic::Status>(t.elapsed().as_secs_f64() * 1e3)
+            }));
+        }
+    });
+    let inflight = loop {
+        if pacer.is_finished() {
+            break pacer.join().map_err(|_| anyhow::anyhow!("the pacer thread panicked"))?;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     let mut latencies = Vec::with_capacity(inflight.len());
     for call in inflight {
         latencies.push(call.await??);
     }
+    let after = persona_operator::load::fetch(&shard.metrics).await.ok();
+    let shard_p99 = before
+        .zip(after)
+        .and_then(|(b, a)| bucket_quantile(&b, &a, "persona_decide_seconds", 0.99))
+        .map(|s| s * 1e3);
+    Ok(Decided {
+        max_rate,
+        paced_rate: rate,
+        latencies,
+        shard_p99,
+    })
+}
+
+/// The upper bound of the histogram bucket holding quantile `q` of the observations
+/// made between two scrapes of a `/metrics` text.
+fn bucket_quantile(before: &str, after: &str, histogram: &str, q: f64) -> Option<f64> {
+    let series = format!("{histogram}_bucket");
+    let buckets = |text: &str| -> Vec<(f64, f64)> {
+        let mut b: Vec<(f64, f64)> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(persona_operator::load::sample)
+            .filter(|s| s.series == series)
+            .filter_map(|s| {
+                let le = s.labels.iter().find(|(k, _)| k == "le")?.1.parse::<f64>().ok()?;
+                Some((le, s.value))
+            })
+            .collect();
+        b.sort_by(|x, y| x.0.total_cmp(&y.0));
+        b
+    };
+    let (b, a) = (buckets(before), buckets(after));
+    let count = |le: f64, of: &[(f64, f64)]| of.iter().find(|(l, _)| *l == le).map_or(0.0, |(_, c)| *c);
+    let total = a.last().map(|(le, c)| c - count(*le, &b))?;
+    if total <= 0.0 {
+        return None;
+    }
+    a.iter()
+        .find(|(le, c)| (c - count(*le, &b)) >= q * total)
+        .map(|(le, _)| *le)
+}
+
+pub(crate) async fn decide(args: &Args) -> Result<()> {
+    let (shard, bus, mut client) = start(args, "decide").await?;
+    let customers = Arc::new(events(args)?);
+    let wire: Vec<v1::Event> = customers.iter().flatten().map(v1::Event::from).collect();
+    ingest(&mut client, &wire).await?;
+    wait_applied(&bus).await?;
+    let phase = Duration::from_secs(args.seconds.max(1));
+    let mut decided = decide_calls(
+        &shard,
+        args.connections.max(1),
+        args.concurrency.max(1),
+        customers,
+        phase,
+    )
+    .await?;
+    let (max_rate, rate, latencies) = (decided.max_rate, decided.paced_rate, &mut decided.latencies);
     let report = Report {
         scenario: "decide",
         ops_per_sec: max_rate,
         cores_used: std::thread::available_parallelism().map_or(1, usize::from),
-        p50_ms: Some(percentile(&mut latencies, 0.5)),
-        p99_ms: Some(percentile(&mut latencies, 0.99)),
+        p50_ms: Some(percentile(latencies, 0.5)),
+        p99_ms: Some(percentile(latencies, 0.99)),
+        shard_p99_ms: decided.shard_p99,
         peak_rss_bytes: shard.peak_rss(),
         runs_ops_per_sec: vec![max_rate],
         ops_per_shard_core_sec: None,
@@ -514,6 +622,7 @@ pub(crate) async fn event_to_match(args: &Args, rate: f64) -> Result<()> {
         cores_used: std::thread::available_parallelism().map_or(1, usize::from),
         p50_ms: Some(percentile(&mut latencies, 0.5)),
         p99_ms: Some(percentile(&mut latencies, 0.99)),
+        shard_p99_ms: None,
         peak_rss_bytes: shard.peak_rss(),
         runs_ops_per_sec: vec![matched as f64 / phase.as_secs_f64()],
         ops_per_shard_core_sec: None,
