@@ -376,6 +376,89 @@ async fn follow_table(
     }
 }
 
+/// The moves (partition, new owner) that spread `partitions` over `shards` from the
+/// current leases with the fewest changes of owner (`persona_placement::plan`).
+/// Partitions leased to shards not in the list, or to none, go to the listed ones.
+fn rebalance_moves(
+    leases: &[persona_bus::redis::Lease],
+    partitions: u32,
+    shards: &[String],
+) -> Result<Vec<(u32, String)>> {
+    anyhow::ensure!(!shards.is_empty(), "no shard named");
+    let mut seen = std::collections::BTreeSet::new();
+    for name in shards {
+        anyhow::ensure!(seen.insert(name), "shard `{name}` is named twice");
+    }
+    // Ordinals: the listed shards first, then the current owners not listed (the
+    // planner treats owners beyond the new count as removed), then "no owner".
+    let mut names: Vec<String> = shards.to_vec();
+    for l in leases {
+        if !names.contains(&l.shard) {
+            names.push(l.shard.clone());
+        }
+    }
+    let nobody = u32::try_from(names.len())?;
+    let owners: Vec<u32> = (0..partitions)
+        .map(|p| {
+            leases
+                .iter()
+                .find(|l| l.partition == p)
+                .and_then(|l| names.iter().position(|n| *n == l.shard))
+                .map_or(nobody, |i| i as u32)
+        })
+        .collect();
+    let previous = persona_placement::Assignment {
+        epoch: 1,
+        shards: nobody + 1,
+        owners,
+    };
+    let plan = persona_placement::plan(Some(&previous), partitions, u32::try_from(shards.len())?)?;
+    Ok(plan
+        .moves
+        .iter()
+        .map(|m| (m.partition, shards[m.to as usize].clone()))
+        .collect())
+}
+
+/// The shard-control client of shard `name`, at the address it registered.
+async fn control_client(
+    redis: &persona_bus::redis::RedisBus,
+    name: &str,
+) -> Result<persona_proto::ShardControlClient<tonic::transport::Channel>> {
+    let address = redis
+        .shard_address(name)
+        .await?
+        .with_context(|| format!("shard `{name}` serves no gRPC (start it with --grpc)"))?;
+    persona_proto::ShardControlClient::connect(address)
+        .await
+        .with_context(|| format!("connecting to shard `{name}`"))
+}
+
+/// Moves one partition to shard `to` (its client): it takes the lease, pulls the
+/// state and feeds on. Prints the move.
+async fn move_partition(
+    client: &mut persona_proto::ShardControlClient<tonic::transport::Channel>,
+    partition: u32,
+    to: &str,
+) -> Result<()> {
+    let reply = client
+        .acquire(persona_proto::v1::AcquireRequest { partition })
+        .await
+        .map_err(|e| anyhow::anyhow!("moving partition {partition} to `{to}`: {}", e.message()))?
+        .into_inner();
+    println!(
+        "partition {partition}: {} -> {to}, {} store entries, epoch {}",
+        if reply.from_shard.is_empty() {
+            "-"
+        } else {
+            &reply.from_shard
+        },
+        reply.entries,
+        reply.epoch
+    );
+    Ok(())
+}
+
 /// The table in `path`, checked against the bus's partition count.
 fn read_table(path: &std::path::Path, partitions: u32) -> Result<persona_placement::Assignment, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read it: {e}"))?;
@@ -486,8 +569,8 @@ pub(crate) enum BusCommand {
     /// Lease the partitions to shards, round robin, under a new epoch: for a new
     /// cluster. Leases are not state: a shard that loses one stops feeding the
     /// partition and its new owner does not pull the state, so over existing leases
-    /// it refuses unless --force (move partitions with `bus move`, or run shards with
-    /// `--assignment-file`).
+    /// it refuses unless --force (spread them with `bus rebalance`, move one with
+    /// `bus move`, or run shards with `--assignment-file`).
     Assign {
         #[command(flatten)]
         bus: BusArgs,
@@ -509,6 +592,20 @@ pub(crate) enum BusCommand {
         /// The shard that takes the partition.
         #[arg(long)]
         to: String,
+    },
+    /// Spread the partitions over these shards with the fewest moves (the operator's
+    /// planner), each move as `bus move` makes it: the new owner takes the lease,
+    /// pulls the state from the old one and feeds on from the checkpoint. Shards not
+    /// listed give all their partitions away. Every listed shard must serve gRPC.
+    Rebalance {
+        #[command(flatten)]
+        bus: BusArgs,
+        /// Shard names, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        shards: Vec<String>,
+        /// Print the moves without making them.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Each partition's lease, checkpoint and lag.
     Status {
@@ -545,8 +642,8 @@ pub(crate) async fn bus(command: BusCommand) -> Result<ExitCode> {
             anyhow::ensure!(
                 held.is_empty() || force,
                 "{} partitions are leased already (epoch {}): assigning again moves no state and \
-                 stops their running owners; move partitions with `persona bus move`, or give --force \
-                 and restart the shards",
+                 stops their running owners; spread them over running shards with `persona bus \
+                 rebalance`, move one with `persona bus move`, or give --force and restart the shards",
                 held.len(),
                 held.iter().map(|l| l.epoch).max().unwrap_or(0)
             );
@@ -567,27 +664,46 @@ pub(crate) async fn bus(command: BusCommand) -> Result<ExitCode> {
                 bus.partitions
             );
             let redis = bus.connect().await?;
-            let address = redis
-                .shard_address(&to)
-                .await?
-                .with_context(|| format!("shard `{to}` serves no gRPC (start it with --grpc)"))?;
-            let mut client = persona_proto::ShardControlClient::connect(address)
-                .await
-                .with_context(|| format!("connecting to shard `{to}`"))?;
-            let reply = client
-                .acquire(persona_proto::v1::AcquireRequest { partition })
-                .await
-                .map_err(|e| anyhow::anyhow!("moving partition {partition} to `{to}`: {}", e.message()))?
-                .into_inner();
+            let mut client = control_client(&redis, &to).await?;
+            move_partition(&mut client, partition, &to).await?;
+        }
+        BusCommand::Rebalance { bus, shards, dry_run } => {
+            let redis = bus.connect().await?;
+            let leases = redis.leases().await?;
+            let moves = rebalance_moves(&leases, bus.partitions, &shards)?;
+            if moves.is_empty() {
+                println!(
+                    "balanced already: {} partitions over {} shards",
+                    bus.partitions,
+                    shards.len()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            // Every new owner must be reachable before the first partition moves.
+            let mut clients = std::collections::BTreeMap::new();
+            for (_, to) in &moves {
+                if !clients.contains_key(to) {
+                    clients.insert(to.clone(), control_client(&redis, to).await?);
+                }
+            }
+            for (partition, to) in &moves {
+                if dry_run {
+                    let from = leases
+                        .iter()
+                        .find(|l| l.partition == *partition)
+                        .map(|l| l.shard.as_str());
+                    println!("partition {partition}: {} -> {to} (dry run)", from.unwrap_or("-"));
+                    continue;
+                }
+                let client = clients.get_mut(to).expect("connected above");
+                move_partition(client, *partition, to).await?;
+            }
             println!(
-                "partition {partition}: {} -> {to}, {} store entries, epoch {}",
-                if reply.from_shard.is_empty() {
-                    "-"
-                } else {
-                    &reply.from_shard
-                },
-                reply.entries,
-                reply.epoch
+                "{} moves{}: {} partitions over {} shards",
+                moves.len(),
+                if dry_run { " planned" } else { "" },
+                bus.partitions,
+                shards.len()
             );
         }
         BusCommand::Status { bus, json } => {
@@ -659,4 +775,66 @@ async fn publish_file(bus: &RedisBus, path: &std::path::Path) -> Result<u64> {
     }
     bus.publish(&batch).await?;
     Ok(published + batch.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use persona_bus::redis::Lease;
+
+    fn leases(owners: &[&str]) -> Vec<Lease> {
+        (0u32..)
+            .zip(owners)
+            .filter(|(_, s)| !s.is_empty())
+            .map(|(partition, s)| Lease {
+                partition,
+                shard: (*s).to_owned(),
+                epoch: 1,
+            })
+            .collect()
+    }
+
+    fn names(list: &str) -> Vec<String> {
+        list.split(',').map(str::to_owned).collect()
+    }
+
+    fn owners_after(before: &[&str], moves: &[(u32, String)]) -> Vec<String> {
+        let mut owners: Vec<String> = before.iter().map(|s| (*s).to_owned()).collect();
+        for (p, to) in moves {
+            owners[*p as usize] = to.clone();
+        }
+        owners
+    }
+
+    #[test]
+    fn a_new_shard_takes_its_share_and_nothing_else_moves() {
+        let before = ["s0", "s0", "s0", "s0", "s1", "s1", "s1", "s1"];
+        let moves = super::rebalance_moves(&leases(&before), 8, &names("s0,s1,s2")).unwrap();
+        assert_eq!(moves.len(), 2, "{moves:?}");
+        assert!(moves.iter().all(|(_, to)| to == "s2"), "{moves:?}");
+        let after = owners_after(&before, &moves);
+        for (shard, want) in [("s0", 3), ("s1", 3), ("s2", 2)] {
+            assert_eq!(after.iter().filter(|o| *o == shard).count(), want, "{after:?}");
+        }
+        // Planned again on the result: nothing to do.
+        let again: Vec<&str> = after.iter().map(String::as_str).collect();
+        assert!(
+            super::rebalance_moves(&leases(&again), 8, &names("s0,s1,s2"))
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_shard_left_out_gives_everything_away_and_unleased_partitions_find_an_owner() {
+        let before = ["s0", "s1", "s2", "s0", "s1", "s2", "", ""];
+        let moves = super::rebalance_moves(&leases(&before), 8, &names("s1,s0")).unwrap();
+        let after = owners_after(&before, &moves);
+        assert!(after.iter().all(|o| o == "s0" || o == "s1"), "{after:?}");
+        assert_eq!(after.iter().filter(|o| *o == "s0").count(), 4);
+        // Only the partitions of s2 and the unleased ones moved.
+        let moved: Vec<u32> = moves.iter().map(|(p, _)| *p).collect();
+        assert_eq!(moved, vec![2, 5, 6, 7]);
+        let twice = super::rebalance_moves(&leases(&before), 8, &names("s0,s0")).unwrap_err();
+        assert!(twice.to_string().contains("named twice"), "{twice}");
+    }
 }

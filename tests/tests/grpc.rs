@@ -275,6 +275,56 @@ async fn shards_serve_and_forward_the_persona_api() {
     assert_eq!(before.features, after.features, "the moved customer's state came along");
     assert_eq!(s2.decide(ask).await.unwrap().into_inner().shard, "s2");
 
+    // Rebalanced over the three with the planner's fewest moves, each with its state:
+    // 3, 3 and 2 partitions, and every customer's features as before.
+    let tokens: Vec<String> = batch.iter().map(|l| l["token"].as_str().unwrap().to_owned()).collect();
+    let mut features_before = Vec::new();
+    for token in &tokens {
+        let ask = GetProfileRequest {
+            token: token.clone(),
+            as_of_micros: Some(as_of_micros),
+        };
+        features_before.push(s0.get_profile(ask).await.unwrap().into_inner().features);
+    }
+    let dry = persona(&[&["bus", "rebalance", "--shards", "s0,s1,s2", "--dry-run"], &bus[..]].concat());
+    let dry = String::from_utf8_lossy(&dry.stdout).into_owned();
+    assert!(dry.contains("moves planned"), "{dry}");
+    let moved = persona(&[&["bus", "rebalance", "--shards", "s0,s1,s2"], &bus[..]].concat());
+    let moved = String::from_utf8_lossy(&moved.stdout).into_owned();
+    assert_eq!(
+        moved.lines().filter(|l| l.starts_with("partition ")).count(),
+        dry.lines().filter(|l| l.starts_with("partition ")).count(),
+        "{dry}\n{moved}"
+    );
+    let status: serde_json::Value =
+        serde_json::from_slice(&persona(&[&["bus", "status", "--json"], &bus[..]].concat()).stdout).unwrap();
+    let mut held: Vec<usize> = ["s0", "s1", "s2"]
+        .iter()
+        .map(|s| {
+            status["partitions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p["shard"] == *s)
+                .count()
+        })
+        .collect();
+    held.sort_unstable();
+    assert_eq!(held, [2, 3, 3], "{status}");
+    for (token, before) in tokens.iter().zip(&features_before) {
+        let ask = GetProfileRequest {
+            token: token.clone(),
+            as_of_micros: Some(as_of_micros),
+        };
+        assert_eq!(
+            &s1.get_profile(ask).await.unwrap().into_inner().features,
+            before,
+            "{token}"
+        );
+    }
+    let again = persona(&[&["bus", "rebalance", "--shards", "s0,s1,s2"], &bus[..]].concat());
+    assert!(String::from_utf8_lossy(&again.stdout).contains("balanced already"));
+
     // Explain through the other shard.
     let token = batch[0]["token"].as_str().unwrap().to_owned();
     let ask = ExplainRequest {
