@@ -592,3 +592,51 @@ fn a_fenced_shard_lets_its_partitions_go_and_keeps_running() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}");
 }
+
+/// `scripts/local-cluster`, the development cluster, runs a generated bank all the
+/// way through: its own redis-server, shards, gateway and de-tokenizer; every source
+/// event applied once (plus the delivery outcomes sent back), every match delivered.
+#[test]
+fn the_local_cluster_script_runs_a_bank_through_every_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/local-cluster");
+    let out = Command::new("bash")
+        .arg(&script)
+        .args([
+            "--shards",
+            "2",
+            "--partitions",
+            "4",
+            "--customers",
+            "120",
+            "--days",
+            "14",
+        ])
+        .arg("--dir")
+        .arg(dir.path().join("cluster"))
+        .arg("--until-delivered")
+        .env("PERSONA_BIN", persona_tests::persona_bin())
+        .output()
+        .expect("running scripts/local-cluster");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("shard s1     gRPC 127.0.0.1:"), "{stdout}");
+    let last = stdout.lines().last().unwrap();
+    let numbers: Vec<u64> = last
+        .split(", ")
+        .map(|part| part.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    let [events, applied, matches, delivered, shards] = numbers[..] else {
+        panic!("{last}")
+    };
+    assert!(last.starts_with("events "), "{last}");
+    assert_eq!(shards, 2);
+    assert!(events > 1000, "{last}");
+    assert!(matches > 0 && delivered == matches, "{last}");
+    // Each delivery's outcome comes back as one more event.
+    assert_eq!(applied, events + delivered, "{last}");
+}
