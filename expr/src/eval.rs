@@ -73,6 +73,14 @@ pub trait Scope {
         None
     }
 
+    /// `event.name` for a program whose attributes were numbered
+    /// ([`crate::Program::with_event_slots`]): a scope that resolved the event's
+    /// attributes into those slots once answers without a look-up by name. The
+    /// default looks the name up through [`Scope::event_ref`].
+    fn event_attr(&self, _slot: u32, name: &str) -> Option<&Value> {
+        self.event_ref(name)
+    }
+
     /// `features.name`; a family returns a `Value::Map` of its members. A scope that
     /// holds features in the slots its schema declared reads `f.slot`.
     fn feature(&self, _f: FeatureRef<'_>) -> Value {
@@ -131,6 +139,8 @@ pub(crate) enum Node {
     Const(Value),
     /// `event.name`, `profile.name` or `prefs.name`.
     Path(Root, Box<str>),
+    /// `event.name` of an attribute numbered by [`crate::Program::with_event_slots`].
+    EventAttr(u32, Box<str>),
     /// `features.name`: the whole feature (a map for a family).
     Feature(FeatureName),
     /// `features.family["key"]` with a literal key.
@@ -190,6 +200,10 @@ impl Node {
                 },
                 Root::Prefs => s.prefs(name),
             },
+            Node::EventAttr(slot, name) => match s.event_attr(*slot, name) {
+                Some(v) => return Cow::Borrowed(v),
+                None => s.event(name),
+            },
             Node::Feature(f) => s.feature(f.as_ref()),
             Node::FeatureKey(f, key) => s.feature_member(f.as_ref(), key),
             Node::FeatureIndex(f, key) => match &*key.eval(s) {
@@ -220,7 +234,7 @@ impl Node {
                 f(&feature.name);
                 key.visit_features(f);
             }
-            Node::Const(_) | Node::Path(..) => {}
+            Node::Const(_) | Node::Path(..) | Node::EventAttr(..) => {}
             Node::Field(x, _) | Node::Not(x) | Node::Neg(x) => x.visit_features(f),
             Node::Index(a, b) | Node::Cmp(_, a, b) | Node::In(a, b) | Node::Arith(_, a, b) => {
                 a.visit_features(f);
@@ -231,6 +245,55 @@ impl Node {
             }
         }
     }
+
+    /// Calls `f` on every event attribute this node reads (`event.<name>` other than
+    /// the envelope's `ts`, `type` and `id`).
+    pub(crate) fn visit_event_attrs<'a>(&'a self, f: &mut impl FnMut(&'a str)) {
+        match self {
+            Node::Path(Root::Event, name) | Node::EventAttr(_, name) if !is_envelope(name) => f(name),
+            Node::Const(_) | Node::Path(..) | Node::EventAttr(..) | Node::Feature(_) | Node::FeatureKey(..) => {}
+            Node::FeatureIndex(_, x) | Node::Field(x, _) | Node::Not(x) | Node::Neg(x) => x.visit_event_attrs(f),
+            Node::Index(a, b) | Node::Cmp(_, a, b) | Node::In(a, b) | Node::Arith(_, a, b) => {
+                a.visit_event_attrs(f);
+                b.visit_event_attrs(f);
+            }
+            Node::List(xs) | Node::And(xs) | Node::Or(xs) | Node::Call(_, xs) => {
+                xs.iter().for_each(|x| x.visit_event_attrs(f));
+            }
+        }
+    }
+
+    /// The same tree with each event attribute that `slot_of` numbers read by its slot.
+    pub(crate) fn with_event_slots(&self, slot_of: &impl Fn(&str) -> Option<u32>) -> Node {
+        let one = |x: &Node| Box::new(x.with_event_slots(slot_of));
+        let all = |xs: &[Node]| xs.iter().map(|x| x.with_event_slots(slot_of)).collect();
+        match self {
+            Node::Path(Root::Event, name) | Node::EventAttr(_, name) if !is_envelope(name) => match slot_of(name) {
+                Some(slot) => Node::EventAttr(slot, name.clone()),
+                None => Node::Path(Root::Event, name.clone()),
+            },
+            Node::Const(_) | Node::Path(..) | Node::EventAttr(..) | Node::Feature(_) | Node::FeatureKey(..) => {
+                self.clone()
+            }
+            Node::FeatureIndex(feature, key) => Node::FeatureIndex(feature.clone(), one(key)),
+            Node::Field(x, name) => Node::Field(one(x), name.clone()),
+            Node::Not(x) => Node::Not(one(x)),
+            Node::Neg(x) => Node::Neg(one(x)),
+            Node::Index(a, b) => Node::Index(one(a), one(b)),
+            Node::Cmp(op, a, b) => Node::Cmp(*op, one(a), one(b)),
+            Node::In(a, b) => Node::In(one(a), one(b)),
+            Node::Arith(op, a, b) => Node::Arith(*op, one(a), one(b)),
+            Node::List(xs) => Node::List(all(xs)),
+            Node::And(xs) => Node::And(all(xs)),
+            Node::Or(xs) => Node::Or(all(xs)),
+            Node::Call(func, xs) => Node::Call(*func, all(xs)),
+        }
+    }
+}
+
+/// The envelope's fields, which `event.<name>` reads instead of an attribute.
+fn is_envelope(name: &str) -> bool {
+    matches!(name, "ts" | "type" | "id")
 }
 
 /// `map.name`: a missing field, or a base that is not a map, is null.

@@ -133,7 +133,7 @@ struct Inner {
     clauses: Vec<ClauseInfo>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct ClauseInfo {
     span: Range<usize>,
     ty: Type,
@@ -174,6 +174,7 @@ impl Program {
     pub fn as_path(&self) -> Option<(Root, &str)> {
         match &self.inner.node {
             Node::Path(root, name) => Some((*root, name)),
+            Node::EventAttr(_, name) => Some((Root::Event, name)),
             Node::Feature(f) => Some((Root::Features, f.as_ref().name)),
             _ => None,
         }
@@ -224,6 +225,33 @@ impl Program {
             names.insert(name);
         });
         names.into_iter().map(str::to_owned).collect()
+    }
+
+    /// The event attributes the expression reads (`event.<name>`, not the envelope's
+    /// `ts`, `type` and `id`), sorted and without repeats.
+    pub fn event_attrs(&self) -> Vec<String> {
+        let mut names = BTreeSet::new();
+        self.inner.node.visit_event_attrs(&mut |name| {
+            names.insert(name);
+        });
+        names.into_iter().map(str::to_owned).collect()
+    }
+
+    /// The same program reading each event attribute that `slot_of` numbers through
+    /// [`Scope::event_attr`] with that slot. A scope that resolves an event's
+    /// attributes once (a FeatureSet's, for the dozens of filters and values each event
+    /// meets) then answers each read with no look-up by name. Attributes `slot_of`
+    /// leaves out are read by name, as before.
+    pub fn with_event_slots(&self, slot_of: impl Fn(&str) -> Option<u32>) -> Program {
+        let inner = &self.inner;
+        Program {
+            inner: Arc::new(Inner {
+                src: inner.src.clone(),
+                node: inner.node.with_event_slots(&slot_of),
+                ty: inner.ty,
+                clauses: inner.clauses.clone(),
+            }),
+        }
     }
 }
 

@@ -74,7 +74,7 @@ fn evaluate_feature(f: &Feature, events: &[&Event], at: DateTime<Utc>, tz: Tz) -
         if !f.on.contains(&e.kind) || !f.window.covers(f.window.tile(e.ts, tz), end) {
             continue;
         }
-        let scope = EventScope { event: e, tz };
+        let scope = EventScope::by_name(e, tz);
         if f.filter.as_ref().is_some_and(|w| !w.eval_bool(&scope)) {
             continue;
         }

@@ -24,8 +24,9 @@ pub struct Feature {
     /// Index of `filter` among the set's distinct filters.
     pub(crate) filter_slot: Option<usize>,
     pub(crate) value: Option<Program>,
-    /// The attribute, when `value` is just `event.<attribute>` (read in place).
-    pub(crate) value_attr: Option<Box<str>>,
+    /// The attribute's slot ([`FeatureSet::attrs`]), when `value` is just
+    /// `event.<attribute>` (read in place).
+    pub(crate) value_attr: Option<usize>,
     pub agg: Agg,
     pub window: Window,
     pub(crate) by: Option<Program>,
@@ -115,6 +116,9 @@ pub struct FeatureSet {
     pub(crate) clauses: Vec<Program>,
     /// Feature indexes by the fingerprint of their definition, for reading snapshots.
     pub(crate) by_fingerprint: HashMap<u32, usize>,
+    /// Every event attribute the features read, sorted; the compiled `where`, `value`
+    /// and `by` read attribute `attrs[i]` from slot `i`, which each event fills once.
+    pub(crate) attrs: Vec<Box<str>>,
 }
 
 impl FeatureSet {
@@ -152,6 +156,7 @@ impl FeatureSet {
             }
         }
         let derived = compile_derived(doc, &features, &mut index, &mut errors);
+        let attrs = number_attrs(&mut features);
         let (filters, clauses) = share_filters(&mut features);
         let (groups, families) = place(&mut features);
         let by_kind = readers(&features, &groups);
@@ -169,6 +174,7 @@ impl FeatureSet {
                 filters,
                 clauses,
                 by_fingerprint,
+                attrs,
             })
         } else {
             Err(errors)
@@ -250,6 +256,30 @@ impl FeatureSet {
         let i = self.by_kind.binary_search_by(|(k, _)| (**k).cmp(kind)).ok()?;
         Some(&self.by_kind[i].1)
     }
+}
+
+/// Numbers the event attributes the features read, in name order, and recompiles
+/// their `where`, `value` and `by` to read them by number; returns the names.
+fn number_attrs(features: &mut [Feature]) -> Vec<Box<str>> {
+    let mut names: Vec<String> = features
+        .iter()
+        .flat_map(|f| [&f.filter, &f.value, &f.by])
+        .flatten()
+        .flat_map(Program::event_attrs)
+        .collect();
+    names.sort();
+    names.dedup();
+    let slot_of = |name: &str| names.binary_search_by(|n| n.as_str().cmp(name)).ok();
+    for f in features.iter_mut() {
+        for program in [&mut f.filter, &mut f.value, &mut f.by].into_iter().flatten() {
+            *program = program.with_event_slots(|name| slot_of(name).and_then(|i| u32::try_from(i).ok()));
+        }
+        f.value_attr = f.value.as_ref().and_then(|v| match v.as_path() {
+            Some((Root::Event, name)) => slot_of(name),
+            _ => None,
+        });
+    }
+    names.into_iter().map(String::into_boxed_str).collect()
 }
 
 /// Numbers the distinct `where` expressions and points each feature at its own;
@@ -432,10 +462,7 @@ fn compile_feature(f: &FeatureSpec, path: &str, schema: &Schema) -> Result<Featu
         on,
         filter,
         filter_slot: None,
-        value_attr: value.as_ref().and_then(|v| match v.as_path() {
-            Some((Root::Event, name)) if !matches!(name, "ts" | "type" | "id") => Some(name.into()),
-            _ => None,
-        }),
+        value_attr: None,
         value,
         agg,
         window,

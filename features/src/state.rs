@@ -57,6 +57,16 @@ pub struct Undo {
 pub(crate) struct EventScope<'a> {
     pub(crate) event: &'a Event,
     pub(crate) tz: Tz,
+    /// The event's value of each attribute the set reads, by slot
+    /// ([`FeatureSet::attrs`]); empty when the attributes are read by name (batch).
+    pub(crate) attrs: &'a [&'a Value],
+}
+
+impl<'a> EventScope<'a> {
+    /// A scope that reads attributes by name.
+    pub(crate) fn by_name(event: &'a Event, tz: Tz) -> Self {
+        EventScope { event, tz, attrs: &[] }
+    }
 }
 
 impl Scope for EventScope<'_> {
@@ -66,11 +76,38 @@ impl Scope for EventScope<'_> {
     fn event_ref(&self, name: &str) -> Option<&Value> {
         self.event.attr_field(name)
     }
+    fn event_attr(&self, slot: u32, name: &str) -> Option<&Value> {
+        match self.attrs.get(slot as usize) {
+            Some(v) => Some(v),
+            None => self.event.attr_field(name),
+        }
+    }
     fn timezone(&self) -> Tz {
         self.tz
     }
     fn now(&self) -> Option<DateTime<Utc>> {
         Some(self.event.ts)
+    }
+}
+
+/// Fills `slots[i]` with the event's value of attribute `names[i]` (null when it has
+/// none): one pass over both sorted lists, or a look-up per name when the event
+/// carries many more attributes than the set reads.
+fn resolve_attrs<'e>(names: &[Box<str>], event: &'e Event, slots: &mut [&'e Value]) {
+    if event.attrs.len() > 4 * names.len() {
+        for (name, slot) in names.iter().zip(slots.iter_mut()) {
+            *slot = event.attr(name);
+        }
+        return;
+    }
+    let mut wanted = names.iter().zip(slots.iter_mut()).peekable();
+    for (key, value) in &event.attrs {
+        while wanted.next_if(|(name, _)| ***name < **key).is_some() {}
+        match wanted.next_if(|(name, _)| ***name == **key) {
+            Some((_, slot)) => *slot = value,
+            None if wanted.peek().is_none() => return,
+            None => {}
+        }
     }
 }
 
@@ -104,9 +141,9 @@ impl Arrival<'_> {
     /// The feature's value for this event, or `None` when the feature skips it. An
     /// attribute is read in place; any other expression is evaluated into `scratch`.
     fn value<'v>(&'v self, f: &Feature, scratch: &'v mut Value) -> Option<&'v Value> {
-        let value = match (&f.value, &f.value_attr) {
+        let value = match (&f.value, f.value_attr) {
             (None, _) => &NULL,
-            (Some(_), Some(attr)) => self.event.attr(attr),
+            (Some(_), Some(slot)) => self.scope.attrs.get(slot).copied().unwrap_or(&NULL),
             (Some(v), None) => {
                 *scratch = v.eval(self.scope);
                 scratch
@@ -213,7 +250,20 @@ impl FeatureState {
         if self.families.len() < set.families {
             self.families.resize_with(set.families, BTreeMap::new);
         }
-        let scope = EventScope { event, tz: set.tz };
+        let mut attrs_on_stack = [&NULL; 16];
+        let mut attrs_on_heap;
+        let attrs = if set.attrs.len() <= attrs_on_stack.len() {
+            &mut attrs_on_stack[..set.attrs.len()]
+        } else {
+            attrs_on_heap = vec![&NULL; set.attrs.len()];
+            &mut attrs_on_heap[..]
+        };
+        resolve_attrs(&set.attrs, event, attrs);
+        let scope = EventScope {
+            event,
+            tz: set.tz,
+            attrs,
+        };
         let at = Tiles::of(event.ts, set.tz);
         let now = if clock == event.ts {
             at

@@ -402,3 +402,63 @@ fn programs_checked_against_the_set_read_every_feature_by_its_slot() {
     let fuel = persona_expr::compile("features.spend_30d[\"fuel\"]", &schema).unwrap();
     assert_eq!(fuel.eval(&view), Value::Float(4100.0));
 }
+
+fn as_attrs(v: &[(String, Value)]) -> Vec<(&str, Value)> {
+    v.iter().map(|(k, v)| (k.as_str(), v.clone())).collect()
+}
+
+#[test]
+fn attributes_read_by_slot_equal_attributes_read_by_name() {
+    // 20 attributes read (more than fit on the stack), events carrying unread ones in
+    // between, and one event with many more attributes than the set reads.
+    let mut yaml = String::from("kind: FeatureSet\nmetadata: {name: many}\nspec:\n  features:\n");
+    for i in 0..20 {
+        yaml.push_str(&format!(
+            "    - {{name: f{i}, on: t, where: 'coalesce(event.a{i:02}, 0) > 0', value: event.a{i:02}, agg: sum}}\n"
+        ));
+    }
+    yaml.push_str("    - {name: by_k, on: t, value: event.a03, agg: sum, by: event.k}\n");
+    let set = FeatureSet::compile(&FeatureSetDocument::from_yaml(&yaml).unwrap()).unwrap();
+    let odd: Vec<(String, Value)> = (0..20)
+        .filter(|i| i % 2 == 1)
+        .flat_map(|i| {
+            [
+                (format!("a{i:02}"), Value::Int(i)),
+                (format!("a{i:02}x"), Value::Int(1000)),
+            ]
+        })
+        .chain([("k".to_owned(), Value::from("odd"))])
+        .collect();
+    let all: Vec<(String, Value)> = (0..20)
+        .map(|i| (format!("a{i:02}"), Value::Int(100 + i)))
+        .chain((0..100).map(|i| (format!("z{i:03}"), Value::Int(-1))))
+        .chain([("k".to_owned(), Value::from("all"))])
+        .collect();
+    let events = [
+        ev(1, "t", "2026-10-01T00:00:00Z", &as_attrs(&odd)),
+        ev(2, "t", "2026-10-01T01:00:00Z", &as_attrs(&all)),
+        ev(
+            3,
+            "t",
+            "2026-10-01T02:00:00Z",
+            &[("a00", Value::Int(5)), ("k", Value::from("odd"))],
+        ),
+    ];
+    let mut st = FeatureState::default();
+    for e in &events {
+        st.apply(&set, e);
+    }
+    let streamed = st.view(&set, None).all();
+    let batch = crate::batch::evaluate(&set, &events, parse_ts("2026-10-01T02:00:00Z").unwrap());
+    assert_eq!(streamed, batch);
+    assert_eq!(streamed["f0"], Value::Int(105));
+    assert_eq!(streamed["f3"], Value::Int(3 + 103));
+    assert_eq!(streamed["f4"], Value::Int(104));
+    assert_eq!(
+        streamed["by_k"],
+        Value::Map(BTreeMap::from([
+            ("all".into(), Value::Int(103)),
+            ("odd".into(), Value::Int(3))
+        ]))
+    );
+}

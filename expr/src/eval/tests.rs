@@ -378,3 +378,60 @@ proptest! {
         }
     }
 }
+
+/// Answers `event.<name>` by name and, differently, by slot: which one a program
+/// asked for shows in the result.
+struct EventSlots;
+impl Scope for EventSlots {
+    fn event(&self, name: &str) -> Value {
+        match name {
+            "ts" => Value::Str("2026-01-14T00:00:00Z".into()),
+            _ => Value::Null,
+        }
+    }
+    fn event_ref(&self, name: &str) -> Option<&Value> {
+        static BY_NAME: [Value; 2] = [Value::Int(1), Value::Int(2)];
+        match name {
+            "amount" => Some(&BY_NAME[0]),
+            "fee" => Some(&BY_NAME[1]),
+            _ => None,
+        }
+    }
+    fn event_attr(&self, slot: u32, _name: &str) -> Option<&Value> {
+        static BY_SLOT: [Value; 2] = [Value::Int(10), Value::Int(20)];
+        BY_SLOT.get(slot as usize)
+    }
+}
+
+#[test]
+fn numbered_event_attributes_are_read_by_slot_and_the_rest_by_name() {
+    let schema = Schema::new().allow_root(Root::Event);
+    let p = compile(
+        "[event.amount, event.fee, event[\"amount\"], day_of_month(event.ts), coalesce(event.missing, 0)]",
+        &schema,
+    )
+    .unwrap();
+    assert_eq!(p.event_attrs(), ["amount", "fee", "missing"]);
+    let by_name = Value::List([1, 2, 1, 14, 0].map(Value::Int).to_vec());
+    assert_eq!(p.eval(&EventSlots), by_name);
+    // `fee` keeps its name: only what the numbering knows moves to a slot.
+    let numbered = p.with_event_slots(|name| (name == "amount").then_some(0));
+    assert_eq!(numbered.source(), p.source());
+    assert_eq!(numbered.event_attrs(), p.event_attrs());
+    let by_slot = Value::List([10, 2, 10, 14, 0].map(Value::Int).to_vec());
+    assert_eq!(numbered.eval(&EventSlots), by_slot);
+    // Clauses of a numbered condition read by slot too.
+    let cond = compile("event.amount > 5 and event.fee > 5", &schema)
+        .unwrap()
+        .with_event_slots(|name| (name == "amount").then_some(0));
+    let clauses: Vec<bool> = cond
+        .clauses()
+        .iter()
+        .map(|c| c.program.eval_bool(&EventSlots))
+        .collect();
+    assert_eq!(clauses, [true, false]);
+    assert_eq!(cond.as_path(), None);
+    let path = compile("event.amount", &schema).unwrap().with_event_slots(|_| Some(1));
+    assert_eq!(path.as_path(), Some((Root::Event, "amount")));
+    assert_eq!(path.eval(&EventSlots), Value::Int(20));
+}
