@@ -2,6 +2,7 @@
 //! ids, attribute values, matches, channels and the time helpers every zone agrees on.
 
 mod channel;
+mod de;
 mod event;
 pub mod hash;
 mod ids;

@@ -56,15 +56,14 @@ pub fn format_duration(d: &TimeDelta) -> String {
 /// Serde adapter for `DateTime<Utc>` in the contract's RFC 3339 form.
 pub mod rfc3339 {
     use chrono::{DateTime, Utc};
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::{Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(ts: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&super::format_ts(ts))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
-        let s = String::deserialize(d)?;
-        super::parse_ts(&s).map_err(serde::de::Error::custom)
+        crate::de::parse_str(d, "an RFC 3339 timestamp", super::parse_ts)
     }
 }
 

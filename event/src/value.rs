@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A value. `Null` stands for a missing value everywhere.
@@ -253,7 +254,61 @@ impl<'de> Deserialize<'de> for Value {
                 Tagged::Map(m) => Value::Map(m),
             });
         }
-        serde_json::Value::deserialize(d).map(Value::from)
+        d.deserialize_any(JsonVisitor)
+    }
+}
+
+/// The human-readable form read straight into a [`Value`], as
+/// [`From<serde_json::Value>`] converts it: integers that fit `i64` stay integers,
+/// other numbers are decimals; a repeated key keeps its last value.
+struct JsonVisitor;
+
+impl<'de> Visitor<'de> for JsonVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        Value::deserialize(d)
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+    fn visit_i64<E>(self, i: i64) -> Result<Value, E> {
+        Ok(Value::Int(i))
+    }
+    fn visit_u64<E>(self, u: u64) -> Result<Value, E> {
+        Ok(i64::try_from(u).map_or(Value::Float(u as f64), Value::Int))
+    }
+    fn visit_f64<E>(self, x: f64) -> Result<Value, E> {
+        Ok(Value::Float(x))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::Str(s.to_owned()))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+        Ok(Value::Str(s))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+        while let Some(v) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::List(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = BTreeMap::new();
+        while let Some((k, v)) = map.next_entry::<String, Value>()? {
+            out.insert(k, v);
+        }
+        Ok(Value::Map(out))
     }
 }
 
@@ -267,6 +322,23 @@ mod tests {
         assert_eq!(Value::Int(3).loose_eq(&Value::Float(3.0)), Some(true));
         assert_eq!(Value::Null.loose_eq(&Value::Null), None);
         assert_eq!(Value::from("a").compare(&Value::Int(1)), None);
+    }
+
+    #[test]
+    fn json_reads_as_through_serde_json_value() {
+        for json in [
+            r#"{"a":1,"b":-2,"c":1.5,"d":18446744073709551615,"e":null,"f":true,"g":"x\"y"}"#,
+            r#"[1,[2,{"k":[]}],{},"s",1e300,-0.0]"#,
+            r#"{"dup":1,"dup":2}"#,
+            "9223372036854775807",
+            "\"tk_\"",
+        ] {
+            let direct: Value = serde_json::from_str(json).unwrap();
+            let via: Value = serde_json::from_str::<serde_json::Value>(json)
+                .map(Value::from)
+                .unwrap();
+            assert_eq!(direct, via, "{json}");
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Streaming equals batch through the whole pipeline: the features the actors of
 //! `persona demo` computed (events applied one by one, checkpointed, snapshotted) are
 //! the features `persona backfill` computes from the same files in batch, and the
-//! features `persona bench features` computes from the canonical events backfill wrote.
+//! features `persona bench features` computes from the canonical events backfill wrote
+//! (events in memory, and `--from-file`).
 
 use persona_tests::{Demo, close, jsonl, persona};
 use serde_json::Value;
@@ -43,13 +44,36 @@ fn backfill_equals_the_actors_features() {
     assert_eq!(report["params"]["events"], events.len());
     assert_eq!(report["params"]["customers"], 300);
     assert!(report["ops_per_sec"].as_f64().unwrap() > 0.0);
+    assert_eq!(report["params"]["timed"], "apply");
+    // The same from the file, on two threads each parsing its share of the customers.
+    let from_file = backfilled.join("bench-from-file.jsonl");
+    let report = persona(&[
+        "bench",
+        "features",
+        "--events",
+        backfilled.join("events.jsonl").to_str().unwrap(),
+        "--featureset",
+        out.join("specs/featureset.yaml").to_str().unwrap(),
+        "--runs",
+        "1",
+        "--threads",
+        "2",
+        "--from-file",
+        "--json",
+        "--features-out",
+        from_file.to_str().unwrap(),
+    ]);
+    let report: Value = serde_json::from_str(&String::from_utf8_lossy(&report.stdout)).unwrap();
+    assert_eq!(report["params"]["timed"], "from-file");
+    assert_eq!(report["cores_used"], 2);
     let streamed = jsonl(&out.join("features.jsonl"));
     let batched = jsonl(&backfilled.join("features.jsonl"));
-    let benched = jsonl(&benched);
-    assert_eq!(benched.len(), batched.len());
-    for (s, b) in benched.iter().zip(&batched) {
-        assert_eq!((&s["token"], &s["as_of"]), (&b["token"], &b["as_of"]));
-        assert!(close(&s["features"], &b["features"]), "bench {s} batch {b}");
+    for benched in [jsonl(&benched), jsonl(&from_file)] {
+        assert_eq!(benched.len(), batched.len());
+        for (s, b) in benched.iter().zip(&batched) {
+            assert_eq!((&s["token"], &s["as_of"]), (&b["token"], &b["as_of"]));
+            assert!(close(&s["features"], &b["features"]), "bench {s} batch {b}");
+        }
     }
     assert_eq!(streamed.len(), 300);
     assert_eq!(streamed.len(), batched.len());

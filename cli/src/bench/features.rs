@@ -11,6 +11,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, TimeDelta, Utc};
+use persona_actors::CustomerFeatures;
+use persona_event::hash::fnv1a64;
 use persona_event::{Event, EventId, Token, Value};
 use persona_features::{FeatureSet, FeatureSetDocument, FeatureState};
 use persona_offers::{Customer, Engine};
@@ -77,6 +79,11 @@ pub(crate) struct Args {
     /// independent, as a shard's partitions are); 0: every core.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Time the whole job from the --events file: each run reads and parses the file,
+    /// applies every event as it is read and ends with every customer's features as
+    /// of the latest event. Without it only applying events already in memory is timed.
+    #[arg(long, requires = "events")]
+    from_file: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -90,6 +97,9 @@ struct Params {
     #[serde(skip_serializing_if = "Option::is_none")]
     events_file: Option<PathBuf>,
     runs: u32,
+    /// What a run times: `apply` (events already in memory applied to feature state)
+    /// or `from-file` (reading and parsing the file, applying, the features at the end).
+    timed: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -115,8 +125,8 @@ impl fmt::Display for Report {
         let p = &self.params;
         writeln!(
             f,
-            "bench features: {} set ({} features), {} customers, {} events, {} runs, 1 core",
-            p.set, p.features, p.customers, p.events, p.runs
+            "bench features: {} set ({} features), {} customers, {} events, {} runs, {} cores, timed: {}",
+            p.set, p.features, p.customers, p.events, p.runs, self.cores_used, p.timed
         )?;
         if let Some(file) = &p.events_file {
             writeln!(f, "  events from {}", file.display())?;
@@ -293,10 +303,18 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     let mut rates = Vec::new();
     let mut ram = 0.0;
     let mut snapshot = 0.0;
+    let mut from_file = Vec::new();
     for run in 0..args.runs.max(1) {
         let (before, _) = rss();
         let started = Instant::now();
-        let states = apply_all(&set, &customers, threads);
+        let states = match (&args.events, args.from_file) {
+            (Some(path), true) => {
+                let (states, rows) = from_file_run(path, &set, threads)?;
+                from_file = rows;
+                states
+            }
+            _ => apply_all(&set, &customers, threads),
+        };
         rates.push(total as f64 / started.elapsed().as_secs_f64());
         let (after, _) = rss();
         // Only the first run measures memory: later runs reuse what the allocator kept.
@@ -306,9 +324,15 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         snapshot = states.iter().map(|s| s.encode(&set).len() as f64).sum::<f64>() / per_customer;
         kept = states;
     }
-    if let Some(path) = &args.features_out {
-        write_features(path, &set, &customers, &kept)?;
+    match &args.features_out {
+        Some(path) if args.from_file => {
+            from_file.sort_by(|a, b| a.0.cmp(&b.0));
+            crate::outputs::write_features(path, &from_file)?;
+        }
+        Some(path) => write_features(path, &set, &customers, &kept)?,
+        None => {}
     }
+    drop(from_file);
     drop(kept);
     // The record an actor checkpoints, with the ids of applied events it keeps to
     // recognise re-deliveries.
@@ -341,6 +365,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             events: total,
             events_file: args.events.clone(),
             runs: args.runs,
+            timed: if args.from_file { "from-file" } else { "apply" },
         },
     };
     super::print(&report, args.json);
@@ -378,13 +403,115 @@ fn apply_all(set: &FeatureSet, customers: &[Vec<Event>], threads: usize) -> Vec<
     })
 }
 
+/// One `--from-file` run: `threads` threads each read the whole file and parse and
+/// apply the events of their share of the customers (by a hash of the token, as a
+/// shard takes its partitions), each event as it is read; then every customer's
+/// features as of the latest event of all. Returns the states and the features.
+fn from_file_run(path: &Path, set: &FeatureSet, threads: usize) -> Result<(Vec<FeatureState>, Vec<CustomerFeatures>)> {
+    let threads = threads.max(1);
+    let shares: Vec<Share> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|me| scope.spawn(move || read_share(path, set, me, threads)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a features thread panicked"))
+            .collect::<Result<_>>()
+    })?;
+    let Some(as_of) = shares.iter().filter_map(|s| s.latest).max() else {
+        anyhow::bail!("{}: no events", path.display());
+    };
+    let done: Vec<(Vec<FeatureState>, Vec<CustomerFeatures>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = shares
+            .into_iter()
+            .map(|share| {
+                scope.spawn(move || {
+                    share
+                        .states
+                        .into_iter()
+                        .map(|(token, state)| {
+                            let features = state.view(set, Some(as_of)).all();
+                            (state, (token, as_of, features))
+                        })
+                        .unzip()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a features thread panicked"))
+            .collect()
+    });
+    let (mut states, mut rows) = (Vec::new(), Vec::new());
+    for (s, r) in done {
+        states.extend(s);
+        rows.extend(r);
+    }
+    Ok((states, rows))
+}
+
+/// One thread's customers after a pass over the file, and their latest event time.
+struct Share {
+    states: HashMap<Token, FeatureState>,
+    latest: Option<DateTime<Utc>>,
+}
+
+/// Reads `path`, parsing and applying the events of share `me` of `of`. A line whose
+/// token is not where persona writes it is parsed to find it.
+fn read_share(path: &Path, set: &FeatureSet, me: usize, of: usize) -> Result<Share> {
+    let mine = |token: &str| of == 1 || fnv1a64(token.as_bytes()) % of as u64 == me as u64;
+    let file = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut share = Share {
+        states: HashMap::new(),
+        latest: None,
+    };
+    let mut line = String::new();
+    let mut n = 0;
+    loop {
+        line.clear();
+        n += 1;
+        if reader
+            .read_line(&mut line)
+            .with_context(|| format!("{}:{n}", path.display()))?
+            == 0
+        {
+            break;
+        }
+        let text = line.trim();
+        if text.is_empty() || token_text(text).is_some_and(|t| !mine(t)) {
+            continue;
+        }
+        let event: Event =
+            serde_json::from_str(text).with_context(|| format!("{}:{n}: not a canonical event", path.display()))?;
+        if !mine(event.token.as_str()) {
+            continue;
+        }
+        share.latest = share.latest.max(Some(event.ts));
+        match share.states.get_mut(&event.token) {
+            Some(state) => state.apply(set, &event),
+            None => share.states.entry(event.token.clone()).or_default().apply(set, &event),
+        }
+    }
+    Ok(share)
+}
+
+/// The token of an event line as persona writes it (`"token":"tk_..."`), without
+/// parsing the line.
+fn token_text(line: &str) -> Option<&str> {
+    const KEY: &str = "\"token\":\"";
+    let at = line.find(KEY)? + KEY.len();
+    let rest = &line[at..];
+    rest.find('"').map(|end| &rest[..end])
+}
+
 /// Every customer's features as of the latest event of all, sorted by token, in the
 /// features.jsonl format.
 fn write_features(path: &Path, set: &FeatureSet, customers: &[Vec<Event>], states: &[FeatureState]) -> Result<()> {
     let Some(as_of) = customers.iter().flatten().map(|e| e.ts).max() else {
         anyhow::bail!("no events: no features to write");
     };
-    let mut lines: Vec<persona_actors::CustomerFeatures> = customers
+    let mut lines: Vec<CustomerFeatures> = customers
         .iter()
         .zip(states)
         .filter_map(|(events, state)| {
@@ -399,6 +526,13 @@ fn write_features(path: &Path, set: &FeatureSet, customers: &[Vec<Event>], state
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_token_of_a_line_is_found_without_parsing() {
+        let line = r#"{"id":"ev_1","token":"tk_abc","type":"t","ts":"2026-01-01T00:00:00Z"}"#;
+        assert_eq!(token_text(line), Some("tk_abc"));
+        assert_eq!(token_text(r#"{"token": "tk_abc"}"#), None);
+    }
 
     #[test]
     fn both_bench_sets_compile_and_have_their_size() {
