@@ -99,10 +99,20 @@ def main():
                     help="leading runs of --persona-bench that are warm-up: the median is over the rest")
     ap.add_argument("--spark-bench", help="features.py --json output")
     ap.add_argument("--batch", help="persona backfill's features.jsonl, a cross-check")
+    ap.add_argument("--persona-from-file", help="persona's features.jsonl of the --from-file runs")
+    ap.add_argument("--spark-from-file", help="Spark's features.jsonl of the --from-file runs")
+    ap.add_argument("--persona-from-file-bench", help="persona bench features --from-file --json output")
+    ap.add_argument("--spark-from-file-bench", help="features.py --from-file --json output")
     ap.add_argument("--show", type=int, default=5, help="disagreements to print")
     args = ap.parse_args()
 
-    agree, total, diffs = compare(args.persona, args.spark)
+    _, total, diffs = compare(args.persona, args.spark)
+    # The runs from the file must compute the same values: a difference there counts
+    # against the customer too.
+    for mine in (args.persona_from_file, args.spark_from_file):
+        if mine:
+            diffs += compare(mine, args.spark)[2]
+    agree = total - len({t for t, *_ in diffs})
     pb = json.load(open(args.persona_bench)) if args.persona_bench else None
     sb = json.load(open(args.spark_bench)) if args.spark_bench else None
     persona_rate = None
@@ -130,6 +140,16 @@ def main():
         print(f"DISAGREE {t} {name}: persona={json.dumps(x)} spark={json.dumps(y)}")
     if len(diffs) > args.show:
         print(f"... {len(diffs) - args.show} more disagreements")
+    pf = json.load(open(args.persona_from_file_bench)) if args.persona_from_file_bench else None
+    sf = json.load(open(args.spark_from_file_bench)) if args.spark_from_file_bench else None
+    if pf and sf:
+        runs = pf["runs_ops_per_sec"]
+        timed = runs[args.persona_warmup:] if len(runs) > args.persona_warmup else runs
+        file_rate = statistics.median(timed)
+        print(f"from the file (read, parse, compute, every customer's features; each engine per run): "
+              f"persona {file_rate:,.0f} events/s ({', '.join(f'{r:,.0f}' for r in timed)}), "
+              f"spark {sf['ops_per_sec']:,.0f} events/s ({', '.join(f'{x:.2f}' for x in sf['seconds_runs'])} s), "
+              f"ratio {file_rate / sf['ops_per_sec']:.1f}")
     if pb and sb:
         print(f"persona/spark throughput ratio {persona_rate / sb['ops_per_sec']:.1f}, values agree {agree}/{total}")
     else:
