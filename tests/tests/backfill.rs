@@ -25,45 +25,36 @@ fn backfill_equals_the_actors_features() {
         "--events-out",
         backfilled.join("events.jsonl").to_str().unwrap(),
     ]);
+    let events_file = backfilled.join("events.jsonl");
+    let featureset = out.join("specs/featureset.yaml");
+    // `persona bench features` over the canonical events, writing the features to `to`.
+    let bench = |extra: &[&str], to: &std::path::Path| -> Value {
+        let mut args = vec![
+            "bench",
+            "features",
+            "--events",
+            events_file.to_str().unwrap(),
+            "--featureset",
+            featureset.to_str().unwrap(),
+            "--runs",
+            "1",
+            "--json",
+            "--features-out",
+            to.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        serde_json::from_str(&String::from_utf8_lossy(&persona(&args).stdout)).unwrap()
+    };
     let benched = backfilled.join("bench-features.jsonl");
-    let report = persona(&[
-        "bench",
-        "features",
-        "--events",
-        backfilled.join("events.jsonl").to_str().unwrap(),
-        "--featureset",
-        out.join("specs/featureset.yaml").to_str().unwrap(),
-        "--runs",
-        "1",
-        "--json",
-        "--features-out",
-        benched.to_str().unwrap(),
-    ]);
-    let report: Value = serde_json::from_str(&String::from_utf8_lossy(&report.stdout)).unwrap();
-    let events = jsonl(&backfilled.join("events.jsonl"));
+    let report = bench(&[], &benched);
+    let events = jsonl(&events_file);
     assert_eq!(report["params"]["events"], events.len());
     assert_eq!(report["params"]["customers"], 300);
     assert!(report["ops_per_sec"].as_f64().unwrap() > 0.0);
     assert_eq!(report["params"]["timed"], "apply");
     // The same from the file, on two threads each parsing its share of the customers.
     let from_file = backfilled.join("bench-from-file.jsonl");
-    let report = persona(&[
-        "bench",
-        "features",
-        "--events",
-        backfilled.join("events.jsonl").to_str().unwrap(),
-        "--featureset",
-        out.join("specs/featureset.yaml").to_str().unwrap(),
-        "--runs",
-        "1",
-        "--threads",
-        "2",
-        "--from-file",
-        "--json",
-        "--features-out",
-        from_file.to_str().unwrap(),
-    ]);
-    let report: Value = serde_json::from_str(&String::from_utf8_lossy(&report.stdout)).unwrap();
+    let report = bench(&["--threads", "2", "--from-file"], &from_file);
     assert_eq!(report["params"]["timed"], "from-file");
     assert_eq!(report["cores_used"], 2);
     let streamed = jsonl(&out.join("features.jsonl"));
