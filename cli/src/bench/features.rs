@@ -499,12 +499,14 @@ fn read_share(path: &Path, set: &FeatureSet, me: usize, of: usize) -> Result<Sha
 }
 
 /// The token of an event line as persona writes it (`"token":"tk_..."`), without
-/// parsing the line.
+/// parsing the line; `None` when it is written otherwise (spaces, escapes), so that
+/// the line is parsed and routed by the token it really holds.
 fn token_text(line: &str) -> Option<&str> {
     const KEY: &str = "\"token\":\"";
     let at = line.find(KEY)? + KEY.len();
     let rest = &line[at..];
-    rest.find('"').map(|end| &rest[..end])
+    let token = &rest[..rest.find('"')?];
+    (!token.contains('\\')).then_some(token)
 }
 
 /// Every customer's features as of the latest event of all, sorted by token, in the
@@ -534,6 +536,7 @@ mod tests {
         let line = r#"{"id":"ev_1","token":"tk_abc","type":"t","ts":"2026-01-01T00:00:00Z"}"#;
         assert_eq!(token_text(line), Some("tk_abc"));
         assert_eq!(token_text(r#"{"token": "tk_abc"}"#), None);
+        assert_eq!(token_text(r#"{"token":"tk_\u0061bc"}"#), None);
     }
 
     #[test]
