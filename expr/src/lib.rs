@@ -69,7 +69,7 @@ pub use field::{FieldError, compile_condition_field, compile_field};
 pub use schema::{FeatureDecl, Root, Schema, Type};
 
 use check::Checker;
-use eval::{Node, truthy};
+use eval::{CmpOp, Node, truthy};
 
 /// Lexes, parses and type-checks `src` against `schema`.
 pub fn compile(src: &str, schema: &Schema) -> Result<Program, Diagnostics> {
@@ -176,6 +176,22 @@ impl Program {
             Node::Path(root, name) => Some((*root, name)),
             Node::EventAttr(_, name) => Some((Root::Event, name)),
             Node::Feature(f) => Some((Root::Features, f.as_ref().name)),
+            _ => None,
+        }
+    }
+
+    /// When the whole expression is `event.<attribute> == "<text>"` (either way round)
+    /// over an attribute numbered by [`Program::with_event_slots`]: its slot and the
+    /// text. Over an event whose attribute is a string, the expression holds exactly
+    /// when the two strings are equal, so a caller holding many such clauses over one
+    /// attribute can answer them all with one look-up.
+    pub fn as_attr_equals(&self) -> Option<(u32, &str)> {
+        match &self.inner.node {
+            Node::Cmp(CmpOp::Eq, l, r) => match (&**l, &**r) {
+                (Node::EventAttr(slot, _), Node::Const(Value::Str(text)))
+                | (Node::Const(Value::Str(text)), Node::EventAttr(slot, _)) => Some((*slot, text)),
+                _ => None,
+            },
             _ => None,
         }
     }

@@ -77,6 +77,18 @@ pub(crate) struct Readers {
     pub(crate) families: Vec<usize>,
 }
 
+/// The clauses `event.<attribute> == "<text>"` over one attribute: an event whose
+/// attribute is a string answers them all with one search of the texts, where each
+/// would compare the strings again (`event.category == "fuel"`, `== "dining"`, ...).
+#[derive(Clone, Debug)]
+pub(crate) struct Dispatch {
+    /// The attribute's slot ([`FeatureSet::attrs`]).
+    pub(crate) slot: usize,
+    /// Each clause's text and index, sorted by text; a text may repeat (`"a" ==
+    /// event.x` beside `event.x == "a"`).
+    pub(crate) texts: Vec<(Box<str>, usize)>,
+}
+
 /// Some of a set's base features, chosen by name: the ones a backfill recomputes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Selection(pub(crate) Vec<bool>);
@@ -114,6 +126,10 @@ pub struct FeatureSet {
     /// Distinct clauses of the filters: a clause several filters share (`event.direction
     /// == "debit"`) is evaluated at most once per event.
     pub(crate) clauses: Vec<Program>,
+    /// The clauses answered together by attribute ([`Dispatch`]).
+    pub(crate) dispatches: Vec<Dispatch>,
+    /// For each clause, the index of its dispatch, if it has one.
+    pub(crate) clause_dispatch: Vec<Option<usize>>,
     /// Feature indexes by the fingerprint of their definition, for reading snapshots.
     pub(crate) by_fingerprint: HashMap<u32, usize>,
     /// Every event attribute the features read, sorted; the compiled `where`, `value`
@@ -158,6 +174,7 @@ impl FeatureSet {
         let derived = compile_derived(doc, &features, &mut index, &mut errors);
         let attrs = number_attrs(&mut features);
         let (filters, clauses) = share_filters(&mut features);
+        let (dispatches, clause_dispatch) = dispatch_clauses(&clauses);
         let (groups, families) = place(&mut features);
         let by_kind = readers(&features, &groups);
         let by_fingerprint = features.iter().enumerate().map(|(i, f)| (f.fingerprint, i)).collect();
@@ -173,6 +190,8 @@ impl FeatureSet {
                 by_kind,
                 filters,
                 clauses,
+                dispatches,
+                clause_dispatch,
                 by_fingerprint,
                 attrs,
             })
@@ -320,6 +339,35 @@ fn share_filters(features: &mut [Feature]) -> (Vec<Vec<usize>>, Vec<Program>) {
         f.filter_slot = slot;
     }
     (filters, clauses)
+}
+
+/// Gathers the clauses `event.<attribute> == "<text>"` by attribute; returns the
+/// dispatches and, for each clause, its dispatch.
+fn dispatch_clauses(clauses: &[Program]) -> (Vec<Dispatch>, Vec<Option<usize>>) {
+    let mut dispatches: Vec<Dispatch> = Vec::new();
+    let mut of_clause = vec![None; clauses.len()];
+    for (k, clause) in clauses.iter().enumerate() {
+        let Some((slot, text)) = clause.as_attr_equals() else {
+            continue;
+        };
+        let slot = slot as usize;
+        let d = match dispatches.iter().position(|d| d.slot == slot) {
+            Some(d) => d,
+            None => {
+                dispatches.push(Dispatch {
+                    slot,
+                    texts: Vec::new(),
+                });
+                dispatches.len() - 1
+            }
+        };
+        dispatches[d].texts.push((text.into(), k));
+        of_clause[k] = Some(d);
+    }
+    for d in &mut dispatches {
+        d.texts.sort();
+    }
+    (dispatches, of_clause)
 }
 
 /// Sorts the features into tile groups (same event types, filter and tile unit) and

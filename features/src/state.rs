@@ -123,9 +123,30 @@ impl Filters<'_> {
         let Some(slot) = slot else {
             return true;
         };
-        self.set.filters[slot]
-            .iter()
-            .all(|&k| *self.clauses[k].get_or_insert_with(|| self.set.clauses[k].eval_bool(self.scope)))
+        self.set.filters[slot].iter().all(|&k| self.clause(k))
+    }
+
+    fn clause(&mut self, k: usize) -> bool {
+        if let Some(known) = self.clauses[k] {
+            return known;
+        }
+        if let Some(d) = self.set.clause_dispatch[k] {
+            let dispatch = &self.set.dispatches[d];
+            // By slot only: reading by name (batch), each clause is evaluated as written.
+            if let Some(Value::Str(text)) = self.scope.attrs.get(dispatch.slot).copied() {
+                for &(_, c) in &dispatch.texts {
+                    self.clauses[c] = Some(false);
+                }
+                let from = dispatch.texts.partition_point(|(t, _)| **t < **text);
+                for (_, c) in dispatch.texts[from..].iter().take_while(|(t, _)| **t == **text) {
+                    self.clauses[*c] = Some(true);
+                }
+                return self.clauses[k] == Some(true);
+            }
+        }
+        let holds = self.set.clauses[k].eval_bool(self.scope);
+        self.clauses[k] = Some(holds);
+        holds
     }
 }
 

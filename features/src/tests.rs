@@ -462,3 +462,67 @@ fn attributes_read_by_slot_equal_attributes_read_by_name() {
         ]))
     );
 }
+
+#[test]
+fn clauses_answered_together_equal_clauses_evaluated_one_by_one() {
+    // Equality clauses over one attribute, a text written both ways round, one that
+    // no string equals, and values that are not strings (evaluated as written: a
+    // time equals its text, a number equals no text).
+    let yaml = r#"
+kind: FeatureSet
+metadata: {name: dispatch}
+spec:
+  features:
+    - {name: fuel, on: t, where: 'event.category == "fuel"', agg: count}
+    - {name: fuel_too, on: t, where: '"fuel" == event.category', agg: count}
+    - {name: fuel_debit, on: t, where: 'event.category == "fuel" and event.direction == "debit"', agg: count}
+    - {name: dining, on: t, where: 'event.category == "dining"', agg: count}
+    - {name: five, on: t, where: 'event.category == "5"', agg: count}
+    - {name: noon, on: t, where: 'event.category == "2026-10-01T12:00:00Z"', agg: count}
+    - {name: not_fuel, on: t, where: 'event.category != "fuel"', agg: count}
+"#;
+    let set = FeatureSet::compile(&FeatureSetDocument::from_yaml(yaml).unwrap()).unwrap();
+    assert_eq!(set.dispatches.len(), 2, "{:?}", set.dispatches);
+    let categories = [
+        Value::from("fuel"),
+        Value::from("dining"),
+        Value::from("Fuel"),
+        Value::Int(5),
+        Value::Time(parse_ts("2026-10-01T12:00:00Z").unwrap()),
+        Value::Null,
+    ];
+    let mut events: Vec<Event> = categories
+        .iter()
+        .zip(1u8..)
+        .map(|(c, n)| {
+            let ts = format!("2026-10-01T0{n}:00:00Z");
+            ev(n, "t", &ts, &[("category", c.clone()), ("direction", "debit".into())])
+        })
+        .collect();
+    events.push(ev(9, "t", "2026-10-01T09:00:00Z", &[("direction", "credit".into())]));
+    let mut st = FeatureState::default();
+    for e in &events {
+        st.apply(&set, e);
+    }
+    let streamed = st.view(&set, None).all();
+    let batch = crate::batch::evaluate(&set, &events, parse_ts("2026-10-01T09:00:00Z").unwrap());
+    assert_eq!(streamed, batch);
+    let counts: Vec<(&str, i64)> = ["fuel", "fuel_too", "fuel_debit", "dining", "five", "noon", "not_fuel"]
+        .into_iter()
+        .map(|name| (name, streamed[name].as_f64().unwrap() as i64))
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ("fuel", 1),
+            ("fuel_too", 1),
+            ("fuel_debit", 1),
+            ("dining", 1),
+            ("five", 0),
+            ("noon", 1),
+            // Only two texts differ from "fuel": against null or a value of another
+            // type, `!=` is neither true nor false.
+            ("not_fuel", 2)
+        ]
+    );
+}

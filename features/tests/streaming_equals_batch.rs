@@ -36,6 +36,9 @@ spec:
     - {name: decayed_n_14d, on: card_swipe, agg: count, decay: 2d, window: 14d}
     - {name: by_cat_7d, on: transaction, value: event.amount, agg: sum, window: 7d, by: event.category}
     - {name: early_days, on: transaction, where: day_of_month(event.ts) <= 3, agg: count, window: 30d}
+    - {name: fuel_7d, on: transaction, where: event.category == "fuel", value: event.amount, agg: sum, window: 7d}
+    - {name: big_dining_30d, on: transaction, where: event.category == "dining" and event.amount >= 100, agg: count, window: 30d}
+    - {name: mall_a_days, on: card_swipe, where: '"A" == event.mall', agg: distinct_days, window: 30d}
   derived:
     - {name: busy, expr: "features.n_1d >= 3 or features.sum_7d > 2000"}
     - {name: fuel_share, expr: "coalesce(features.by_cat_7d[\"fuel\"], 0) / (features.sum_7d + 1)"}

@@ -435,3 +435,35 @@ fn numbered_event_attributes_are_read_by_slot_and_the_rest_by_name() {
     assert_eq!(path.as_path(), Some((Root::Event, "amount")));
     assert_eq!(path.eval(&EventSlots), Value::Int(20));
 }
+
+#[test]
+fn an_attribute_equal_to_a_text_is_recognised_only_in_that_shape() {
+    let schema = Schema::new().allow_root(Root::Event);
+    let numbered = |src: &str| {
+        compile(src, &schema)
+            .unwrap()
+            .with_event_slots(|name| (name == "category").then_some(3))
+    };
+    assert_eq!(
+        numbered(r#"event.category == "fuel""#).as_attr_equals(),
+        Some((3, "fuel"))
+    );
+    assert_eq!(
+        numbered(r#""fuel" == event.category"#).as_attr_equals(),
+        Some((3, "fuel"))
+    );
+    // Not numbered, not equality, not a text, not alone: evaluated as written.
+    for src in [
+        r#"event.city == "Pune""#,
+        r#"event.category != "fuel""#,
+        "event.category == 5",
+        r#"event.category == event.city"#,
+        r#"coalesce(event.category, "") == "fuel""#,
+        r#"event.category == "fuel" and event.city == "Pune""#,
+    ] {
+        assert_eq!(numbered(src).as_attr_equals(), None, "{src}");
+    }
+    // Before numbering the attribute is read by name: nothing to dispatch on.
+    let plain = compile(r#"event.category == "fuel""#, &schema).unwrap();
+    assert_eq!(plain.as_attr_equals(), None);
+}
