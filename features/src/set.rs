@@ -75,6 +75,33 @@ pub(crate) struct Readers {
     pub(crate) groups: Vec<usize>,
     /// Feature indexes of the `by` families reading the type.
     pub(crate) families: Vec<usize>,
+    /// The groups again, split on the attribute their filters most often test for a
+    /// text.
+    pub(crate) split: Option<Split>,
+}
+
+/// The tile groups of an event type split on one attribute: an event whose attribute
+/// is a string can pass only the groups that test it for no text and those that
+/// test it for that string (`event.category == "fuel"` groups, for a fuel
+/// transaction), so it visits only those.
+#[derive(Clone, Debug)]
+pub(crate) struct Split {
+    /// The attribute's slot ([`FeatureSet::attrs`]).
+    pub(crate) slot: usize,
+    /// Groups whose filter tests the attribute for no text.
+    pub(crate) rest: Vec<usize>,
+    /// Groups whose filter requires the attribute to equal a text, by text, sorted.
+    pub(crate) by_text: Vec<(Box<str>, Vec<usize>)>,
+}
+
+impl Split {
+    /// The groups an event whose attribute is `text` may pass, besides `rest`.
+    pub(crate) fn testing(&self, text: &str) -> &[usize] {
+        match self.by_text.binary_search_by(|(t, _)| (**t).cmp(text)) {
+            Ok(i) => &self.by_text[i].1,
+            Err(_) => &[],
+        }
+    }
 }
 
 /// The clauses `event.<attribute> == "<text>"` over one attribute: an event whose
@@ -176,7 +203,10 @@ impl FeatureSet {
         let (filters, clauses) = share_filters(&mut features);
         let (dispatches, clause_dispatch) = dispatch_clauses(&clauses);
         let (groups, families) = place(&mut features);
-        let by_kind = readers(&features, &groups);
+        let mut by_kind = readers(&features, &groups);
+        for (_, r) in &mut by_kind {
+            r.split = split(&r.groups, &groups, &filters, &dispatches, &clause_dispatch);
+        }
         let by_fingerprint = features.iter().enumerate().map(|(i, f)| (f.fingerprint, i)).collect();
         if errors.is_empty() {
             Ok(FeatureSet {
@@ -368,6 +398,45 @@ fn dispatch_clauses(clauses: &[Program]) -> (Vec<Dispatch>, Vec<Option<usize>>) 
         d.texts.sort();
     }
     (dispatches, of_clause)
+}
+
+/// Splits an event type's groups on the attribute their filters most often test for
+/// a text (a clause of a [`Dispatch`]); none when no filter does.
+fn split(
+    of_kind: &[usize],
+    groups: &[Group],
+    filters: &[Vec<usize>],
+    dispatches: &[Dispatch],
+    clause_dispatch: &[Option<usize>],
+) -> Option<Split> {
+    // The dispatch and text each group's filter requires, per dispatch.
+    let required = |g: usize, d: usize| -> Option<&str> {
+        let clauses = &filters[groups[g].filter_slot?];
+        let k = *clauses.iter().find(|&&k| clause_dispatch[k] == Some(d))?;
+        dispatches[d].texts.iter().find(|(_, c)| *c == k).map(|(t, _)| &**t)
+    };
+    let d = (0..dispatches.len())
+        .map(|d| (of_kind.iter().filter(|&&g| required(g, d).is_some()).count(), d))
+        .filter(|(n, _)| *n > 0)
+        .max_by_key(|(n, d)| (*n, std::cmp::Reverse(*d)))?
+        .1;
+    let mut rest = Vec::new();
+    let mut by_text: Vec<(Box<str>, Vec<usize>)> = Vec::new();
+    for &g in of_kind {
+        match required(g, d) {
+            None => rest.push(g),
+            Some(text) => match by_text.iter_mut().find(|(t, _)| **t == *text) {
+                Some((_, gs)) => gs.push(g),
+                None => by_text.push((text.into(), vec![g])),
+            },
+        }
+    }
+    by_text.sort();
+    Some(Split {
+        slot: dispatches[d].slot,
+        rest,
+        by_text,
+    })
 }
 
 /// Sorts the features into tile groups (same event types, filter and tile unit) and

@@ -111,6 +111,11 @@ fn resolve_attrs<'e>(names: &[Box<str>], event: &'e Event, slots: &mut [&'e Valu
     }
 }
 
+/// The event's value of the attribute in `slot`, when the scope reads by slot.
+fn attrs_of<'a>(scope: &EventScope<'a>, slot: usize) -> Option<&'a Value> {
+    scope.attrs.get(slot).copied()
+}
+
 /// The filters of a set evaluated for one event, each clause at most once.
 struct Filters<'a> {
     set: &'a FeatureSet,
@@ -310,7 +315,15 @@ impl FeatureState {
             tiles: &at,
             tz: set.tz,
         };
-        for &g in &readers.groups {
+        // Only the groups the event can pass, when its type's groups are split.
+        let (first, then) = match &readers.split {
+            Some(split) => match attrs_of(&scope, split.slot) {
+                Some(Value::Str(text)) => (&split.rest[..], split.testing(text)),
+                _ => (&readers.groups[..], &[][..]),
+            },
+            None => (&readers.groups[..], &[][..]),
+        };
+        for &g in first.iter().chain(then) {
             let group = &set.groups[g];
             if only.is_some_and(|o| !group.members.iter().any(|&i| o.has(i))) {
                 continue;
@@ -423,8 +436,13 @@ impl Tiled {
                 }
                 self.tiles.insert(r, tile);
                 let at = r * width;
-                self.accs
-                    .splice(at..at, group.members.iter().map(|&i| set.features[i].agg.empty()));
+                let empty = group.members.iter().map(|&i| set.features[i].agg.empty());
+                // Mostly a new latest tile: appended, with no splice to set up.
+                if at == self.accs.len() {
+                    self.accs.extend(empty);
+                } else {
+                    self.accs.splice(at..at, empty);
+                }
                 r
             }
         }

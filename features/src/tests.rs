@@ -483,6 +483,14 @@ spec:
 "#;
     let set = FeatureSet::compile(&FeatureSetDocument::from_yaml(yaml).unwrap()).unwrap();
     assert_eq!(set.dispatches.len(), 2, "{:?}", set.dispatches);
+    // The groups of `t` split on `category`: a string visits `rest` and its own.
+    let split = set.readers("t").unwrap().split.as_ref().unwrap();
+    assert_eq!(&*set.attrs[split.slot], "category");
+    let texts: Vec<&str> = split.by_text.iter().map(|(t, _)| &**t).collect();
+    assert_eq!(texts, ["2026-10-01T12:00:00Z", "5", "dining", "fuel"]);
+    assert_eq!(split.testing("fuel").len(), 3);
+    assert_eq!(split.rest.len(), 1, "only `!=` tests no text");
+    assert!(split.testing("grocery").is_empty());
     let categories = [
         Value::from("fuel"),
         Value::from("dining"),
