@@ -111,11 +111,6 @@ fn resolve_attrs<'e>(names: &[Box<str>], event: &'e Event, slots: &mut [&'e Valu
     }
 }
 
-/// The event's value of the attribute in `slot`, when the scope reads by slot.
-fn attrs_of<'a>(scope: &EventScope<'a>, slot: usize) -> Option<&'a Value> {
-    scope.attrs.get(slot).copied()
-}
-
 /// The filters of a set evaluated for one event, each clause at most once.
 struct Filters<'a> {
     set: &'a FeatureSet,
@@ -317,7 +312,7 @@ impl FeatureState {
         };
         // Only the groups the event can pass, when its type's groups are split.
         let (first, then) = match &readers.split {
-            Some(split) => match attrs_of(&scope, split.slot) {
+            Some(split) => match scope.attrs.get(split.slot).copied() {
                 Some(Value::Str(text)) => (&split.rest[..], split.testing(text)),
                 _ => (&readers.groups[..], &[][..]),
             },
